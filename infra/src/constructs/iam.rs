@@ -1,0 +1,214 @@
+//! IAM: policy statements, execution roles and SQS queue policies. Grants on the other
+//! constructs add statements here; a statement cannot hold a `*` action or resource.
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::json;
+
+use super::ConstructRef;
+use crate::error::{Error, Result};
+use crate::template::{Expr, Resource};
+
+/// Anything that can receive a grant: it has an execution role in the stack.
+pub trait Grantee {
+    /// The role that grants add statements to.
+    fn grant_role(&self) -> &ConstructRef;
+}
+
+/// One `Allow` statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    principal_service: Option<&'static str>,
+    actions: Vec<String>,
+    resources: Vec<Expr>,
+    source_arn: Option<Expr>,
+}
+
+impl Statement {
+    /// Allows `actions` on `resources`. Each action is `service:Action` without wildcards; no
+    /// resource is `*`.
+    pub fn allow(actions: &[&str], resources: Vec<Expr>) -> Result<Self> {
+        const WHO: &str = "iam::Statement";
+        if actions.is_empty() {
+            return Err(Error::invalid(WHO, "Action", "[]", "at least one action is needed"));
+        }
+        for action in actions {
+            let well_formed = matches!(action.split_once(':'), Some((svc, act)) if !svc.is_empty() && !act.is_empty());
+            if !well_formed || action.contains('*') {
+                return Err(Error::invalid(
+                    WHO,
+                    "Action",
+                    action,
+                    "must be one `service:Action`, without `*`: grant the exact actions needed",
+                ));
+            }
+        }
+        if resources.is_empty() {
+            return Err(Error::invalid(WHO, "Resource", "[]", "at least one resource is needed"));
+        }
+        if resources.iter().any(|r| r.as_literal() == Some("*")) {
+            return Err(Error::invalid(WHO, "Resource", "*", "name the resource's ARN instead of `*`"));
+        }
+        Ok(Statement {
+            principal_service: None,
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            resources,
+            source_arn: None,
+        })
+    }
+
+    /// For resource policies: the AWS service allowed to act.
+    pub fn for_service(mut self, service: &'static str) -> Self {
+        self.principal_service = Some(service);
+        self
+    }
+
+    /// Only when the request comes from the resource `arn` (`ArnEquals aws:SourceArn`).
+    pub fn from_source(mut self, arn: Expr) -> Self {
+        self.source_arn = Some(arn);
+        self
+    }
+
+    pub fn actions(&self) -> &[String] {
+        &self.actions
+    }
+
+    pub fn resources(&self) -> &[Expr] {
+        &self.resources
+    }
+}
+
+impl Serialize for Statement {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("Effect", "Allow")?;
+        if let Some(service) = self.principal_service {
+            map.serialize_entry("Principal", &json!({ "Service": service }))?;
+        }
+        map.serialize_entry("Action", &self.actions)?;
+        map.serialize_entry("Resource", &self.resources)?;
+        if let Some(arn) = &self.source_arn {
+            map.serialize_entry("Condition", &json!({ "ArnEquals": { "aws:SourceArn": arn } }))?;
+        }
+        map.end()
+    }
+}
+
+fn document(statements: &[Statement]) -> serde_json::Value {
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Adds `statement` unless an equal one is there, so granting twice is harmless.
+fn add_once(statements: &mut Vec<Statement>, statement: Statement) {
+    if !statements.contains(&statement) {
+        statements.push(statement);
+    }
+}
+
+/// An execution role assumed by one AWS service, with one inline policy that grants extend.
+/// Inline, so the permissions exist before anything that uses the role is created.
+#[derive(Clone, Debug)]
+pub struct Role {
+    construct: ConstructRef,
+    assumed_by: &'static str,
+    statements: Vec<Statement>,
+}
+
+impl Role {
+    pub(crate) fn new(construct: ConstructRef, assumed_by: &'static str) -> Self {
+        Role { construct, assumed_by, statements: Vec::new() }
+    }
+
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    pub(crate) fn add(&mut self, statement: Statement) {
+        add_once(&mut self.statements, statement);
+    }
+
+    pub(crate) fn render(&self) -> Result<Resource> {
+        let assume = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "Service": self.assumed_by },
+                "Action": ["sts:AssumeRole"],
+            }],
+        });
+        let mut props = json!({ "AssumeRolePolicyDocument": assume });
+        if !self.statements.is_empty() {
+            props["Policies"] = json!([{
+                "PolicyName": format!("{}Policy", self.construct.id),
+                "PolicyDocument": document(&self.statements),
+            }]);
+        }
+        Resource::new("AWS::IAM::Role", props)
+    }
+}
+
+/// The resource policy of one SQS queue.
+#[derive(Clone, Debug)]
+pub struct QueuePolicy {
+    construct: ConstructRef,
+    queue: ConstructRef,
+    statements: Vec<Statement>,
+}
+
+impl QueuePolicy {
+    pub(crate) fn new(construct: ConstructRef, queue: ConstructRef) -> Self {
+        QueuePolicy { construct, queue, statements: Vec::new() }
+    }
+
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    pub(crate) fn add(&mut self, statement: Statement) {
+        add_once(&mut self.statements, statement);
+    }
+
+    pub(crate) fn render(&self) -> Result<Resource> {
+        Resource::new(
+            "AWS::SQS::QueuePolicy",
+            json!({ "Queues": [self.queue.id.reference()], "PolicyDocument": document(&self.statements) }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_empty_statements_are_refused() {
+        let arn = || vec![Expr::lit("arn:aws:sqs:us-east-1:1:q")];
+        assert!(Statement::allow(&["sqs:SendMessage"], arn()).is_ok());
+        for bad in ["*", "sqs:*", "sqs:Send*", "SendMessage", ":x", "sqs:"] {
+            let err = Statement::allow(&[bad], arn()).unwrap_err().to_string();
+            assert!(err.contains(&format!("Action = {bad} is invalid")), "{err}");
+        }
+        assert!(Statement::allow(&[], arn()).is_err());
+        assert!(Statement::allow(&["sqs:SendMessage"], vec![]).is_err());
+        let err = Statement::allow(&["sqs:SendMessage"], vec![Expr::lit("*")]).unwrap_err().to_string();
+        assert!(err.contains("Resource = * is invalid"), "{err}");
+    }
+
+    #[test]
+    fn statements_serialize_with_principal_and_condition() {
+        let s = Statement::allow(&["sqs:SendMessage"], vec![Expr::lit("q")])
+            .unwrap()
+            .for_service("events.amazonaws.com")
+            .from_source(Expr::lit("rule"));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": ["sqs:SendMessage"],
+                "Resource": ["q"],
+                "Condition": {"ArnEquals": {"aws:SourceArn": "rule"}},
+            })
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! SQS: `Queue` (visibility timeout, retention, long polling, SSE, dead-letter queue) and the
+//! grants that write its queue policy or a consumer's role.
+
+use std::panic::Location;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::cloudwatch::{Metric, Statistic};
+use super::events::Rule;
+use super::iam::{Grantee, Statement};
+use super::{validate, ConstructRef, Stack};
+use crate::error::{Error, Result};
+use crate::template::{Expr, Resource};
+
+/// Builder of an `AWS::SQS::Queue`. Defaults: 30 s visibility, 4 days retention, 20 s long
+/// polling, SQS-managed encryption, no dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct QueueBuilder {
+    id: String,
+    name: Option<String>,
+    visibility_timeout_secs: u32,
+    retention_secs: u32,
+    receive_wait_secs: u32,
+    encrypted: bool,
+    dead_letter: Option<(Queue, u32)>,
+}
+
+/// A built queue: the handle other constructs and grants take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queue {
+    pub construct: ConstructRef,
+    pub visibility_timeout_secs: u32,
+    pub retention_secs: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueueProperties<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_name: Option<&'a str>,
+    visibility_timeout: u32,
+    message_retention_period: u32,
+    receive_message_wait_time_seconds: u32,
+    sqs_managed_sse_enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redrive_policy: Option<serde_json::Value>,
+}
+
+impl Queue {
+    pub const VISIBILITY_TIMEOUT: std::ops::RangeInclusive<u32> = 0..=43_200;
+    pub const RETENTION: std::ops::RangeInclusive<u32> = 60..=1_209_600;
+    pub const RECEIVE_WAIT: std::ops::RangeInclusive<u32> = 0..=20;
+    pub const MAX_RECEIVE_COUNT: std::ops::RangeInclusive<u32> = 1..=1_000;
+
+    pub fn builder(id: &str) -> QueueBuilder {
+        QueueBuilder {
+            id: id.to_owned(),
+            name: None,
+            visibility_timeout_secs: 30,
+            retention_secs: 345_600,
+            receive_wait_secs: 20,
+            encrypted: true,
+            dead_letter: None,
+        }
+    }
+
+    /// The queue URL (`Ref`).
+    pub fn url(&self) -> Expr {
+        self.construct.id.reference()
+    }
+
+    pub fn arn(&self) -> Expr {
+        self.construct.id.get_att("Arn")
+    }
+
+    pub fn queue_name(&self) -> Expr {
+        self.construct.id.get_att("QueueName")
+    }
+
+    /// Lets `grantee` receive and delete messages, as a Lambda event source needs.
+    pub fn grant_consume(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<()> {
+        stack.owns(&self.construct)?;
+        let statement =
+            Statement::allow(&["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], vec![self.arn()])?;
+        stack.role_mut(grantee.grant_role())?.add(statement);
+        Ok(())
+    }
+
+    /// Lets EventBridge deliver to this queue, only for `rule` (`aws:SourceArn`).
+    #[track_caller]
+    pub fn grant_send_from(&self, stack: &mut Stack, rule: &Rule) -> Result<()> {
+        stack.owns(&rule.construct)?;
+        let statement = Statement::allow(&["sqs:SendMessage"], vec![self.arn()])?
+            .for_service("events.amazonaws.com")
+            .from_source(rule.arn());
+        stack.queue_policy_mut(&self.construct)?.add(statement);
+        Ok(())
+    }
+
+    fn metric(&self, name: &'static str, statistic: Statistic) -> Metric {
+        Metric::new("AWS/SQS", name, ("QueueName", self.queue_name()), statistic)
+    }
+
+    /// Messages waiting to be received.
+    pub fn metric_visible_messages(&self) -> Metric {
+        self.metric("ApproximateNumberOfMessagesVisible", Statistic::Maximum)
+    }
+
+    /// Messages received and not yet deleted.
+    pub fn metric_in_flight_messages(&self) -> Metric {
+        self.metric("ApproximateNumberOfMessagesNotVisible", Statistic::Maximum)
+    }
+
+    /// Age of the oldest message, in seconds.
+    pub fn metric_oldest_message_age(&self) -> Metric {
+        self.metric("ApproximateAgeOfOldestMessage", Statistic::Maximum)
+    }
+}
+
+impl QueueBuilder {
+    /// Physical name: 1 to 80 of A-Z, a-z, 0-9, - and _.
+    pub fn queue_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// 0 to 43200 s; for a Lambda event source, at least 6 x the function timeout plus the
+    /// batching window (checked when the mapping is built).
+    pub fn visibility_timeout_secs(mut self, secs: u32) -> Self {
+        self.visibility_timeout_secs = secs;
+        self
+    }
+
+    /// 60 s to 14 days.
+    pub fn retention_secs(mut self, secs: u32) -> Self {
+        self.retention_secs = secs;
+        self
+    }
+
+    /// Long polling, 0 to 20 s.
+    pub fn receive_wait_secs(mut self, secs: u32) -> Self {
+        self.receive_wait_secs = secs;
+        self
+    }
+
+    pub fn encrypted(mut self, on: bool) -> Self {
+        self.encrypted = on;
+        self
+    }
+
+    /// After `max_receive_count` receives (1 to 1000), a message moves to `queue`.
+    pub fn dead_letter_queue(mut self, queue: &Queue, max_receive_count: u32) -> Self {
+        self.dead_letter = Some((queue.clone(), max_receive_count));
+        self
+    }
+
+    #[track_caller]
+    pub fn build(self, stack: &mut Stack) -> Result<Queue> {
+        let construct = stack.claim(&self.id, "sqs::Queue", Location::caller())?;
+        if let Some(name) = &self.name {
+            validate::name(&construct, "QueueName", name, 1..=80, validate::alnum_or("-_"), "A-Z, a-z, 0-9, - and _")?;
+        }
+        validate::in_range(&construct, "VisibilityTimeout", self.visibility_timeout_secs, Queue::VISIBILITY_TIMEOUT)?;
+        validate::in_range(&construct, "MessageRetentionPeriod", self.retention_secs, Queue::RETENTION)?;
+        validate::in_range(&construct, "ReceiveMessageWaitTimeSeconds", self.receive_wait_secs, Queue::RECEIVE_WAIT)?;
+        let redrive_policy = match &self.dead_letter {
+            None => None,
+            Some((dlq, max_receive_count)) => {
+                stack.owns(&dlq.construct)?;
+                validate::in_range(
+                    &construct,
+                    "RedrivePolicy.maxReceiveCount",
+                    *max_receive_count,
+                    Queue::MAX_RECEIVE_COUNT,
+                )?;
+                // A standard queue keeps a message's first enqueue time when it moves to the
+                // DLQ, so a DLQ that keeps messages no longer than the source would lose them.
+                if dlq.retention_secs <= self.retention_secs {
+                    return Err(Error::invalid(
+                        &dlq.construct,
+                        "MessageRetentionPeriod",
+                        dlq.retention_secs,
+                        format!(
+                            "must be longer than the retention of {construct} ({} s), or moved messages can expire at once",
+                            self.retention_secs
+                        ),
+                    ));
+                }
+                Some(json!({ "deadLetterTargetArn": dlq.arn(), "maxReceiveCount": max_receive_count }))
+            }
+        };
+        let props = QueueProperties {
+            queue_name: self.name.as_deref(),
+            visibility_timeout: self.visibility_timeout_secs,
+            message_retention_period: self.retention_secs,
+            receive_message_wait_time_seconds: self.receive_wait_secs,
+            sqs_managed_sse_enabled: self.encrypted,
+            redrive_policy,
+        };
+        stack.add_resource(&construct, Resource::new("AWS::SQS::Queue", props)?);
+        Ok(Queue {
+            construct,
+            visibility_timeout_secs: self.visibility_timeout_secs,
+            retention_secs: self.retention_secs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::LogicalId;
+
+    fn props(stack: &Stack, id: &str) -> serde_json::Value {
+        stack.to_template().unwrap().resources[&LogicalId::new(id).unwrap()].properties.clone()
+    }
+
+    fn build(f: impl FnOnce(QueueBuilder) -> QueueBuilder) -> Result<Queue> {
+        let mut stack = Stack::new("s", "").unwrap();
+        f(Queue::builder("Q")).build(&mut stack)
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let mut stack = Stack::new("s", "").unwrap();
+        Queue::builder("Q").build(&mut stack).unwrap();
+        assert_eq!(
+            props(&stack, "Q"),
+            json!({
+                "VisibilityTimeout": 30,
+                "MessageRetentionPeriod": 345600,
+                "ReceiveMessageWaitTimeSeconds": 20,
+                "SqsManagedSseEnabled": true,
+            })
+        );
+    }
+
+    type Setter = fn(QueueBuilder, u32) -> QueueBuilder;
+
+    #[test]
+    fn limits_on_both_sides() {
+        // (property, setter, accepted, refused); 0 is the floor of u32, so a range starting
+        // at 0 has nothing to refuse below it.
+        let cases: [(&str, Setter, [u32; 2], &[u32]); 3] = [
+            ("VisibilityTimeout", QueueBuilder::visibility_timeout_secs, [0, 43_200], &[43_201]),
+            ("MessageRetentionPeriod", QueueBuilder::retention_secs, [60, 1_209_600], &[59, 1_209_601]),
+            ("ReceiveMessageWaitTimeSeconds", QueueBuilder::receive_wait_secs, [0, 20], &[21]),
+        ];
+        for (property, set, accepted, refused) in cases {
+            for ok in accepted {
+                assert!(build(|b| set(b, ok)).is_ok(), "{property} {ok}");
+            }
+            for &bad in refused {
+                let err = build(|b| set(b, bad)).unwrap_err().to_string();
+                assert!(err.starts_with(&format!("sqs::Queue `Q`: {property} = {bad} is invalid")), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(build(|b| b.queue_name("a".repeat(80))).is_ok());
+        assert!(build(|b| b.queue_name("Metrics-Queue_1")).is_ok());
+        assert!(build(|b| b.queue_name("a".repeat(81))).is_err());
+        assert!(build(|b| b.queue_name("")).is_err());
+        let err = build(|b| b.queue_name("metrics.queue")).unwrap_err().to_string();
+        assert!(err.contains("QueueName = \"metrics.queue\""), "{err}");
+    }
+
+    #[test]
+    fn dead_letter_queue_redrive_and_limits() {
+        for (count, ok) in [(0, false), (1, true), (1000, true), (1001, false)] {
+            let mut stack = Stack::new("s", "").unwrap();
+            let dlq = Queue::builder("Dlq").retention_secs(1_209_600).build(&mut stack).unwrap();
+            let r = Queue::builder("Q").dead_letter_queue(&dlq, count).build(&mut stack);
+            assert_eq!(r.is_ok(), ok, "{count}: {r:?}");
+            if ok {
+                assert_eq!(
+                    props(&stack, "Q")["RedrivePolicy"],
+                    json!({"deadLetterTargetArn": {"Fn::GetAtt": ["Dlq", "Arn"]}, "maxReceiveCount": count})
+                );
+            } else {
+                assert!(r.unwrap_err().to_string().contains("RedrivePolicy.maxReceiveCount"));
+            }
+        }
+    }
+
+    #[test]
+    fn dead_letter_queue_must_outlive_its_source() {
+        let mut stack = Stack::new("s", "").unwrap();
+        let dlq = Queue::builder("Dlq").retention_secs(345_600).build(&mut stack).unwrap();
+        let err = Queue::builder("Q").dead_letter_queue(&dlq, 5).build(&mut stack).unwrap_err().to_string();
+        assert!(err.starts_with("sqs::Queue `Dlq`: MessageRetentionPeriod = 345600 is invalid"), "{err}");
+        let longer = Queue::builder("Dlq2").retention_secs(345_601).build(&mut stack).unwrap();
+        assert!(Queue::builder("Q2").dead_letter_queue(&longer, 5).build(&mut stack).is_ok());
+    }
+
+    #[test]
+    fn dead_letter_queue_from_another_stack_is_refused() {
+        let mut other = Stack::new("other", "").unwrap();
+        let dlq = Queue::builder("Dlq").retention_secs(1_209_600).build(&mut other).unwrap();
+        let mut stack = Stack::new("s", "").unwrap();
+        assert!(matches!(
+            Queue::builder("Q").dead_letter_queue(&dlq, 5).build(&mut stack),
+            Err(Error::ForeignConstruct { .. })
+        ));
+    }
+}

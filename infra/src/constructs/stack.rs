@@ -1,0 +1,215 @@
+//! The stack: the scope every construct is built in. It owns the logical-ID namespace, the
+//! resources rendered so far, and the IAM documents that grants keep adding to until synth.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::iam::{QueuePolicy, Role};
+use super::validate;
+use crate::error::{Error, Place, Result};
+use crate::template::{ConditionExpr, Expr, LogicalId, Output, Parameter, Resource, Template};
+
+static NEXT_STACK: AtomicU64 = AtomicU64::new(1);
+
+/// What a handle knows of its construct: which stack made it, its logical ID and its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConstructRef {
+    stack: u64,
+    pub id: LogicalId,
+    pub kind: &'static str,
+}
+
+impl fmt::Display for ConstructRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.kind, self.id)
+    }
+}
+
+/// One CloudFormation stack under construction.
+#[derive(Debug)]
+pub struct Stack {
+    serial: u64,
+    name: String,
+    template: Template,
+    places: BTreeMap<LogicalId, Place>,
+    roles: BTreeMap<LogicalId, Role>,
+    queue_policies: BTreeMap<LogicalId, QueuePolicy>,
+}
+
+impl Stack {
+    /// A stack named `name` (1 to 128 characters: a letter, then letters, digits and hyphens).
+    pub fn new(name: &str, description: &str) -> Result<Self> {
+        let construct = format!("Stack `{name}`");
+        validate::name(&construct, "StackName", name, 1..=128, validate::alnum_or("-"), "A-Z, a-z, 0-9 and -")?;
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return Err(Error::invalid(construct, "StackName", format!("{name:?}"), "must start with a letter"));
+        }
+        if description.len() > 1024 {
+            return Err(Error::invalid(
+                construct,
+                "Description",
+                format!("{} bytes", description.len()),
+                "must be at most 1024 bytes",
+            ));
+        }
+        Ok(Stack {
+            serial: NEXT_STACK.fetch_add(1, Ordering::Relaxed),
+            name: name.to_owned(),
+            template: Template::new(description),
+            places: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            queue_policies: BTreeMap::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reserves `id` for a construct of `kind` declared at `location`.
+    pub(crate) fn claim(
+        &mut self,
+        id: &str,
+        kind: &'static str,
+        location: &'static Location<'static>,
+    ) -> Result<ConstructRef> {
+        let id = LogicalId::new(id)?;
+        let place = Place { kind, location };
+        if let Some(first) = self.places.get(&id) {
+            return Err(Error::DuplicateLogicalId { id: id.to_string(), first: *first, second: place });
+        }
+        self.places.insert(id.clone(), place);
+        Ok(ConstructRef { stack: self.serial, id, kind })
+    }
+
+    /// Fails unless `construct` was built in this stack.
+    pub(crate) fn owns(&self, construct: &ConstructRef) -> Result<()> {
+        if construct.stack == self.serial {
+            Ok(())
+        } else {
+            Err(Error::ForeignConstruct { construct: construct.to_string(), stack: self.name.clone() })
+        }
+    }
+
+    pub(crate) fn add_resource(&mut self, construct: &ConstructRef, resource: Resource) {
+        self.template.resources.insert(construct.id.clone(), resource);
+    }
+
+    pub(crate) fn add_role(&mut self, role: Role) {
+        self.roles.insert(role.construct().id.clone(), role);
+    }
+
+    pub(crate) fn role_mut(&mut self, role: &ConstructRef) -> Result<&mut Role> {
+        self.owns(role)?;
+        let name = self.name.clone();
+        self.roles.get_mut(&role.id).ok_or_else(|| Error::ForeignConstruct { construct: role.to_string(), stack: name })
+    }
+
+    /// The resource policy of `queue`, created on first use as `<queue id>Policy`.
+    #[track_caller]
+    pub(crate) fn queue_policy_mut(&mut self, queue: &ConstructRef) -> Result<&mut QueuePolicy> {
+        self.owns(queue)?;
+        if !self.queue_policies.contains_key(&queue.id) {
+            let construct = self.claim(&format!("{}Policy", queue.id), "sqs::QueuePolicy", Location::caller())?;
+            self.queue_policies.insert(queue.id.clone(), QueuePolicy::new(construct, queue.clone()));
+        }
+        let name = self.name.clone();
+        self.queue_policies
+            .get_mut(&queue.id)
+            .ok_or_else(|| Error::ForeignConstruct { construct: queue.to_string(), stack: name })
+    }
+
+    /// Adds a template parameter; returns its ID for `Ref`.
+    #[track_caller]
+    pub fn add_parameter(&mut self, id: &str, parameter: Parameter) -> Result<LogicalId> {
+        let construct = self.claim(id, "Parameter", Location::caller())?;
+        self.template.parameters.insert(construct.id.clone(), parameter);
+        Ok(construct.id)
+    }
+
+    /// The parameter `id`, if the stack has one.
+    pub fn parameter(&self, id: &str) -> Option<LogicalId> {
+        self.template.parameters.keys().find(|p| p.as_str() == id).cloned()
+    }
+
+    /// Adds a named condition.
+    #[track_caller]
+    pub fn add_condition(&mut self, id: &str, condition: ConditionExpr) -> Result<LogicalId> {
+        let construct = self.claim(id, "Condition", Location::caller())?;
+        self.template.conditions.insert(construct.id.clone(), condition);
+        Ok(construct.id)
+    }
+
+    /// Adds a stack output.
+    #[track_caller]
+    pub fn add_output(&mut self, id: &str, description: &str, value: Expr) -> Result<()> {
+        let construct = self.claim(id, "Output", Location::caller())?;
+        let output = Output { description: description.to_owned(), value, condition: None, export: None };
+        self.template.outputs.insert(construct.id, output);
+        Ok(())
+    }
+
+    /// The whole template: resources so far plus the roles and queue policies grants built up.
+    pub fn to_template(&self) -> Result<Template> {
+        let mut template = self.template.clone();
+        for role in self.roles.values() {
+            template.resources.insert(role.construct().id.clone(), role.render()?);
+        }
+        for policy in self.queue_policies.values() {
+            template.resources.insert(policy.construct().id.clone(), policy.render()?);
+        }
+        Ok(template)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_names_follow_cloudformation_rules() {
+        assert!(Stack::new("a", "").is_ok());
+        assert!(Stack::new(&format!("a{}", "-".repeat(127)), "").is_ok());
+        for bad in ["", "1abc", "-abc", "a_b", &"a".repeat(129)] {
+            assert!(Stack::new(bad, "").is_err(), "{bad:?}");
+        }
+        assert!(Stack::new("a", &"d".repeat(1024)).is_ok());
+        let err = Stack::new("a", &"d".repeat(1025)).unwrap_err().to_string();
+        assert!(err.contains("Description = 1025 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_logical_id_names_both_places() {
+        let mut stack = Stack::new("s", "").unwrap();
+        stack.claim("Thing", "sqs::Queue", Location::caller()).unwrap();
+        let err = stack.claim("Thing", "dynamodb::Table", Location::caller()).unwrap_err().to_string();
+        assert!(err.starts_with("logical ID `Thing` is used twice: first by sqs::Queue at "), "{err}");
+        assert!(err.contains("then by dynamodb::Table at "), "{err}");
+        assert!(err.contains("stack.rs:"), "{err}");
+    }
+
+    #[test]
+    fn parameters_and_outputs_share_the_namespace() {
+        let mut stack = Stack::new("s", "").unwrap();
+        stack.add_parameter("Bucket", Parameter::string("b")).unwrap();
+        assert_eq!(stack.parameter("Bucket").unwrap().as_str(), "Bucket");
+        assert!(stack.parameter("Other").is_none());
+        assert!(stack.add_output("Bucket", "o", Expr::lit("x")).is_err());
+        stack.add_condition("IsProd", ConditionExpr::Condition("X".into())).unwrap();
+        let template = stack.to_template().unwrap();
+        assert_eq!(template.parameters.len(), 1);
+        assert_eq!(template.conditions.len(), 1);
+    }
+
+    #[test]
+    fn handles_from_another_stack_are_refused() {
+        let mut a = Stack::new("a", "").unwrap();
+        let b = Stack::new("b", "").unwrap();
+        let thing = a.claim("Thing", "sqs::Queue", Location::caller()).unwrap();
+        assert!(a.owns(&thing).is_ok());
+        let err = b.owns(&thing).unwrap_err().to_string();
+        assert_eq!(err, "sqs::Queue `Thing` belongs to another stack; pass a handle built in stack `b`");
+    }
+}

@@ -1,0 +1,247 @@
+//! This app's stack: the workshop's "business metrics with SQS and DynamoDB" system, built from
+//! typed props whose defaults are the workshop's values.
+
+use crate::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
+use crate::constructs::dynamodb::{Billing, Key, RemovalPolicy, Table};
+use crate::constructs::events::{EventBus, EventPattern, Rule, SqsTarget};
+use crate::constructs::lambda::{Architecture, Code, EventSourceMapping, Function};
+use crate::constructs::logs::Retention;
+use crate::constructs::sqs::Queue;
+use crate::constructs::Stack;
+use crate::error::Result;
+
+/// The event source of the core Serverlesspresso app.
+pub const EVENT_SOURCE: &str = "awsserverlessda.serverlesspresso";
+
+/// The order events the metrics count.
+pub const DETAIL_TYPES: [&str; 3] =
+    ["OrderManager.WaitingCompletion", "OrderManager.OrderCompleted", "OrderManager.OrderCancelled"];
+
+/// cargo-lambda binary names of the two functions.
+pub const PUBLISH_METRICS_ASSET: &str = "publish-metrics";
+pub const EVENTS_LOAD_TEST_ASSET: &str = "events-load-test";
+
+/// The table's attribute for expiring items (the handler's dedupe records).
+pub const TTL_ATTRIBUTE: &str = "ttl";
+
+/// Whether the stack owns the bus or uses the core app's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusProps {
+    Import { name: String },
+    Create { name: String },
+}
+
+/// Everything that differs between two deployments of the metrics stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsStackProps {
+    pub stack_name: String,
+    pub bus: BusProps,
+    pub rule_name: String,
+    pub queue_name: String,
+    pub dead_letter_queue_name: String,
+    pub table_name: String,
+    pub table_billing: Billing,
+    pub publish_function_name: String,
+    pub load_test_function_name: String,
+    pub architecture: Architecture,
+    pub publish_timeout_secs: u32,
+    pub publish_memory_mb: u32,
+    pub publish_reserved_concurrency: u32,
+    pub batch_size: u32,
+    pub batching_window_secs: u32,
+    /// Receives before a message moves to the dead-letter queue.
+    pub max_receive_count: u32,
+    pub log_retention: Retention,
+    /// Alarm when the oldest waiting message is this old.
+    pub oldest_message_alarm_secs: u32,
+}
+
+impl Default for MetricsStackProps {
+    /// The workshop's values, with the core app's bus imported.
+    fn default() -> Self {
+        MetricsStackProps {
+            stack_name: "serverlesspresso-metrics".to_owned(),
+            bus: BusProps::Import { name: "Serverlesspresso".to_owned() },
+            rule_name: "OrderMetrics-DynamoDB".to_owned(),
+            queue_name: "MetricsQueue".to_owned(),
+            dead_letter_queue_name: "MetricsQueue-DLQ".to_owned(),
+            table_name: "serverlesspresso-metrics-table".to_owned(),
+            table_billing: Billing::Provisioned { read: 5, write: 5 },
+            publish_function_name: "PublishMetrics".to_owned(),
+            load_test_function_name: "EventsLoadTest".to_owned(),
+            architecture: Architecture::Arm64,
+            publish_timeout_secs: 30,
+            publish_memory_mb: 256,
+            publish_reserved_concurrency: 1,
+            batch_size: 10,
+            batching_window_secs: 30,
+            // With reserved concurrency 1, Lambda's SQS pollers (five or more) keep receiving
+            // while the one execution is busy; each throttled receive counts toward this. AWS
+            // advises at least 5; 10 leaves room for a 500-order burst, so only a message that
+            // fails in the handler again and again reaches the DLQ.
+            max_receive_count: 10,
+            log_retention: Retention::TwoWeeks,
+            oldest_message_alarm_secs: 900,
+        }
+    }
+}
+
+impl MetricsStackProps {
+    /// The workshop's stack, but creating its own bus, so it deploys alone (fresh account,
+    /// local runs, tests).
+    pub fn standalone() -> Self {
+        MetricsStackProps {
+            stack_name: "serverlesspresso-metrics-standalone".to_owned(),
+            bus: BusProps::Create { name: "Serverlesspresso".to_owned() },
+            ..Self::default()
+        }
+    }
+
+    /// Another environment of the same stack: every physical name suffixed with `-<env>`.
+    pub fn for_environment(env: &str) -> Self {
+        let d = Self::default();
+        let s = |name: &str| format!("{name}-{env}");
+        MetricsStackProps {
+            stack_name: s(&d.stack_name),
+            rule_name: s(&d.rule_name),
+            queue_name: s(&d.queue_name),
+            dead_letter_queue_name: s(&d.dead_letter_queue_name),
+            table_name: s(&d.table_name),
+            publish_function_name: s(&d.publish_function_name),
+            load_test_function_name: s(&d.load_test_function_name),
+            ..d
+        }
+    }
+}
+
+/// Builds the metrics stack from `props`.
+pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
+    let mut stack = Stack::new(
+        &props.stack_name,
+        "Serverlesspresso business metrics: order events from EventBridge, buffered by SQS, counted into DynamoDB",
+    )?;
+    let bus = match &props.bus {
+        BusProps::Import { name } => EventBus::import(name)?,
+        BusProps::Create { name } => EventBus::create(&mut stack, "EventBus", name)?,
+    };
+
+    let dead_letters = Queue::builder("MetricsDeadLetterQueue")
+        .queue_name(&props.dead_letter_queue_name)
+        .retention_secs(1_209_600)
+        .build(&mut stack)?;
+    let queue = Queue::builder("MetricsQueue")
+        .queue_name(&props.queue_name)
+        .visibility_timeout_secs(6 * props.publish_timeout_secs + props.batching_window_secs)
+        .retention_secs(345_600)
+        .dead_letter_queue(&dead_letters, props.max_receive_count)
+        .build(&mut stack)?;
+
+    let table = Table::builder("MetricsTable", Key::string("PK"))
+        .sort_key(Key::string("SK"))
+        .table_name(&props.table_name)
+        .billing(props.table_billing)
+        .point_in_time_recovery(true)
+        .ttl_attribute(TTL_ATTRIBUTE)
+        .removal_policy(RemovalPolicy::Retain)
+        .build(&mut stack)?;
+
+    let publish = Function::builder("PublishMetrics", Code::asset(PUBLISH_METRICS_ASSET))
+        .function_name(&props.publish_function_name)
+        .description("Counts order events from MetricsQueue into the metrics table")
+        .architecture(props.architecture)
+        .memory_mb(props.publish_memory_mb)
+        .timeout_secs(props.publish_timeout_secs)
+        .reserved_concurrency(props.publish_reserved_concurrency)
+        .env("TABLE_NAME", table.table_name())
+        .log_retention(props.log_retention)
+        .build(&mut stack)?;
+    table.grant_write(&mut stack, &publish)?;
+    EventSourceMapping::sqs("PublishMetricsQueueMapping", &queue, &publish)
+        .batch_size(props.batch_size)
+        .batching_window_secs(props.batching_window_secs)
+        .report_batch_item_failures(true)
+        .build(&mut stack)?;
+
+    let load_test = Function::builder("EventsLoadTest", Code::asset(EVENTS_LOAD_TEST_ASSET))
+        .function_name(&props.load_test_function_name)
+        .description("Puts a burst of order events on the bus")
+        .architecture(props.architecture)
+        .memory_mb(256)
+        .timeout_secs(120)
+        .env("EVENT_BUS_NAME", bus.bus_name())
+        .log_retention(props.log_retention)
+        .build(&mut stack)?;
+    bus.grant_put_events(&mut stack, &load_test)?;
+
+    Rule::builder("OrderMetricsRule", &bus, EventPattern::new().sources(&[EVENT_SOURCE]).detail_types(&DETAIL_TYPES))
+        .name(&props.rule_name)
+        .description("Order events for the business metrics")
+        .target(SqsTarget::new("MetricsQueue", &queue).dead_letter_queue(&dead_letters))
+        .build(&mut stack)?;
+
+    let name = &props.stack_name;
+    Alarm::builder("DeadLetterQueueAlarm", dead_letters.metric_visible_messages(), 1.0)
+        .name(format!("{name}-dead-letters"))
+        .description("Order events failed and are waiting in the dead-letter queue")
+        .build(&mut stack)?;
+    Alarm::builder("QueueAgeAlarm", queue.metric_oldest_message_age(), f64::from(props.oldest_message_alarm_secs))
+        .name(format!("{name}-queue-age"))
+        .description("Order events wait too long in MetricsQueue: PublishMetrics is behind")
+        .build(&mut stack)?;
+    Alarm::builder("PublishMetricsErrorsAlarm", publish.metric_errors(), 1.0)
+        .name(format!("{name}-publish-errors"))
+        .description("PublishMetrics failed")
+        .build(&mut stack)?;
+    Alarm::builder("TableWriteThrottleAlarm", table.metric_write_throttles(), 1.0)
+        .name(format!("{name}-table-throttles"))
+        .description("Writes to the metrics table are throttled")
+        .comparison(Comparison::GreaterThanOrEqualToThreshold)
+        .build(&mut stack)?;
+
+    Dashboard::builder("MetricsDashboard")
+        .name(name.clone())
+        .graph(GraphWidget {
+            title: format!("{} concurrency", props.publish_function_name),
+            lines: vec![
+                Line::metric(publish.metric_concurrent_executions(), "Concurrent executions (max)"),
+                Line::metric(publish.metric_throttles(), "Throttles"),
+            ],
+        })
+        .graph(GraphWidget {
+            title: format!("{} depth", props.queue_name),
+            lines: vec![
+                Line::metric(queue.metric_visible_messages(), "Waiting"),
+                Line::metric(queue.metric_in_flight_messages(), "In flight"),
+                Line::metric(dead_letters.metric_visible_messages(), "Dead letters"),
+            ],
+        })
+        .graph(GraphWidget {
+            title: format!("{} oldest message age (s)", props.queue_name),
+            lines: vec![Line::metric(queue.metric_oldest_message_age(), "Oldest message age")],
+        })
+        .graph(GraphWidget {
+            title: "Write capacity: consumed vs provisioned".to_owned(),
+            lines: vec![
+                Line::hidden(table.metric_consumed_wcu(), "consumed"),
+                Line::expression("consumedPerSecond", "consumed/PERIOD(consumed)", "Consumed WCU"),
+                Line::metric(table.metric_provisioned_wcu(), "Provisioned WCU"),
+            ],
+        })
+        .build(&mut stack)?;
+
+    stack.add_output("QueueUrl", "URL of MetricsQueue", queue.url())?;
+    stack.add_output("QueueArn", "ARN of MetricsQueue", queue.arn())?;
+    stack.add_output("DeadLetterQueueUrl", "URL of the dead-letter queue", dead_letters.url())?;
+    stack.add_output("TableName", "The metrics table", table.table_name())?;
+    stack.add_output("PublishMetricsFunctionName", "The counting function", publish.function_name())?;
+    stack.add_output("EventsLoadTestFunctionName", "The load-test function", load_test.function_name())?;
+    stack.add_output("EventBusName", "The bus the rule listens on", bus.bus_name())?;
+    stack.add_output("EventBusArn", "ARN of that bus", bus.arn())?;
+    Ok(stack)
+}
+
+/// The stacks `synth` writes: the workshop's (importing the core app's bus) and a standalone
+/// one that creates its own bus.
+pub fn app() -> Result<Vec<Stack>> {
+    [MetricsStackProps::default(), MetricsStackProps::standalone()].iter().map(metrics_stack).collect()
+}

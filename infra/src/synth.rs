@@ -1,0 +1,177 @@
+//! Synthesis output: each stack's template as YAML and JSON, written into a directory all at
+//! once (temporary files, then renames) or compared with what is there (`--check`).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::constructs::Stack;
+
+/// Suffixes of the files synth owns in its output directory.
+const OWNED_SUFFIXES: [&str; 2] = [".template.yaml", ".template.json"];
+
+/// One file synth produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub file_name: String,
+    pub contents: String,
+    pub resources: usize,
+}
+
+/// Renders every stack into its artifacts. Fails, producing nothing, on the first invalid stack.
+pub fn artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
+    let mut out = Vec::new();
+    for stack in stacks {
+        let template = stack.to_template()?;
+        let resources = template.resources.len();
+        for (ext, contents) in [("yaml", template.to_yaml()?), ("json", template.to_json()?)] {
+            out.push(Artifact { file_name: format!("{}.template.{ext}", stack.name()), contents, resources });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot create output directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+fn owned(file_name: &str) -> bool {
+    OWNED_SUFFIXES.iter().any(|s| file_name.ends_with(s))
+}
+
+/// Files in `dir` that synth owns but no longer produces.
+fn leftovers(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<PathBuf>, OutputError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(OutputError::Read { path: dir.to_owned(), source }),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| OutputError::Read { path: dir.to_owned(), source })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if owned(&name) && !artifacts.iter().any(|a| a.file_name == name) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `artifacts` into `dir`. Every file is first written and flushed under a temporary
+/// name, then all are renamed into place, so a failure leaves no partial file behind. Owned
+/// files that are no longer produced are removed. Returns the paths written.
+pub fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<PathBuf>, OutputError> {
+    fs::create_dir_all(dir).map_err(|source| OutputError::CreateDir { path: dir.to_owned(), source })?;
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = (|| {
+        for a in artifacts {
+            let tmp = dir.join(format!(".{}.tmp{}", a.file_name, std::process::id()));
+            staged.push((tmp.clone(), dir.join(&a.file_name)));
+            let mut f = fs::File::create(&tmp).map_err(|source| OutputError::Write { path: tmp.clone(), source })?;
+            f.write_all(a.contents.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|source| OutputError::Write { path: tmp.clone(), source })?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (tmp, _) in &staged {
+            let _ = fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    for path in leftovers(dir, artifacts)? {
+        fs::remove_file(&path).map_err(|source| OutputError::Write { path: path.clone(), source })?;
+    }
+    let mut written = Vec::new();
+    for (tmp, path) in staged {
+        fs::rename(&tmp, &path).map_err(|source| OutputError::Write { path: path.clone(), source })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Why a file in the output directory is out of date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Staleness {
+    Missing,
+    Differs,
+    /// Synth owns the name but no longer produces it.
+    Unexpected,
+}
+
+/// The files of `dir` that differ from `artifacts`; empty when it is up to date.
+pub fn stale(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<(PathBuf, Staleness)>, OutputError> {
+    let mut out = Vec::new();
+    for a in artifacts {
+        let path = dir.join(&a.file_name);
+        match fs::read(&path) {
+            Ok(bytes) if bytes == a.contents.as_bytes() => {}
+            Ok(_) => out.push((path, Staleness::Differs)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => out.push((path, Staleness::Missing)),
+            Err(source) => return Err(OutputError::Read { path, source }),
+        }
+    }
+    out.extend(leftovers(dir, artifacts)?.into_iter().map(|p| (p, Staleness::Unexpected)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Artifact> {
+        ["a.template.yaml", "a.template.json"]
+            .map(|n| Artifact { file_name: n.into(), contents: format!("{n}\n"), resources: 1 })
+            .to_vec()
+    }
+
+    #[test]
+    fn write_then_check_is_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("synth-out");
+        assert_eq!(stale(&out, &sample()).unwrap().len(), 2);
+        let written = write(&out, &sample()).unwrap();
+        assert_eq!(written.len(), 2);
+        assert!(stale(&out, &sample()).unwrap().is_empty());
+        let names: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+    }
+
+    #[test]
+    fn check_names_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &sample()).unwrap();
+        fs::write(dir.path().join("a.template.json"), "edited").unwrap();
+        fs::write(dir.path().join("old.template.yaml"), "gone").unwrap();
+        fs::write(dir.path().join("notes.txt"), "not ours").unwrap();
+        let s = stale(dir.path(), &sample()).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                (dir.path().join("a.template.json"), Staleness::Differs),
+                (dir.path().join("old.template.yaml"), Staleness::Unexpected),
+            ]
+        );
+        write(dir.path(), &sample()).unwrap();
+        assert!(!dir.path().join("old.template.yaml").exists());
+        assert!(dir.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut artifacts = sample();
+        // A name that cannot be created: its parent is a missing directory.
+        artifacts.push(Artifact { file_name: "missing/x.template.json".into(), contents: String::new(), resources: 0 });
+        assert!(write(dir.path(), &artifacts).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

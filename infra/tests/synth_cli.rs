@@ -1,0 +1,84 @@
+//! The `synth` binary: what it writes and prints, `--check`, `--out`, `--env`, and failures.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn synth(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synth")).current_dir(dir).args(args).output().expect("synth runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn writes_synth_out_and_prints_one_line_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synth(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for name in [
+        "serverlesspresso-metrics.template.yaml",
+        "serverlesspresso-metrics.template.json",
+        "serverlesspresso-metrics-standalone.template.yaml",
+        "serverlesspresso-metrics-standalone.template.json",
+    ] {
+        let path = dir.path().join("synth-out").join(name);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let line = lines.iter().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} in {stdout}"));
+        assert!(line.starts_with("wrote synth-out/"), "{line}");
+        assert!(line.ends_with(&format!("resources, {bytes} bytes)")), "{line}");
+    }
+}
+
+#[test]
+fn check_passes_when_current_and_names_stale_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = synth(dir.path(), &["--check"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("(Missing)"), "{}", text(&missing.stderr));
+    assert!(!dir.path().join("synth-out").exists(), "--check writes nothing");
+
+    assert!(synth(dir.path(), &[]).status.success());
+    let ok = synth(dir.path(), &["--check"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("up to date (4 files)"));
+
+    let edited = dir.path().join("synth-out/serverlesspresso-metrics.template.json");
+    std::fs::write(&edited, "{}").unwrap();
+    let stale = synth(dir.path(), &["--check"]);
+    assert_eq!(stale.status.code(), Some(1));
+    let err = text(&stale.stderr);
+    assert!(err.contains("serverlesspresso-metrics.template.json (Differs)"), "{err}");
+    assert!(!err.contains("standalone"), "only the stale file is named: {err}");
+    assert!(err.contains("cargo run --bin synth"), "{err}");
+}
+
+#[test]
+fn out_and_env_choose_what_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synth(dir.path(), &["--out", "custom", "--env", "staging"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("custom"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["serverlesspresso-metrics-staging.template.json", "serverlesspresso-metrics-staging.template.yaml"]
+    );
+}
+
+#[test]
+fn a_validation_error_exits_non_zero_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synth(dir.path(), &["--env", "not valid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(err.contains("StackName = \"serverlesspresso-metrics-not valid\" is invalid"), "{err}");
+    assert!(!dir.path().join("synth-out").exists());
+}

@@ -1,0 +1,58 @@
+//! Every synthesized template passes cfn-lint (pinned in tests/requirements.txt) with no error,
+//! warning or informational finding.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs cfn-lint on `files`; returns its exit code and its JSON findings.
+fn cfn_lint(files: &[PathBuf]) -> (i32, serde_json::Value) {
+    let out = Command::new(support::tool("cfn-lint"))
+        .args(["--format", "json", "--"])
+        .args(files)
+        .output()
+        .expect("cfn-lint runs");
+    let findings = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "cfn-lint printed no JSON:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), findings)
+}
+
+fn write(dir: &Path, artifacts: &[infra::synth::Artifact]) -> Vec<PathBuf> {
+    infra::synth::write(dir, artifacts).expect("writes")
+}
+
+#[test]
+fn every_synthesized_template_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write(dir.path(), &support::artifacts());
+    assert_eq!(files.len(), 4);
+    let env = infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment("staging")).unwrap();
+    let mut files = files;
+    files.extend(write(&dir.path().join("staging"), &infra::synth::artifacts(&[env]).unwrap()));
+    let (code, findings) = cfn_lint(&files);
+    assert_eq!(findings, serde_json::json!([]), "cfn-lint findings");
+    assert_eq!(code, 0);
+}
+
+/// The check above can fail: a template AWS would reject is reported.
+#[test]
+fn the_linter_reports_a_broken_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = infra::metrics::metrics_stack(&Default::default()).unwrap();
+    let mut template: serde_json::Value =
+        serde_json::from_str(&stack.to_template().unwrap().to_json().unwrap()).unwrap();
+    // Bypass the construct's validation to write what cfn-lint must catch.
+    template["Resources"]["PublishMetricsQueueMapping"]["Properties"]["BatchSize"] = 20_000.into();
+    let path = dir.path().join("broken.template.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
+    let (code, findings) = cfn_lint(&[path]);
+    assert_ne!(code, 0);
+    let rules: Vec<&str> = findings.as_array().unwrap().iter().filter_map(|f| f["Rule"]["Id"].as_str()).collect();
+    assert!(rules.contains(&"E3034"), "{findings:#}");
+}

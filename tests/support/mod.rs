@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests: the workspace root, the synthesized artifacts, and
+//! the pinned Python tools, installed on first use into a virtual environment.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The app's artifacts, as `synth` writes them.
+pub fn artifacts() -> Vec<infra::synth::Artifact> {
+    let stacks = infra::metrics::app().expect("the app's stacks are valid");
+    infra::synth::artifacts(&stacks).expect("the templates render")
+}
+
+/// The virtual environment holding the tools of `tests/requirements.txt`. Shared by every test
+/// binary (a file lock keeps them from installing at once); kept in the target directory, so a
+/// cached target directory also caches the tools. `SERVERLESSPRESSO_VENV` overrides the place.
+pub fn venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = std::env::var_os("SERVERLESSPRESSO_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("tools-venv"));
+        if let Err(e) = ensure_venv(&dir) {
+            panic!("cannot prepare the test tools in {}: {e}", dir.display());
+        }
+        dir
+    })
+}
+
+/// Path of `tool` in the tools' virtual environment.
+pub fn tool(name: &str) -> PathBuf {
+    venv().join("bin").join(name)
+}
+
+fn ensure_venv(dir: &Path) -> Result<(), String> {
+    let requirements_path = workspace_root().join("tests/requirements.txt");
+    let requirements =
+        fs::read_to_string(&requirements_path).map_err(|e| format!("{}: {e}", requirements_path.display()))?;
+    let parent = dir.parent().ok_or("the venv path has no parent")?;
+    fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let lock_path = dir.with_extension("lock");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+
+    let stamp = dir.join(".requirements.txt");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str()) {
+        return Ok(());
+    }
+    eprintln!("installing the test tools of tests/requirements.txt into {} ...", dir.display());
+    if !dir.join("bin/pip").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(dir),
+            "python3 -m venv (is python3 with venv installed?)",
+        )?;
+    }
+    run(
+        Command::new(dir.join("bin/pip"))
+            .args(["install", "--disable-pip-version-check", "--quiet", "-r"])
+            .arg(&requirements_path),
+        "pip install -r tests/requirements.txt",
+    )?;
+    fs::write(&stamp, requirements).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
