@@ -30,7 +30,7 @@ fn write(dir: &Path, artifacts: &[infra::synth::Artifact]) -> Vec<PathBuf> {
 #[test]
 fn every_synthesized_template_is_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let files = write(dir.path(), &support::artifacts());
+    let files = write(dir.path(), &support::templates());
     assert_eq!(files.len(), 4);
     let env = infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment("staging")).unwrap();
     let mut files = files;

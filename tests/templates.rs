@@ -43,7 +43,7 @@ fn snapshots() {
     settings.set_snapshot_path("../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
-        for a in support::artifacts().iter().filter(|a| a.file_name.ends_with(".yaml")) {
+        for a in support::templates().iter().filter(|a| a.file_name.ends_with(".yaml")) {
             insta::assert_snapshot!(a.file_name.clone(), &a.contents);
         }
     });
@@ -396,7 +396,7 @@ fn synth_is_deterministic() {
 
 #[test]
 fn yaml_and_json_are_the_same_template() {
-    for pair in support::artifacts().chunks(2) {
+    for pair in support::templates().chunks(2) {
         let yaml: Value = serde_yaml::from_str(&pair[0].contents).unwrap();
         let json: Value = serde_json::from_str(&pair[1].contents).unwrap();
         assert_eq!(yaml, json, "{}", pair[0].file_name);

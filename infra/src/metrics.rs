@@ -245,3 +245,10 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
 pub fn app() -> Result<Vec<Stack>> {
     [MetricsStackProps::default(), MetricsStackProps::standalone()].iter().map(metrics_stack).collect()
 }
+
+/// Everything `synth` writes into `synth-out/`: the app's templates and the event schemas.
+pub fn app_artifacts() -> Result<Vec<crate::synth::Artifact>> {
+    let mut artifacts = crate::synth::artifacts(&app()?)?;
+    artifacts.extend(crate::synth::schema_artifacts());
+    Ok(artifacts)
+}

@@ -1,5 +1,6 @@
-//! Synthesis output: each stack's template as YAML and JSON, written into a directory all at
-//! once (temporary files, then renames) or compared with what is there (`--check`).
+//! Synthesis output: each stack's template as YAML and JSON and the event details' JSON
+//! Schemas, written into a directory all at once (temporary files, then renames) or compared
+//! with what is there (`--check`).
 
 use std::fs;
 use std::io::{self, Write};
@@ -8,14 +9,33 @@ use std::path::{Path, PathBuf};
 use crate::constructs::Stack;
 
 /// Suffixes of the files synth owns in its output directory.
-const OWNED_SUFFIXES: [&str; 2] = [".template.yaml", ".template.json"];
+const OWNED_SUFFIXES: [&str; 3] = [".template.yaml", ".template.json", ".schema.json"];
 
 /// One file synth produces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
     pub file_name: String,
     pub contents: String,
-    pub resources: usize,
+    /// Resources in the template; `None` for a schema.
+    pub resources: Option<usize>,
+}
+
+impl Artifact {
+    /// What the file holds, for progress lines.
+    pub fn summary(&self) -> String {
+        match self.resources {
+            Some(n) => format!("{n} resources, {} bytes", self.contents.len()),
+            None => format!("JSON Schema, {} bytes", self.contents.len()),
+        }
+    }
+}
+
+/// The JSON Schemas of the order events' details.
+pub fn schema_artifacts() -> Vec<Artifact> {
+    order_events::detail_schemas()
+        .into_iter()
+        .map(|(file_name, contents)| Artifact { file_name, contents, resources: None })
+        .collect()
 }
 
 /// Renders every stack into its artifacts. Fails, producing nothing, on the first invalid stack.
@@ -25,7 +45,11 @@ pub fn artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
         let template = stack.to_template()?;
         let resources = template.resources.len();
         for (ext, contents) in [("yaml", template.to_yaml()?), ("json", template.to_json()?)] {
-            out.push(Artifact { file_name: format!("{}.template.{ext}", stack.name()), contents, resources });
+            out.push(Artifact {
+                file_name: format!("{}.template.{ext}", stack.name()),
+                contents,
+                resources: Some(resources),
+            });
         }
     }
     Ok(out)
@@ -129,7 +153,7 @@ mod tests {
 
     fn sample() -> Vec<Artifact> {
         ["a.template.yaml", "a.template.json"]
-            .map(|n| Artifact { file_name: n.into(), contents: format!("{n}\n"), resources: 1 })
+            .map(|n| Artifact { file_name: n.into(), contents: format!("{n}\n"), resources: Some(1) })
             .to_vec()
     }
 
@@ -151,12 +175,14 @@ mod tests {
         write(dir.path(), &sample()).unwrap();
         fs::write(dir.path().join("a.template.json"), "edited").unwrap();
         fs::write(dir.path().join("old.template.yaml"), "gone").unwrap();
+        fs::write(dir.path().join("Old.schema.json"), "gone").unwrap();
         fs::write(dir.path().join("notes.txt"), "not ours").unwrap();
         let s = stale(dir.path(), &sample()).unwrap();
         assert_eq!(
             s,
             vec![
                 (dir.path().join("a.template.json"), Staleness::Differs),
+                (dir.path().join("Old.schema.json"), Staleness::Unexpected),
                 (dir.path().join("old.template.yaml"), Staleness::Unexpected),
             ]
         );
@@ -166,11 +192,23 @@ mod tests {
     }
 
     #[test]
+    fn schemas_are_artifacts() {
+        let schemas = schema_artifacts();
+        assert_eq!(schemas.len(), 3);
+        assert!(schemas.iter().all(|s| s.file_name.ends_with(".schema.json") && s.resources.is_none()));
+        assert!(schemas[0].summary().starts_with("JSON Schema, "));
+    }
+
+    #[test]
     fn a_failed_write_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut artifacts = sample();
         // A name that cannot be created: its parent is a missing directory.
-        artifacts.push(Artifact { file_name: "missing/x.template.json".into(), contents: String::new(), resources: 0 });
+        artifacts.push(Artifact {
+            file_name: "missing/x.template.json".into(),
+            contents: String::new(),
+            resources: None,
+        });
         assert!(write(dir.path(), &artifacts).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -18,7 +18,7 @@ fn writes_synth_out_and_prints_one_line_per_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     for name in [
         "serverlesspresso-metrics.template.yaml",
         "serverlesspresso-metrics.template.json",
@@ -30,6 +30,14 @@ fn writes_synth_out_and_prints_one_line_per_file() {
         let line = lines.iter().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} in {stdout}"));
         assert!(line.starts_with("wrote synth-out/"), "{line}");
         assert!(line.ends_with(&format!("resources, {bytes} bytes)")), "{line}");
+    }
+    for detail_type in ["WaitingCompletion", "OrderCompleted", "OrderCancelled"] {
+        let name = format!("OrderManager.{detail_type}.schema.json");
+        let line = lines.iter().find(|l| l.contains(&name)).unwrap_or_else(|| panic!("{name} in {stdout}"));
+        assert!(line.contains("(JSON Schema, "), "{line}");
+        let schema: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("synth-out").join(&name)).unwrap()).unwrap();
+        assert_eq!(schema["title"], format!("OrderManager.{detail_type} detail"));
     }
 }
 
@@ -44,7 +52,7 @@ fn check_passes_when_current_and_names_stale_files() {
     assert!(synth(dir.path(), &[]).status.success());
     let ok = synth(dir.path(), &["--check"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("up to date (4 files)"));
+    assert!(text(&ok.stdout).contains("up to date (7 files)"));
 
     let edited = dir.path().join("synth-out/serverlesspresso-metrics.template.json");
     std::fs::write(&edited, "{}").unwrap();
@@ -70,6 +78,16 @@ fn out_and_env_choose_what_is_written() {
         names,
         ["serverlesspresso-metrics-staging.template.json", "serverlesspresso-metrics-staging.template.yaml"]
     );
+}
+
+#[test]
+fn env_defaults_to_its_own_directory_and_leaves_synth_out_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(synth(dir.path(), &[]).status.success());
+    let out = synth(dir.path(), &["--env", "staging"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("synth-out/staging/serverlesspresso-metrics-staging.template.yaml").exists());
+    assert!(synth(dir.path(), &["--check"]).status.success(), "the default output is untouched");
 }
 
 #[test]

@@ -12,10 +12,14 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The app's artifacts, as `synth` writes them.
+/// The app's artifacts, as `synth` writes them into `synth-out/`.
 pub fn artifacts() -> Vec<infra::synth::Artifact> {
-    let stacks = infra::metrics::app().expect("the app's stacks are valid");
-    infra::synth::artifacts(&stacks).expect("the templates render")
+    infra::metrics::app_artifacts().expect("the app's stacks are valid")
+}
+
+/// The templates among them, YAML then JSON for each stack.
+pub fn templates() -> Vec<infra::synth::Artifact> {
+    artifacts().into_iter().filter(|a| a.resources.is_some()).collect()
 }
 
 /// The virtual environment holding the tools of `tests/requirements.txt`. Shared by every test

@@ -76,6 +76,15 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
     }))
 }
 
+/// An ID, sent as a string ("1000") or a number (1000).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used.
+enum IdSchema {
+    Text(String),
+    Number(f64),
+}
+
 /// The drink of an order.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct DrinkOrder {
@@ -87,6 +96,7 @@ pub struct DrinkOrder {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modifiers: Vec<serde_json::Value>,
@@ -104,6 +114,7 @@ pub struct WaitingCompletionDetail {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<IdSchema>")]
     pub order_id: Option<String>,
     #[serde(rename = "drinkOrder")]
     pub drink_order: DrinkOrder,
@@ -113,6 +124,7 @@ pub struct WaitingCompletionDetail {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -128,6 +140,7 @@ pub struct OrderStateDetail {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<IdSchema>")]
     pub order_id: Option<String>,
     #[serde(rename = "drinkOrder", default, skip_serializing_if = "Option::is_none")]
     pub drink_order: Option<DrinkOrder>,
@@ -137,6 +150,7 @@ pub struct OrderStateDetail {
         deserialize_with = "string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
 }
 

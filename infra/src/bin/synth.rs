@@ -1,6 +1,6 @@
 //! `synth`: writes the app's templates into `synth-out/`, or checks that they are current.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,9 +10,9 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Output directory.
-    #[arg(long, default_value = "synth-out")]
-    out: PathBuf,
+    /// Output directory [default: synth-out, or synth-out/ENV with --env].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Write nothing; exit 1 and name the files when the output directory is out of date.
     #[arg(long)]
     check: bool,
@@ -33,30 +33,32 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stacks = match &args.env {
-        None => infra::metrics::app(),
-        Some(env) => {
-            infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment(env)).map(|s| vec![s])
-        }
-    }
-    .context("the stack is invalid; nothing was written")?;
-    let artifacts = infra::synth::artifacts(&stacks).context("cannot render the templates; nothing was written")?;
+    let (artifacts, default_out) = match &args.env {
+        None => (infra::metrics::app_artifacts(), PathBuf::from("synth-out")),
+        Some(env) => (
+            infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment(env))
+                .and_then(|stack| infra::synth::artifacts(&[stack])),
+            Path::new("synth-out").join(env),
+        ),
+    };
+    let artifacts = artifacts.context("the stack is invalid; nothing was written")?;
+    let out = args.out.unwrap_or(default_out);
     if args.check {
-        let stale = infra::synth::stale(&args.out, &artifacts)?;
+        let stale = infra::synth::stale(&out, &artifacts)?;
         if stale.is_empty() {
-            println!("{} is up to date ({} files)", args.out.display(), artifacts.len());
+            println!("{} is up to date ({} files)", out.display(), artifacts.len());
             return Ok(ExitCode::SUCCESS);
         }
-        eprintln!("{} is stale:", args.out.display());
+        eprintln!("{} is stale:", out.display());
         for (path, why) in stale {
             eprintln!("  {} ({why:?})", path.display());
         }
         eprintln!("run `cargo run --bin synth` and commit the result");
         return Ok(ExitCode::FAILURE);
     }
-    let written = infra::synth::write(&args.out, &artifacts)?;
+    let written = infra::synth::write(&out, &artifacts)?;
     for (path, a) in written.iter().zip(&artifacts) {
-        println!("wrote {} ({} resources, {} bytes)", path.display(), a.resources, a.contents.len());
+        println!("wrote {} ({})", path.display(), a.summary());
     }
     Ok(ExitCode::SUCCESS)
 }
