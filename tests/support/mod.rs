@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod aws;
+pub mod moto;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;

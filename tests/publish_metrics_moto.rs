@@ -1,0 +1,203 @@
+//! PublishMetrics' logic with the real DynamoDB client, against a moto server and a table
+//! created like the stack's.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use publish_metrics::{process, Chunk, DynamoStore, Outcome, RetryPolicy, Store, WriteError};
+use support::aws::{counters, create_metrics_table};
+use support::moto::Moto;
+
+const TABLE: &str = "serverlesspresso-metrics-table";
+
+fn waiting(id: &str, drink: &str, time: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
+        "detail-type": "OrderManager.WaitingCompletion", "time": time, "region": "us-east-1", "resources": [],
+        "detail": {"Message": "m", "orderId": id, "ORDERSTATE": "Completed", "userId": "1", "drinkOrder": {"userId": "1", "drink": drink}},
+    })
+    .to_string()
+}
+
+fn state(id: &str, detail_type: &str, time: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
+        "detail-type": detail_type, "time": time, "detail": {"orderId": id, "orderNumber": 7, "state": "x"},
+    })
+    .to_string()
+}
+
+fn batch(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, b) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(b.clone());
+        event.records.push(m);
+    }
+    event
+}
+
+fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+fn fast() -> RetryPolicy {
+    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) }
+}
+
+struct Env {
+    _moto: Moto,
+    client: aws_sdk_dynamodb::Client,
+    store: DynamoStore,
+}
+
+async fn env() -> Env {
+    let moto = Moto::start();
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    create_metrics_table(&client, TABLE).await;
+    let store = DynamoStore::new(client.clone(), TABLE);
+    Env { _moto: moto, client, store }
+}
+
+async fn run<S: Store>(store: &S, bodies: &[String]) -> Outcome {
+    process(store, batch(bodies), fast(), None).await
+}
+
+const DAY: &str = "2024-05-01T10:00:00Z";
+
+#[tokio::test]
+async fn batch_of_ten_duplicates_and_redelivery() {
+    let e = env().await;
+    let drinks =
+        ["Latte", "Cappuccino", "Espresso", "Latte", "Latte", "Espresso", "Cappuccino", "Latte", "Espresso", "Latte"];
+    let ten: Vec<String> = drinks.iter().enumerate().map(|(i, d)| waiting(&format!("e{i}"), d, DAY)).collect();
+    let out = run(&e.store, &ten).await;
+    assert_eq!((out.counted, out.duplicates), (10, 0));
+    assert_eq!(out.transactions, vec![14]);
+    let after_first = expected(&[
+        ("2024-05-01#TotalSales", 10),
+        ("2024-05-01#Latte", 5),
+        ("2024-05-01#Cappuccino", 2),
+        ("2024-05-01#Espresso", 3),
+    ]);
+    assert_eq!(counters(&e.client, TABLE).await, after_first);
+
+    // Duplicates inside one batch.
+    let with_dups = vec![
+        waiting("n1", "Latte", DAY),
+        waiting("n1", "Latte", DAY),
+        waiting("n2", "Espresso", DAY),
+        waiting("n1", "Latte", DAY),
+    ];
+    let out = run(&e.store, &with_dups).await;
+    assert_eq!((out.counted, out.duplicates), (2, 2));
+    assert!(out.response().batch_item_failures.is_empty());
+
+    // The whole first batch again (a crash after the write, before the SQS delete), plus one new.
+    let mut again = ten.clone();
+    again.push(waiting("n3", "Cappuccino", DAY));
+    let out = run(&e.store, &again).await;
+    assert_eq!((out.counted, out.duplicates), (1, 10), "{out:?}");
+    assert!(out.response().batch_item_failures.is_empty());
+    assert_eq!(
+        counters(&e.client, TABLE).await,
+        expected(&[
+            ("2024-05-01#TotalSales", 13),
+            ("2024-05-01#Latte", 6),
+            ("2024-05-01#Cappuccino", 3),
+            ("2024-05-01#Espresso", 4),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_record_fails_alone() {
+    let e = env().await;
+    let bodies = vec![
+        waiting("a", "Latte", DAY),
+        "{not json".to_owned(),
+        waiting("b", "Latte", DAY),
+        state("c", "OrderManager.SomethingElse", DAY),
+        serde_json::json!({"id": "d", "source": "awsserverlessda.serverlesspresso", "detail-type": "OrderManager.WaitingCompletion", "time": DAY, "detail": {}}).to_string(),
+    ];
+    let out = run(&e.store, &bodies).await;
+    assert_eq!(out.counted, 2);
+    let failed: Vec<String> = out.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+    assert_eq!(failed, ["m1", "m3", "m4"]);
+    assert_eq!(counters(&e.client, TABLE).await, expected(&[("2024-05-01#TotalSales", 2), ("2024-05-01#Latte", 2)]));
+}
+
+#[tokio::test]
+async fn two_days_completed_and_cancelled() {
+    let e = env().await;
+    let bodies = vec![
+        waiting("a", "Flat White", "2024-05-01T23:59:59Z"),
+        waiting("b", "Flat White", "2024-05-02T00:00:01Z"),
+        state("c", "OrderManager.OrderCompleted", "2024-05-01T23:00:00Z"),
+        state("d", "OrderManager.OrderCompleted", "2024-05-02T08:00:00Z"),
+        state("e", "OrderManager.OrderCancelled", "2024-05-02T09:00:00Z"),
+    ];
+    let out = run(&e.store, &bodies).await;
+    assert_eq!(out.counted, 5);
+    assert_eq!(
+        counters(&e.client, TABLE).await,
+        expected(&[
+            ("2024-05-01#Completed", 1),
+            ("2024-05-01#Flat White", 1),
+            ("2024-05-01#TotalSales", 1),
+            ("2024-05-02#Cancelled", 1),
+            ("2024-05-02#Completed", 1),
+            ("2024-05-02#Flat White", 1),
+            ("2024-05-02#TotalSales", 1),
+        ])
+    );
+}
+
+/// The real store, but the `fail_call`-th write (0-based) fails as throttled, `times` times.
+struct Flaky {
+    inner: DynamoStore,
+    calls: AtomicUsize,
+    fail_calls: Vec<usize>,
+}
+
+impl Store for Flaky {
+    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail_calls.contains(&n) {
+            return Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into()));
+        }
+        self.inner.write(chunk).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_write_returns_exactly_the_affected_records() {
+    let e = env().await;
+    // 120 events, each its own drink: a dedupe record and a drink counter each, plus the shared
+    // TotalSales, so 49 events (99 items) per transaction -> transactions of 49, 49 and 22.
+    let bodies: Vec<String> = (0..120).map(|i| waiting(&format!("e{i}"), &format!("Drink {i:03}"), DAY)).collect();
+    // The second transaction fails on every attempt (calls 1, 2, 3); the others succeed.
+    let flaky = Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![1, 2, 3] };
+    let out = run(&flaky, &bodies).await;
+    assert_eq!(out.transactions, [99, 45]);
+    assert_eq!(out.failed.len(), 49);
+    assert!(out.failed[0].reason.contains("after 3 attempt(s)"), "{}", out.failed[0].reason);
+    let failed: Vec<String> = out.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+    let want: Vec<String> = (49..98).map(|i| format!("m{i}")).collect();
+    assert_eq!(failed, want);
+    assert_eq!(counters(&e.client, TABLE).await["2024-05-01#TotalSales"], 71);
+
+    // SQS redelivers the failed ones with the rest, and the first write is throttled once: only
+    // the 49 are new.
+    let flaky_once = Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![0] };
+    let out = run(&flaky_once, &bodies).await;
+    assert_eq!((out.counted, out.duplicates, out.failed.len()), (49, 71, 0));
+    let c = counters(&e.client, TABLE).await;
+    assert_eq!(c["2024-05-01#TotalSales"], 120);
+    assert!((0..120).all(|i| c[&format!("2024-05-01#Drink {i:03}")] == 1));
+}
