@@ -3,6 +3,7 @@
 //! Pipeline: [`metrics`] describes the stack with [`constructs`], which validate and render
 //! into the [`template`] model; [`synth`] serializes it and writes `synth-out/`.
 
+pub mod assets;
 pub mod constructs;
 pub mod error;
 pub mod metrics;

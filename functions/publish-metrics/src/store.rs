@@ -90,6 +90,47 @@ impl DynamoStore {
     }
 }
 
+/// Bytes DynamoDB counts for an attribute value (its "Item sizes and formats" rules): strings
+/// and binaries by length, numbers at one byte per two significant digits plus one.
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => {
+            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+            let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+            significant.div_ceil(2) + 1
+        }
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        _ => 0,
+    }
+}
+
+/// Size of the item a write leaves, in bytes: attribute names plus values.
+pub fn item_size<'a>(attributes: impl IntoIterator<Item = (&'a String, &'a AttributeValue)>) -> usize {
+    attributes.into_iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+/// Write capacity a transaction consumes: per item, 1 WCU per started KB, doubled because
+/// transactional writes cost twice a standard one.
+pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
+    items
+        .iter()
+        .map(|item| {
+            let size = if let Some(put) = item.put() {
+                item_size(put.item())
+            } else if let Some(update) = item.update() {
+                // An `ADD #val :n` counter: the item after the update is its key plus `val`.
+                let val = update.expression_attribute_values().map_or(0, |v| v.get(":n").map_or(0, value_size));
+                item_size(update.key()) + "val".len() + val
+            } else {
+                0
+            };
+            2 * (size.max(1).div_ceil(1024) as u64)
+        })
+        .sum()
+}
+
 /// Cancellation codes worth retrying.
 const TRANSIENT_CODES: [&str; 4] =
     ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"];
@@ -138,5 +179,46 @@ impl Store for DynamoStore {
             Ok(_) => Ok(()),
             Err(e) => Err(classify(chunk, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_dynamodbs_rules() {
+        assert_eq!(value_size(&AttributeValue::S("Aggregate".into())), 9);
+        assert_eq!(value_size(&AttributeValue::N("1".into())), 2);
+        assert_eq!(value_size(&AttributeValue::N("12".into())), 2);
+        assert_eq!(value_size(&AttributeValue::N("123".into())), 3);
+        assert_eq!(value_size(&AttributeValue::N("1000".into())), 2, "trailing zeros are not significant");
+        assert_eq!(value_size(&AttributeValue::N("1716000000".into())), 3);
+        let item = [
+            ("PK".to_owned(), AttributeValue::S("Aggregate".into())),
+            ("val".to_owned(), AttributeValue::N("5".into())),
+        ];
+        assert_eq!(item_size(item.iter().map(|(k, v)| (k, v))), 2 + 9 + 3 + 2);
+    }
+
+    #[test]
+    fn transactional_items_cost_two_per_kb() {
+        let put = |bytes: usize| {
+            let p =
+                Put::builder().table_name("t").item("PK", AttributeValue::S("x".repeat(bytes - 2))).build().unwrap();
+            TransactWriteItem::builder().put(p).build()
+        };
+        assert_eq!(transaction_wcu(&[put(100)]), 2);
+        assert_eq!(transaction_wcu(&[put(1024)]), 2);
+        assert_eq!(transaction_wcu(&[put(1025)]), 4);
+        let update = Update::builder()
+            .table_name("t")
+            .key("PK", AttributeValue::S("Aggregate".into()))
+            .key("SK", AttributeValue::S("2024-05-01#Latte".into()))
+            .update_expression("ADD #val :n")
+            .expression_attribute_values(":n", AttributeValue::N("3".into()))
+            .build()
+            .unwrap();
+        assert_eq!(transaction_wcu(&[put(10), TransactWriteItem::builder().update(update).build()]), 4);
     }
 }

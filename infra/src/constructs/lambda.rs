@@ -300,7 +300,13 @@ impl FunctionBuilder {
                 p.min_length = Some(1);
                 p.max_length = Some(1024);
                 let key = stack.add_parameter(&format!("{}CodeKey", construct.id), p)?;
-                let metadata = json!({ "Asset": { "Path": path, "BucketParameter": bucket, "KeyParameter": key } });
+                let metadata = json!({ "Asset": {
+                    "Name": name,
+                    "Path": path,
+                    "Architecture": self.architecture,
+                    "BucketParameter": bucket,
+                    "KeyParameter": key,
+                } });
                 Ok((json!({ "S3Bucket": bucket.reference(), "S3Key": key.reference() }), Some(metadata)))
             }
         }

@@ -1,0 +1,53 @@
+//! `assets`: checks the Lambda zips cargo-lambda built, makes them reproducible, and prints
+//! their SHA-256 keys (the template's `<Function>CodeKey` parameters).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Prepare the functions' zips for upload and print their content-addressed S3 keys.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Where cargo-lambda wrote the zips [default: $CARGO_TARGET_DIR/lambda or target/lambda].
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
+    /// Print only `Parameter=key` pairs, for `aws cloudformation deploy --parameter-overrides`.
+    #[arg(long)]
+    parameter_overrides: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let stack = infra::metrics::metrics_stack(&Default::default()).context("the stack is invalid")?;
+    let template = stack.to_template().context("cannot render the template")?;
+    let lambda_dir = args.lambda_dir.unwrap_or_else(infra::assets::default_lambda_dir);
+    let mut overrides = Vec::new();
+    for asset in infra::assets::assets_of(&template) {
+        let p = infra::assets::package(&asset, &lambda_dir)?;
+        if !args.parameter_overrides {
+            println!(
+                "{:<18} {:>9} bytes  {}  {}={}",
+                asset.name,
+                p.bytes,
+                p.path.display(),
+                asset.key_parameter,
+                p.key()
+            );
+        }
+        overrides.push(format!("{}={}", asset.key_parameter, p.key()));
+    }
+    println!("{}", overrides.join(" "));
+    Ok(())
+}
