@@ -73,6 +73,11 @@ pub enum AssetError {
     NoBootstrap { path: PathBuf, command: String },
 }
 
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A zip ready to upload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packaged {
@@ -169,12 +174,7 @@ pub fn package(asset: &Asset, lambda_dir: &Path) -> Result<Packaged, AssetError>
             .and_then(|()| fs::rename(&tmp, &path))
             .map_err(|e| AssetError::Write { path: path.clone(), reason: e.to_string() })?;
     }
-    Ok(Packaged {
-        asset: asset.clone(),
-        sha256: hex::encode(Sha256::digest(&normal)),
-        bytes: normal.len() as u64,
-        path,
-    })
+    Ok(Packaged { asset: asset.clone(), sha256: sha256_hex(&normal), bytes: normal.len() as u64, path })
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The workspace root (the directory with Cargo.lock), from whichever package's tests use this.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().find(|p| p.join("Cargo.lock").exists()).unwrap_or(here).to_owned()
 }
 
 /// The app's artifacts, as `synth` writes them into `synth-out/`.

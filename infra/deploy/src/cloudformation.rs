@@ -1,0 +1,474 @@
+//! The CloudFormation and S3 calls of deploy, diff, destroy, outputs and bootstrap.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, TemplateStage,
+};
+use aws_sdk_cloudformation::Client as Cfn;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client as S3;
+
+use crate::guard::{self, ResourceChange, Review};
+
+/// CloudFormation's limit on an inline template body; larger ones go through S3.
+pub const MAX_TEMPLATE_BODY: usize = 51_200;
+
+/// Fmt for errors of the SDK, with their service message.
+fn sdk<E: std::error::Error>(e: E) -> String {
+    format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(e))
+}
+
+/// Creates the asset bucket: encrypted (SSE-S3) and with every public access blocked.
+pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()> {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let mut create = s3.create_bucket().bucket(bucket);
+    if let Some(r) = region.filter(|r| *r != "us-east-1") {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(r)).build(),
+        );
+    }
+    match create.send().await {
+        Ok(_) => println!("created bucket {bucket}"),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
+            println!("bucket {bucket} exists and is yours; securing it")
+        }
+        Err(e) => bail!("cannot create bucket {bucket}: {}", sdk(e)),
+    }
+    let default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
+    let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot set encryption on {bucket}: {}", sdk(e)))?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot block public access to {bucket}: {}", sdk(e)))?;
+    println!("bucket {bucket}: SSE-S3 encryption on, public access blocked");
+    Ok(())
+}
+
+/// Uploads `body` to `bucket`/`key` unless an object is there already (keys are content
+/// hashes, so an existing key holds the same bytes). Returns whether it uploaded.
+pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        Err(e) => bail!(
+            "cannot reach s3://{bucket}/{key}: {}\n(create the bucket with `cargo run --bin deploy -- bootstrap --asset-bucket {bucket}`)",
+            sdk(e)
+        ),
+    }
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot upload s3://{bucket}/{key}: {}", sdk(e)))?;
+    Ok(true)
+}
+
+/// The stack's status, or `None` when there is no such stack.
+pub async fn stack_status(cfn: &Cfn, stack: &str) -> Result<Option<StackStatus>> {
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => Ok(out.stacks().first().and_then(|s| s.stack_status().cloned())),
+        Err(e) if sdk(&e).contains("does not exist") => Ok(None),
+        Err(e) => bail!("cannot describe stack {stack}: {}", sdk(e)),
+    }
+}
+
+/// The template, inline or (over 51,200 bytes) through the asset bucket.
+pub enum TemplateSource {
+    Body(String),
+    Url(String),
+}
+
+pub async fn template_source(
+    s3: &S3,
+    bucket: Option<&str>,
+    body: String,
+    region: Option<&str>,
+) -> Result<TemplateSource> {
+    if body.len() <= MAX_TEMPLATE_BODY {
+        return Ok(TemplateSource::Body(body));
+    }
+    let Some(bucket) = bucket else {
+        bail!(
+            "the template is {} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}: pass --asset-bucket to upload it",
+            body.len()
+        );
+    };
+    let key = format!("templates/{}.json", infra::assets::sha256_hex(body.as_bytes()));
+    upload_once(s3, bucket, &key, body.into_bytes()).await?;
+    let host = match region {
+        Some(r) if r != "us-east-1" => format!("s3.{r}.amazonaws.com"),
+        _ => "s3.amazonaws.com".to_owned(),
+    };
+    Ok(TemplateSource::Url(format!("https://{host}/{bucket}/{key}")))
+}
+
+/// A change set that exists, and what it would do.
+pub struct PlannedChange {
+    pub id: String,
+    pub review: Review,
+}
+
+/// Creates a change set (CREATE or UPDATE), waits for it, and reviews it. `None` when there is
+/// nothing to change (the change set is deleted again).
+pub async fn plan(
+    cfn: &Cfn,
+    stack: &str,
+    template: TemplateSource,
+    parameters: &BTreeMap<String, String>,
+    exists: bool,
+) -> Result<Option<PlannedChange>> {
+    let name = format!("deploy-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
+    let mut create = cfn
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(&name)
+        .change_set_type(if exists { ChangeSetType::Update } else { ChangeSetType::Create })
+        .capabilities(Capability::CapabilityIam);
+    create = match template {
+        TemplateSource::Body(b) => create.template_body(b),
+        TemplateSource::Url(u) => create.template_url(u),
+    };
+    for (k, v) in parameters {
+        create = create.parameters(Parameter::builder().parameter_key(k).parameter_value(v).build());
+    }
+    let id = create
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot create a change set for {stack}: {}", sdk(e)))?
+        .id()
+        .unwrap_or(&name)
+        .to_owned();
+
+    let mut changes = Vec::new();
+    let mut waited = 0;
+    loop {
+        let out = cfn
+            .describe_change_set()
+            .change_set_name(&id)
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot describe change set {name}: {}", sdk(e)))?;
+        match out.status() {
+            Some(ChangeSetStatus::CreateComplete) => {
+                changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
+                let mut token = out.next_token().map(str::to_owned);
+                while let Some(t) = token {
+                    let page =
+                        cfn.describe_change_set().change_set_name(&id).stack_name(stack).next_token(t).send().await?;
+                    changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
+                    token = page.next_token().map(str::to_owned);
+                }
+                break;
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = out.status_reason().unwrap_or_default();
+                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
+                    delete_change_set(cfn, stack, &id).await;
+                    return Ok(None);
+                }
+                delete_change_set(cfn, stack, &id).await;
+                bail!("change set for {stack} failed: {reason}");
+            }
+            _ => {
+                waited += 1;
+                if waited > 300 {
+                    bail!("change set {name} was not ready after 10 minutes");
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    if changes.is_empty() {
+        delete_change_set(cfn, stack, &id).await;
+        return Ok(None);
+    }
+    Ok(Some(PlannedChange { id, review: guard::review(changes) }))
+}
+
+fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
+    ResourceChange {
+        action: c.action().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        logical_resource_id: c.logical_resource_id().unwrap_or_default().to_owned(),
+        physical_resource_id: c.physical_resource_id().map(str::to_owned),
+        resource_type: c.resource_type().unwrap_or_default().to_owned(),
+        replacement: c.replacement().map(|r| r.as_str().to_owned()),
+    }
+}
+
+/// Deletes a change set; a failure is only reported, it does not hide the real outcome.
+pub async fn delete_change_set(cfn: &Cfn, stack: &str, id: &str) {
+    if let Err(e) = cfn.delete_change_set().change_set_name(id).stack_name(stack).send().await {
+        eprintln!("warning: could not delete change set {id}: {}", sdk(e));
+    }
+}
+
+/// Whether a stack status is final, and whether it is a success.
+fn settled(status: &StackStatus) -> Option<bool> {
+    use StackStatus as S;
+    match status {
+        S::CreateComplete | S::UpdateComplete | S::DeleteComplete | S::ImportComplete => Some(true),
+        S::CreateFailed
+        | S::RollbackComplete
+        | S::RollbackFailed
+        | S::DeleteFailed
+        | S::UpdateRollbackComplete
+        | S::UpdateRollbackFailed
+        | S::UpdateFailed
+        | S::ImportRollbackComplete
+        | S::ImportRollbackFailed => Some(false),
+        _ => None,
+    }
+}
+
+/// IDs of the events the stack has now, so that [`follow`] prints only newer ones (by ID, not
+/// by time: the local clock may differ from AWS's).
+pub async fn event_ids(cfn: &Cfn, stack: &str) -> HashSet<String> {
+    match cfn.describe_stack_events().stack_name(stack).send().await {
+        Ok(out) => out.stack_events().iter().filter_map(|e| e.event_id().map(str::to_owned)).collect(),
+        Err(_) => HashSet::new(),
+    }
+}
+
+/// Prints stack events as plain lines (time, logical ID, type, status, reason) until the stack
+/// settles; returns whether it succeeded. On failure, prints the first failed resource's
+/// reason. When `deleting`, a stack that is gone counts as success.
+pub async fn follow(cfn: &Cfn, stack: &str, mut seen: HashSet<String>, deleting: bool) -> Result<bool> {
+    let mut first_failure: Option<String> = None;
+    loop {
+        let events = match cfn.describe_stack_events().stack_name(stack).send().await {
+            Ok(out) => out.stack_events().to_vec(),
+            Err(e) if deleting && sdk(&e).contains("does not exist") => return Ok(true),
+            Err(e) => bail!("cannot read the events of {stack}: {}", sdk(e)),
+        };
+        // Newest first: print the new ones oldest first.
+        for e in events.iter().rev() {
+            if !seen.insert(e.event_id().unwrap_or_default().to_owned()) {
+                continue;
+            }
+            let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
+            let reason = e.resource_status_reason().unwrap_or_default();
+            let mut line = format!(
+                "{}  {:<32} {:<34} {}",
+                e.timestamp().map(|t| t.to_string()).unwrap_or_default(),
+                e.logical_resource_id().unwrap_or_default(),
+                e.resource_type().unwrap_or_default(),
+                status
+            );
+            if !reason.is_empty() {
+                let _ = write!(line, "  {reason}");
+            }
+            println!("{line}");
+            if status.ends_with("_FAILED") && first_failure.is_none() && !reason.is_empty() {
+                first_failure = Some(format!("{}: {reason}", e.logical_resource_id().unwrap_or_default()));
+            }
+        }
+        match stack_status(cfn, stack).await? {
+            None if deleting => return Ok(true),
+            None => bail!("stack {stack} disappeared"),
+            Some(status) => {
+                if let Some(ok) = settled(&status) {
+                    let ok = ok && !(deleting && status != StackStatus::DeleteComplete);
+                    if !ok {
+                        eprintln!("stack {stack} ended in {}", status.as_str());
+                        if let Some(f) = first_failure {
+                            eprintln!("first failure: {f}");
+                        }
+                        if status == StackStatus::RollbackComplete {
+                            eprintln!(
+                                "the stack could not be created and must be deleted before the next deploy: `cargo run --bin deploy -- destroy --stack-name {stack}` (or `aws cloudformation delete-stack --stack-name {stack}`)"
+                            );
+                        }
+                    }
+                    return Ok(ok);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The stack's outputs.
+pub async fn outputs(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot describe {stack}: {}", sdk(e)))?;
+    let s = out.stacks().first().ok_or_else(|| anyhow!("no stack {stack}"))?;
+    Ok(s.outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value().unwrap_or_default().to_owned())))
+        .collect())
+}
+
+/// Physical IDs of the stack's resources, by logical ID.
+pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
+    let out = cfn
+        .describe_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot list the resources of {stack}: {}", sdk(e)))?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            Some((r.logical_resource_id()?.to_owned(), r.physical_resource_id().unwrap_or_default().to_owned()))
+        })
+        .collect())
+}
+
+/// The parameters the stack was last deployed with.
+pub async fn deployed_parameters(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot describe {stack}: {}", sdk(e)))?;
+    Ok(out
+        .stacks()
+        .first()
+        .map(|s| s.parameters())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value().unwrap_or_default().to_owned())))
+        .collect())
+}
+
+/// Whether the deployed stack already runs `template` with `parameters` (as the CDK CLI
+/// checks before deploying): then there is nothing to change.
+pub async fn is_current(
+    cfn: &Cfn,
+    stack: &str,
+    template: &serde_json::Value,
+    parameters: &BTreeMap<String, String>,
+) -> Result<bool> {
+    Ok(deployed_template(cfn, stack).await? == *template && deployed_parameters(cfn, stack).await? == *parameters)
+}
+
+/// The deployed template (as submitted), parsed.
+pub async fn deployed_template(cfn: &Cfn, stack: &str) -> Result<serde_json::Value> {
+    let out = cfn
+        .get_template()
+        .stack_name(stack)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot get the template of {stack}: {}", sdk(e)))?;
+    let body = out.template_body().unwrap_or_default();
+    serde_json::from_str(body)
+        .or_else(|_| serde_yaml::from_str(body))
+        .context("the deployed template is neither JSON nor long-form YAML")
+}
+
+/// Resource-level differences between two templates, as `+`/`-`/`~` lines.
+pub fn template_diff(deployed: &serde_json::Value, local: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let resources = |t: &serde_json::Value| {
+        t.get("Resources").and_then(|r| r.as_object()).cloned().unwrap_or_else(|| empty.clone())
+    };
+    let (old, new) = (resources(deployed), resources(local));
+    let mut lines = Vec::new();
+    let ty = |r: &serde_json::Value| r.get("Type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
+    for (id, r) in &new {
+        match old.get(id) {
+            None => lines.push(format!("+ {id} ({})", ty(r))),
+            Some(o) if o != r => {
+                let keys: std::collections::BTreeSet<&String> =
+                    r.as_object().into_iter().chain(o.as_object()).flat_map(|m| m.keys()).collect();
+                for k in keys {
+                    let (a, b) = (o.get(k), r.get(k));
+                    if a == b {
+                        continue;
+                    }
+                    if let (Some(serde_json::Value::Object(pa)), Some(serde_json::Value::Object(pb))) = (a, b) {
+                        let props: std::collections::BTreeSet<&String> = pa.keys().chain(pb.keys()).collect();
+                        for p in props.into_iter().filter(|p| pa.get(*p) != pb.get(*p)) {
+                            lines.push(format!("~ {id} ({}) {k}.{p}", ty(r)));
+                        }
+                    } else {
+                        lines.push(format!("~ {id} ({}) {k}", ty(r)));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, r) in &old {
+        if !new.contains_key(id) {
+            lines.push(format!("- {id} ({})", ty(r)));
+        }
+    }
+    for section in ["Parameters", "Outputs"] {
+        if deployed.get(section) != local.get(section) {
+            lines.push(format!("~ {section}"));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn template_diff_names_added_removed_and_changed_properties() {
+        let old = json!({"Resources": {
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 30, "QueueName": "q"}},
+            "Gone": {"Type": "AWS::SNS::Topic"},
+            "Same": {"Type": "AWS::SNS::Topic"},
+        }, "Outputs": {"A": 1}});
+        let new = json!({"Resources": {
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 210, "QueueName": "q"}, "DeletionPolicy": "Retain"},
+            "New": {"Type": "AWS::DynamoDB::Table"},
+            "Same": {"Type": "AWS::SNS::Topic"},
+        }, "Outputs": {"A": 1}});
+        assert_eq!(
+            template_diff(&old, &new),
+            [
+                "+ New (AWS::DynamoDB::Table)",
+                "~ Q (AWS::SQS::Queue) DeletionPolicy",
+                "~ Q (AWS::SQS::Queue) Properties.VisibilityTimeout",
+                "- Gone (AWS::SNS::Topic)",
+            ]
+        );
+        assert!(template_diff(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn settled_statuses() {
+        assert_eq!(settled(&StackStatus::CreateComplete), Some(true));
+        assert_eq!(settled(&StackStatus::RollbackComplete), Some(false));
+        assert_eq!(settled(&StackStatus::UpdateRollbackComplete), Some(false));
+        assert_eq!(settled(&StackStatus::CreateInProgress), None);
+        assert_eq!(settled(&StackStatus::UpdateCompleteCleanupInProgress), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! Deploying a synthesized stack with CloudFormation, in the spirit of the CDK CLI: publish the
+//! Lambda zips under their SHA-256, create a change set, review it with the data-safety
+//! [`guard`], execute it while streaming stack events, and print the outputs.
+
+pub mod cloudformation;
+pub mod guard;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Where to deploy: region, profile and endpoint, each optional (the default chain otherwise).
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// A local endpoint such as moto's; `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+}
+
+impl Connection {
+    pub async fn sdk_config(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        loader.load().await
+    }
+
+    /// Clients for CloudFormation and S3. With a custom endpoint, S3 uses path-style
+    /// addressing (local endpoints have no per-bucket host names).
+    pub async fn clients(&self) -> (aws_sdk_cloudformation::Client, aws_sdk_s3::Client) {
+        let config = self.sdk_config().await;
+        let custom_endpoint = self.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(custom_endpoint).build();
+        (aws_sdk_cloudformation::Client::new(&config), aws_sdk_s3::Client::from_conf(s3))
+    }
+}

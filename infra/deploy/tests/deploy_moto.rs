@@ -1,0 +1,205 @@
+//! The `deploy` binary against a moto server: bootstrap, a first deploy that creates every
+//! resource (checked with the SDK), a second deploy with nothing to change, outputs, a template
+//! diff, and destroy leaving the retained table.
+//!
+//! The Lambda zips here are small stand-ins with an arm64 ELF header (moto stores functions but
+//! never runs them); the real zips are built and checked by `tests/lambda_build.rs`.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::moto::Moto;
+
+const STACK: &str = "serverlesspresso-metrics-standalone";
+const BUCKET: &str = "serverlesspresso-assets-test";
+
+fn fake_zips(dir: &Path) {
+    for name in ["publish-metrics", "events-load-test"] {
+        let path = dir.join(name).join("bootstrap.zip");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut elf = b"\x7fELF".to_vec();
+        elf.resize(18, 0);
+        elf.extend(0xb7u16.to_le_bytes());
+        elf.extend(name.as_bytes());
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+        w.write_all(&elf).unwrap();
+        w.finish().unwrap();
+    }
+}
+
+fn deploy(moto: &Moto, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .args(args)
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("deploy runs");
+    eprintln!("$ deploy {}\n{}{}", args.join(" "), text(&out.stdout), text(&out.stderr));
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_no_op_outputs_diff_and_destroy() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    let config = moto.sdk_config().await;
+
+    let out = deploy(&moto, &["bootstrap", "--asset-bucket", BUCKET]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("public access blocked"), "{stdout}");
+
+    let first = ["--template", STACK, "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    let out = deploy(&moto, &first);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("uploaded"), "{stdout}");
+    assert!(stdout.contains("MetricsTable"), "the change table lists resources: {stdout}");
+    assert!(stdout.contains("CREATE_COMPLETE"), "stack events are streamed: {stdout}");
+    assert!(stdout.contains(&format!("{STACK} deployed")), "{stdout}");
+
+    check_resources(&config).await;
+
+    // Nothing changed: no change set, exit 0, assets already there.
+    let out = deploy(&moto, &first);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("already there"), "{stdout}");
+    assert!(stdout.contains(&format!("no changes: {STACK} is up to date")), "{stdout}");
+
+    let out = deploy(&moto, &["diff", "--template-only", "--template", STACK]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("no differences"), "{}", text(&out.stdout));
+
+    let out = deploy(&moto, &["outputs", "--json", "--template", STACK]);
+    assert!(out.status.success());
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outputs --json is JSON");
+    assert!(outputs.is_object());
+
+    // Without --yes and without a terminal, destroy refuses.
+    let out = deploy(&moto, &["destroy", "--template", STACK]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
+
+    let out = deploy(&moto, &["destroy", "--yes", "--template", STACK]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("retained (DeletionPolicy: Retain), still in the account: MetricsTable"), "{stdout}");
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let gone = cfn.describe_stacks().stack_name(STACK).send().await;
+    let deleted = match &gone {
+        Err(_) => true,
+        Ok(o) => o
+            .stacks()
+            .iter()
+            .all(|s| s.stack_status() == Some(&aws_sdk_cloudformation::types::StackStatus::DeleteComplete)),
+    };
+    assert!(deleted, "the stack is gone: {gone:?}");
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let table = ddb.describe_table().table_name("serverlesspresso-metrics-table").send().await;
+    assert!(table.is_ok(), "the retained table survives: {table:?}");
+}
+
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url().queue_name(name).send().await.unwrap().queue_url().unwrap().to_owned()
+}
+
+async fn check_resources(config: &aws_config::SdkConfig) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queue = queue_url(&sqs, "MetricsQueue").await;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    let get = |k: &str| attrs[&aws_sdk_sqs::types::QueueAttributeName::from(k)].clone();
+    assert_eq!(get("VisibilityTimeout"), "210");
+    assert_eq!(get("MessageRetentionPeriod"), "345600");
+    let redrive: serde_json::Value = serde_json::from_str(&get("RedrivePolicy")).unwrap();
+    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "10");
+    assert!(redrive["deadLetterTargetArn"].as_str().unwrap().ends_with(":MetricsQueue-DLQ"));
+    queue_url(&sqs, "MetricsQueue-DLQ").await;
+
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let table = ddb.describe_table().table_name("serverlesspresso-metrics-table").send().await.unwrap();
+    let table = table.table().unwrap();
+    let tp = table.provisioned_throughput().unwrap();
+    assert_eq!((tp.read_capacity_units(), tp.write_capacity_units()), (Some(5), Some(5)));
+    let keys: Vec<(&str, &str)> =
+        table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+    assert_eq!(keys, [("PK", "HASH"), ("SK", "RANGE")]);
+
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let concurrency = lambda.get_function_concurrency().function_name("PublishMetrics").send().await.unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), Some(1));
+    let f = lambda.get_function().function_name("PublishMetrics").send().await.unwrap();
+    let c = f.configuration().unwrap();
+    assert_eq!(c.timeout(), Some(30));
+    assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    let mappings = lambda.list_event_source_mappings().function_name("PublishMetrics").send().await.unwrap();
+    let m = &mappings.event_source_mappings()[0];
+    assert_eq!(m.batch_size(), Some(10));
+    assert_eq!(m.maximum_batching_window_in_seconds(), Some(30));
+    let types: Vec<&str> = m.function_response_types().iter().map(|t| t.as_str()).collect();
+    assert_eq!(types, ["ReportBatchItemFailures"]);
+    assert!(m.event_source_arn().unwrap().ends_with(":MetricsQueue"));
+
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let rule =
+        events.describe_rule().name("OrderMetrics-DynamoDB").event_bus_name("Serverlesspresso").send().await.unwrap();
+    let pattern: serde_json::Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
+    assert_eq!(pattern["source"], serde_json::json!(["awsserverlessda.serverlesspresso"]));
+    assert_eq!(pattern["detail-type"].as_array().unwrap().len(), 3);
+    let targets = events
+        .list_targets_by_rule()
+        .rule("OrderMetrics-DynamoDB")
+        .event_bus_name("Serverlesspresso")
+        .send()
+        .await
+        .unwrap();
+    assert!(targets.targets()[0].arn().ends_with(":MetricsQueue"));
+
+    let iam = aws_sdk_iam::Client::new(config);
+    let role = c.role().unwrap().rsplit('/').next().unwrap().to_owned();
+    let policy = iam.get_role_policy().role_name(&role).policy_name("PublishMetricsRolePolicy").send().await.unwrap();
+    // IAM returns policy documents URL-encoded.
+    let doc = urlencoding::decode(policy.policy_document()).unwrap().into_owned();
+    for action in ["dynamodb:UpdateItem", "sqs:ReceiveMessage", "logs:PutLogEvents"] {
+        assert!(doc.contains(action), "{action} in {doc}");
+    }
+    assert!(!doc.contains("\"*\""), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_templates_go_through_s3() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), "{}".into(), None).await.unwrap();
+    assert!(matches!(small, deploy::cloudformation::TemplateSource::Body(_)));
+    let big = format!("{{\"Description\": \"{}\"}}", "x".repeat(deploy::cloudformation::MAX_TEMPLATE_BODY));
+    let source = deploy::cloudformation::template_source(&s3, Some(BUCKET), big, None).await.unwrap();
+    let deploy::cloudformation::TemplateSource::Url(url) = source else { panic!("a large template is uploaded") };
+    let key = url.split(&format!("/{BUCKET}/")).nth(1).unwrap();
+    assert!(key.starts_with("templates/") && key.ends_with(".json"), "{url}");
+    s3.head_object().bucket(BUCKET).key(key).send().await.expect("the template is in the bucket");
+    let none = deploy::cloudformation::template_source(&s3, None, "x".repeat(60_000), None).await;
+    assert!(none.is_err_and(|e| e.to_string().contains("pass --asset-bucket")));
+}
