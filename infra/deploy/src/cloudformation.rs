@@ -87,13 +87,18 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
     Ok(true)
 }
 
-/// The stack's status, or `None` when there is no such stack.
-pub async fn stack_status(cfn: &Cfn, stack: &str) -> Result<Option<StackStatus>> {
+/// The stack as DescribeStacks reports it, or `None` when there is no such stack.
+pub async fn describe(cfn: &Cfn, stack: &str) -> Result<Option<aws_sdk_cloudformation::types::Stack>> {
     match cfn.describe_stacks().stack_name(stack).send().await {
-        Ok(out) => Ok(out.stacks().first().and_then(|s| s.stack_status().cloned())),
+        Ok(out) => Ok(out.stacks().first().cloned()),
         Err(e) if sdk(&e).contains("does not exist") => Ok(None),
         Err(e) => bail!("cannot describe stack {stack}: {}", sdk(e)),
     }
+}
+
+/// The stack's status, or `None` when there is no such stack.
+pub async fn stack_status(cfn: &Cfn, stack: &str) -> Result<Option<StackStatus>> {
+    Ok(describe(cfn, stack).await?.and_then(|s| s.stack_status().cloned()))
 }
 
 /// The template, inline or (over 51,200 bytes) through the asset bucket.
@@ -314,13 +319,7 @@ pub async fn follow(cfn: &Cfn, stack: &str, mut seen: HashSet<String>, deleting:
 
 /// The stack's outputs.
 pub async fn outputs(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
-    let out = cfn
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot describe {stack}: {}", sdk(e)))?;
-    let s = out.stacks().first().ok_or_else(|| anyhow!("no stack {stack}"))?;
+    let s = describe(cfn, stack).await?.ok_or_else(|| anyhow!("there is no stack {stack}"))?;
     Ok(s.outputs()
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value().unwrap_or_default().to_owned())))
@@ -346,17 +345,8 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
 
 /// The parameters the stack was last deployed with.
 pub async fn deployed_parameters(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
-    let out = cfn
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot describe {stack}: {}", sdk(e)))?;
-    Ok(out
-        .stacks()
-        .first()
-        .map(|s| s.parameters())
-        .unwrap_or_default()
+    let s = describe(cfn, stack).await?.ok_or_else(|| anyhow!("there is no stack {stack}"))?;
+    Ok(s.parameters()
         .iter()
         .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value().unwrap_or_default().to_owned())))
         .collect())

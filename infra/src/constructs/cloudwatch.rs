@@ -169,14 +169,7 @@ impl AlarmBuilder {
             validate::name(&construct, "AlarmName", name, 1..=255, |c| !c.is_control(), "printable characters")?;
         }
         if let Some(d) = &self.description {
-            if d.chars().count() > 1024 {
-                return Err(Error::invalid(
-                    &construct,
-                    "AlarmDescription",
-                    format!("{} characters", d.chars().count()),
-                    "must be at most 1024 characters",
-                ));
-            }
+            validate::max_chars(&construct, "AlarmDescription", d, 1024)?;
         }
         check_period(&construct, self.metric.period_secs)?;
         validate::in_range(&construct, "EvaluationPeriods", self.evaluation_periods, 1..=86_400)?;

@@ -344,14 +344,7 @@ impl RuleBuilder {
             validate::name(&construct, "Name", name, 1..=64, validate::alnum_or(".-_"), "A-Z, a-z, 0-9, ., - and _")?;
         }
         if let Some(d) = &self.description {
-            if d.chars().count() > 512 {
-                return Err(Error::invalid(
-                    &construct,
-                    "Description",
-                    format!("{} characters", d.chars().count()),
-                    "must be at most 512 characters",
-                ));
-            }
+            validate::max_chars(&construct, "Description", d, 512)?;
         }
         if let EventBus::Created { construct: bus, .. } = &self.bus {
             stack.owns(bus)?;

@@ -229,14 +229,7 @@ impl FunctionBuilder {
             )?;
         }
         if let Some(d) = &self.description {
-            if d.chars().count() > 256 {
-                return Err(Error::invalid(
-                    construct,
-                    "Description",
-                    format!("{} characters", d.chars().count()),
-                    "must be at most 256 characters",
-                ));
-            }
+            validate::max_chars(construct, "Description", d, 256)?;
         }
         validate::in_range(construct, "MemorySize", self.memory_mb, Function::MEMORY_MB)?;
         validate::in_range(construct, "Timeout", self.timeout_secs, Function::TIMEOUT_SECS)?;

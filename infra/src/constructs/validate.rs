@@ -50,6 +50,21 @@ pub fn name(
     Ok(())
 }
 
+/// Free text such as a description: at most `max` characters.
+pub fn max_chars(construct: &impl Display, property: &'static str, value: &str, max: usize) -> Result<()> {
+    let count = value.chars().count();
+    if count <= max {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            construct,
+            property,
+            format!("{count} characters"),
+            format!("must be at most {max} characters"),
+        ))
+    }
+}
+
 /// Letters, digits and the given punctuation.
 pub fn alnum_or(extra: &'static str) -> impl Fn(char) -> bool {
     move |c| c.is_ascii_alphanumeric() || extra.contains(c)
@@ -66,6 +81,13 @@ mod tests {
         let err = in_range(&"sqs::Queue `Q`", "P", 11, 1..=10).unwrap_err().to_string();
         assert_eq!(err, "sqs::Queue `Q`: P = 11 is invalid: must be between 1 and 10");
         assert!(in_range(&"c", "P", 0, 1..=10).is_err());
+    }
+
+    #[test]
+    fn free_text_is_bounded() {
+        assert!(max_chars(&"c", "D", "ééé", 3).is_ok(), "characters, not bytes");
+        let err = max_chars(&"c", "D", "abcd", 3).unwrap_err().to_string();
+        assert_eq!(err, "c: D = 4 characters is invalid: must be at most 3 characters");
     }
 
     #[test]
