@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, TemplateStage,
 };
@@ -17,9 +19,22 @@ use crate::guard::{self, ResourceChange, Review};
 /// CloudFormation's limit on an inline template body; larger ones go through S3.
 pub const MAX_TEMPLATE_BODY: usize = 51_200;
 
-/// Fmt for errors of the SDK, with their service message.
-fn sdk<E: std::error::Error>(e: E) -> String {
-    format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(e))
+/// An SDK error as a user reads it: the service's code and message; the HTTP status and body
+/// when the answer could not be parsed (some local endpoints); the chain of causes otherwise
+/// (timeouts, connection failures).
+pub fn sdk<E: std::error::Error + ProvideErrorMetadata + 'static>(e: &SdkError<E, HttpResponse>) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => match e {
+            SdkError::ServiceError(service) => {
+                let raw = service.raw();
+                let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+                format!("HTTP {}: {}", raw.status().as_u16(), body.trim())
+            }
+            other => format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(other)),
+        },
+    }
 }
 
 /// Creates the asset bucket: encrypted (SSE-S3) and with every public access blocked.
@@ -39,7 +54,7 @@ pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()
         Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
             println!("bucket {bucket} exists and is yours; securing it")
         }
-        Err(e) => bail!("cannot create bucket {bucket}: {}", sdk(e)),
+        Err(e) => bail!("cannot create bucket {bucket}: {}", sdk(&e)),
     }
     let default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
     let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
@@ -48,7 +63,7 @@ pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()
         .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot set encryption on {bucket}: {}", sdk(e)))?;
+        .map_err(|e| anyhow!("cannot set encryption on {bucket}: {}", sdk(&e)))?;
     s3.put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -61,7 +76,7 @@ pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()
         )
         .send()
         .await
-        .map_err(|e| anyhow!("cannot block public access to {bucket}: {}", sdk(e)))?;
+        .map_err(|e| anyhow!("cannot block public access to {bucket}: {}", sdk(&e)))?;
     println!("bucket {bucket}: SSE-S3 encryption on, public access blocked");
     Ok(())
 }
@@ -74,7 +89,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
         Err(e) => bail!(
             "cannot reach s3://{bucket}/{key}: {}\n(create the bucket with `cargo run --bin deploy -- bootstrap --asset-bucket {bucket}`)",
-            sdk(e)
+            sdk(&e)
         ),
     }
     s3.put_object()
@@ -83,7 +98,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
         .body(ByteStream::from(body))
         .send()
         .await
-        .map_err(|e| anyhow!("cannot upload s3://{bucket}/{key}: {}", sdk(e)))?;
+        .map_err(|e| anyhow!("cannot upload s3://{bucket}/{key}: {}", sdk(&e)))?;
     Ok(true)
 }
 
@@ -92,7 +107,7 @@ pub async fn describe(cfn: &Cfn, stack: &str) -> Result<Option<aws_sdk_cloudform
     match cfn.describe_stacks().stack_name(stack).send().await {
         Ok(out) => Ok(out.stacks().first().cloned()),
         Err(e) if sdk(&e).contains("does not exist") => Ok(None),
-        Err(e) => bail!("cannot describe stack {stack}: {}", sdk(e)),
+        Err(e) => bail!("cannot describe stack {stack}: {}", sdk(&e)),
     }
 }
 
@@ -163,7 +178,7 @@ pub async fn plan(
     let id = create
         .send()
         .await
-        .map_err(|e| anyhow!("cannot create a change set for {stack}: {}", sdk(e)))?
+        .map_err(|e| anyhow!("cannot create a change set for {stack}: {}", sdk(&e)))?
         .id()
         .unwrap_or(&name)
         .to_owned();
@@ -177,7 +192,7 @@ pub async fn plan(
             .stack_name(stack)
             .send()
             .await
-            .map_err(|e| anyhow!("cannot describe change set {name}: {}", sdk(e)))?;
+            .map_err(|e| anyhow!("cannot describe change set {name}: {}", sdk(&e)))?;
         match out.status() {
             Some(ChangeSetStatus::CreateComplete) => {
                 changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
@@ -228,7 +243,7 @@ fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange 
 /// Deletes a change set; a failure is only reported, it does not hide the real outcome.
 pub async fn delete_change_set(cfn: &Cfn, stack: &str, id: &str) {
     if let Err(e) = cfn.delete_change_set().change_set_name(id).stack_name(stack).send().await {
-        eprintln!("warning: could not delete change set {id}: {}", sdk(e));
+        eprintln!("warning: could not delete change set {id}: {}", sdk(&e));
     }
 }
 
@@ -268,7 +283,7 @@ pub async fn follow(cfn: &Cfn, stack: &str, mut seen: HashSet<String>, deleting:
         let events = match cfn.describe_stack_events().stack_name(stack).send().await {
             Ok(out) => out.stack_events().to_vec(),
             Err(e) if deleting && sdk(&e).contains("does not exist") => return Ok(true),
-            Err(e) => bail!("cannot read the events of {stack}: {}", sdk(e)),
+            Err(e) => bail!("cannot read the events of {stack}: {}", sdk(&e)),
         };
         // Newest first: print the new ones oldest first.
         for e in events.iter().rev() {
@@ -333,7 +348,7 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
         .stack_name(stack)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot list the resources of {stack}: {}", sdk(e)))?;
+        .map_err(|e| anyhow!("cannot list the resources of {stack}: {}", sdk(&e)))?;
     Ok(out
         .stack_resources()
         .iter()
@@ -371,7 +386,7 @@ pub async fn deployed_template(cfn: &Cfn, stack: &str) -> Result<serde_json::Val
         .template_stage(TemplateStage::Original)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot get the template of {stack}: {}", sdk(e)))?;
+        .map_err(|e| anyhow!("cannot get the template of {stack}: {}", sdk(&e)))?;
     let body = out.template_body().unwrap_or_default();
     serde_json::from_str(body)
         .or_else(|_| serde_yaml::from_str(body))

@@ -62,7 +62,7 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("public access blocked"), "{stdout}");
 
-    let first = ["--template", STACK, "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    let first = ["--standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
     let out = deploy(&moto, &first);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
@@ -80,21 +80,21 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     assert!(stdout.contains("already there"), "{stdout}");
     assert!(stdout.contains(&format!("no changes: {STACK} is up to date")), "{stdout}");
 
-    let out = deploy(&moto, &["diff", "--template-only", "--template", STACK]);
+    let out = deploy(&moto, &["diff", "--template", "--standalone"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("no differences"), "{}", text(&out.stdout));
 
-    let out = deploy(&moto, &["outputs", "--json", "--template", STACK]);
+    let out = deploy(&moto, &["outputs", "--json", "--standalone"]);
     assert!(out.status.success());
     let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outputs --json is JSON");
     assert!(outputs.is_object());
 
     // Without --yes and without a terminal, destroy refuses.
-    let out = deploy(&moto, &["destroy", "--template", STACK]);
+    let out = deploy(&moto, &["destroy", "--standalone"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
 
-    let out = deploy(&moto, &["destroy", "--yes", "--template", STACK]);
+    let out = deploy(&moto, &["destroy", "--yes", "--standalone"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(stdout.contains("retained (DeletionPolicy: Retain), still in the account: MetricsTable"), "{stdout}");

@@ -27,10 +27,10 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Which of the app's stacks: serverlesspresso-metrics (imports the core app's bus) or
-    /// serverlesspresso-metrics-standalone (creates its own).
-    #[arg(long, global = true, default_value = "serverlesspresso-metrics")]
-    template: String,
+    /// Deploy the stack that creates its own bus (serverlesspresso-metrics-standalone) instead
+    /// of the one that imports the core app's (serverlesspresso-metrics).
+    #[arg(long, global = true)]
+    standalone: bool,
     /// CloudFormation stack name [default: the template's name].
     #[arg(long, global = true)]
     stack_name: Option<String>,
@@ -71,8 +71,8 @@ enum Command {
         #[command(flatten)]
         args: DeployArgs,
         /// Compare the local template with the deployed one instead of creating a change set.
-        #[arg(long = "template-only")]
-        template_only: bool,
+        #[arg(long)]
+        template: bool,
     },
     /// Delete the stack; retained resources (the table) stay.
     Destroy {
@@ -116,12 +116,12 @@ struct Target {
 }
 
 fn target(common: &Common) -> Result<Target> {
-    let stacks = infra::metrics::app().context("the stack is invalid")?;
-    let names: Vec<&str> = stacks.iter().map(|s| s.name()).collect();
-    let stack = stacks
-        .iter()
-        .find(|s| s.name() == common.template)
-        .ok_or_else(|| anyhow!("no template {:?}: choose one of {}", common.template, names.join(", ")))?;
+    let props = if common.standalone {
+        infra::metrics::MetricsStackProps::standalone()
+    } else {
+        infra::metrics::MetricsStackProps::default()
+    };
+    let stack = infra::metrics::metrics_stack(&props).context("the stack is invalid")?;
     Ok(Target {
         name: common.stack_name.clone().unwrap_or_else(|| stack.name().to_owned()),
         template: stack.to_template().context("cannot render the template")?,
@@ -138,7 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => deploy(&t, &cli.deploy).await,
         Some(Command::Deploy(args)) => deploy(&t, &args).await,
-        Some(Command::Diff { args, template_only }) => diff(&t, &args, template_only).await,
+        Some(Command::Diff { args, template }) => diff(&t, &args, template).await,
         Some(Command::Destroy { yes }) => destroy(&t, yes).await,
         Some(Command::Outputs { json }) => outputs(&t, json).await,
         Some(Command::Bootstrap { asset_bucket }) => {
@@ -247,9 +247,10 @@ async fn deploy(t: &Target, args: &DeployArgs) -> Result<ExitCode> {
         }
     }
     let seen = cf::event_ids(&cfn, &t.name).await;
-    cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await.map_err(|e| {
-        anyhow!("cannot execute the change set: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e))
-    })?;
+    if let Err(e) = cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
+        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        bail!("cannot execute the change set (deleted it): {}", cf::sdk(&e));
+    }
     if !cf::follow(&cfn, &t.name, seen, false).await? {
         return Ok(ExitCode::FAILURE);
     }
@@ -312,7 +313,7 @@ async fn destroy(t: &Target, yes: bool) -> Result<ExitCode> {
         .stack_name(&t.name)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot delete {}: {}", t.name, aws_sdk_cloudformation::error::DisplayErrorContext(e)))?;
+        .map_err(|e| anyhow!("cannot delete {}: {}", t.name, cf::sdk(&e)))?;
     if !cf::follow(&cfn, &t.name, seen, true).await? {
         return Ok(ExitCode::FAILURE);
     }
