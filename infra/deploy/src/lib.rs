@@ -3,6 +3,7 @@
 //! [`guard`], execute it while streaming stack events, and print the outputs.
 
 pub mod cloudformation;
+pub mod commands;
 pub mod guard;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -1,16 +1,13 @@
 //! `deploy`: deploy, diff, destroy, read outputs of, and bootstrap assets for the metrics
 //! stack, like the CDK CLI. Without a subcommand it deploys.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_cloudformation::types::StackStatus;
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation as cf;
-use deploy::guard;
+use deploy::commands::{self, DeployOptions, Target};
 use deploy::Connection;
 
 #[derive(Parser)]
@@ -109,238 +106,34 @@ fn main() -> ExitCode {
     }
 }
 
-struct Target {
-    name: String,
-    template: infra::template::Template,
-    connection: Connection,
-}
-
-fn target(common: &Common) -> Result<Target> {
-    let props = if common.standalone {
-        infra::metrics::MetricsStackProps::standalone()
-    } else {
-        infra::metrics::MetricsStackProps::default()
-    };
-    let stack = infra::metrics::metrics_stack(&props).context("the stack is invalid")?;
-    Ok(Target {
-        name: common.stack_name.clone().unwrap_or_else(|| stack.name().to_owned()),
-        template: stack.to_template().context("cannot render the template")?,
-        connection: Connection {
-            region: common.region.clone(),
-            profile: common.profile.clone(),
-            endpoint_url: common.endpoint_url.clone(),
-        },
-    })
+impl DeployArgs {
+    fn options(&self) -> DeployOptions {
+        DeployOptions {
+            asset_bucket: self.asset_bucket.clone(),
+            parameters: self.parameters.clone(),
+            yes: self.yes,
+            allow_replace: self.allow_replace,
+            lambda_dir: self.lambda_dir.clone(),
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let t = target(&cli.common)?;
-    match cli.command {
-        None => deploy(&t, &cli.deploy).await,
-        Some(Command::Deploy(args)) => deploy(&t, &args).await,
-        Some(Command::Diff { args, template }) => diff(&t, &args, template).await,
-        Some(Command::Destroy { yes }) => destroy(&t, yes).await,
-        Some(Command::Outputs { json }) => outputs(&t, json).await,
+    let c = &cli.common;
+    let connection =
+        Connection { region: c.region.clone(), profile: c.profile.clone(), endpoint_url: c.endpoint_url.clone() };
+    let t = Target::new(c.standalone, c.stack_name.clone(), connection)?;
+    let ok = match cli.command {
+        None => commands::deploy(&t, &cli.deploy.options()).await?,
+        Some(Command::Deploy(args)) => commands::deploy(&t, &args.options()).await?,
+        Some(Command::Diff { args, template }) => commands::diff(&t, &args.options(), template).await?,
+        Some(Command::Destroy { yes }) => commands::destroy(&t, yes).await?,
+        Some(Command::Outputs { json }) => commands::outputs(&t, json).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
             let (_, s3) = t.connection.clients().await;
             cf::bootstrap(&s3, &asset_bucket, t.connection.region.as_deref()).await?;
-            Ok(ExitCode::SUCCESS)
+            true
         }
-    }
-}
-
-/// Uploads the assets and returns the template parameters.
-async fn publish_assets(t: &Target, s3: &aws_sdk_s3::Client, args: &DeployArgs) -> Result<BTreeMap<String, String>> {
-    let bucket = args.asset_bucket.as_deref().ok_or_else(|| {
-        anyhow!("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)")
-    })?;
-    let lambda_dir = args.lambda_dir.clone().unwrap_or_else(infra::assets::default_lambda_dir);
-    let mut parameters = BTreeMap::new();
-    parameters.insert(infra::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
-    for asset in infra::assets::assets_of(&t.template) {
-        let p = infra::assets::package(&asset, &lambda_dir)?;
-        let body = std::fs::read(&p.path).with_context(|| format!("cannot read {}", p.path.display()))?;
-        let uploaded = cf::upload_once(s3, bucket, &p.key(), body).await?;
-        println!(
-            "asset {:<18} {:>9} bytes  s3://{bucket}/{}  {}",
-            asset.name,
-            p.bytes,
-            p.key(),
-            if uploaded { "uploaded" } else { "already there" }
-        );
-        parameters.insert(asset.key_parameter.clone(), p.key());
-    }
-    for kv in &args.parameters {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--parameters {kv:?}: expected KEY=VALUE"))?;
-        if !t.template.parameters.keys().any(|p| p.as_str() == k) {
-            let known: Vec<&str> = t.template.parameters.keys().map(|p| p.as_str()).collect();
-            bail!("--parameters {k}: the template has no such parameter (it has {})", known.join(", "));
-        }
-        parameters.insert(k.to_owned(), v.to_owned());
-    }
-    Ok(parameters)
-}
-
-/// Creates and reviews a change set; `None` when nothing would change.
-async fn plan(t: &Target, args: &DeployArgs) -> Result<Option<(cf::PlannedChange, aws_sdk_cloudformation::Client)>> {
-    let (cfn, s3) = t.connection.clients().await;
-    let parameters = publish_assets(t, &s3, args).await?;
-    let status = cf::stack_status(&cfn, &t.name).await?;
-    if status == Some(StackStatus::RollbackComplete) {
-        bail!(
-            "stack {} is in ROLLBACK_COMPLETE (its first create failed) and cannot be updated: delete it with `cargo run --bin deploy -- destroy --stack-name {}`, then deploy again",
-            t.name,
-            t.name
-        );
-    }
-    let exists = status.as_ref().is_some_and(|s| *s != StackStatus::ReviewInProgress);
-    let body = t.template.to_json()?;
-    let settled_ok = matches!(status, Some(StackStatus::CreateComplete | StackStatus::UpdateComplete));
-    if settled_ok && cf::is_current(&cfn, &t.name, &serde_json::from_str(&body)?, &parameters).await? {
-        return Ok(None);
-    }
-    let source = cf::template_source(&s3, args.asset_bucket.as_deref(), body, t.connection.region.as_deref()).await?;
-    println!("creating a change set for {} ({}) ...", t.name, if exists { "update" } else { "create" });
-    Ok(cf::plan(&cfn, &t.name, source, &parameters, exists).await?.map(|p| (p, cfn)))
-}
-
-fn print_review(review: &guard::Review) {
-    println!("\n{}", review.table());
-    if !review.iam.is_empty() {
-        println!("IAM and resource-policy changes:\n{}", guard::table(&review.iam));
-    }
-}
-
-fn confirm(question: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("no terminal to ask for confirmation: pass --yes to proceed");
-    }
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-async fn deploy(t: &Target, args: &DeployArgs) -> Result<ExitCode> {
-    let Some((planned, cfn)) = plan(t, args).await? else {
-        println!("no changes: {} is up to date", t.name);
-        return Ok(ExitCode::SUCCESS);
     };
-    print_review(&planned.review);
-    if !planned.review.refused.is_empty() && !args.allow_replace {
-        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
-        eprintln!("refused: this change would lose data:");
-        for r in &planned.review.refused {
-            eprintln!("  {} ({}) would be {}", r.change.logical_resource_id, r.change.resource_type, r.why);
-        }
-        eprintln!("the change set was deleted; re-run with --allow-replace if losing that data is intended");
-        return Ok(ExitCode::FAILURE);
-    }
-    if !args.yes {
-        let answer = confirm(&format!("Deploy these changes to {}?", t.name));
-        if !matches!(answer, Ok(true)) {
-            cf::delete_change_set(&cfn, &t.name, &planned.id).await;
-            answer?;
-            eprintln!("not deployed; the change set was deleted");
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    let seen = cf::event_ids(&cfn, &t.name).await;
-    if let Err(e) = cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
-        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
-        bail!("cannot execute the change set (deleted it): {}", cf::sdk(&e));
-    }
-    if !cf::follow(&cfn, &t.name, seen, false).await? {
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("\n{} deployed", t.name);
-    print_outputs(&cf::outputs(&cfn, &t.name).await?, false);
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn diff(t: &Target, args: &DeployArgs, template_only: bool) -> Result<ExitCode> {
-    if template_only {
-        let (cfn, _) = t.connection.clients().await;
-        let deployed = cf::deployed_template(&cfn, &t.name).await?;
-        let local: serde_json::Value = serde_json::from_str(&t.template.to_json()?)?;
-        let lines = cf::template_diff(&deployed, &local);
-        if lines.is_empty() {
-            println!("no differences between the deployed template of {} and the local one", t.name);
-        }
-        for l in lines {
-            println!("{l}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match plan(t, args).await? {
-        None => println!("no changes: {} is up to date", t.name),
-        Some((planned, cfn)) => {
-            print_review(&planned.review);
-            for r in &planned.review.refused {
-                println!(
-                    "deploy would refuse: {} ({}) would be {}",
-                    r.change.logical_resource_id, r.change.resource_type, r.why
-                );
-            }
-            cf::delete_change_set(&cfn, &t.name, &planned.id).await;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn destroy(t: &Target, yes: bool) -> Result<ExitCode> {
-    let (cfn, _) = t.connection.clients().await;
-    if cf::stack_status(&cfn, &t.name).await?.is_none() {
-        println!("no stack {}: nothing to destroy", t.name);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let deployed = cf::deployed_template(&cfn, &t.name).await?;
-    let physical = cf::physical_ids(&cfn, &t.name).await?;
-    let retained: Vec<(String, String)> = deployed["Resources"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, r)| r["DeletionPolicy"] == "Retain")
-        .map(|(id, _)| (id.clone(), physical.get(id).cloned().unwrap_or_default()))
-        .collect();
-    if !yes && !confirm(&format!("Delete stack {}?", t.name))? {
-        eprintln!("not destroyed");
-        return Ok(ExitCode::FAILURE);
-    }
-    let seen = cf::event_ids(&cfn, &t.name).await;
-    cfn.delete_stack()
-        .stack_name(&t.name)
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot delete {}: {}", t.name, cf::sdk(&e)))?;
-    if !cf::follow(&cfn, &t.name, seen, true).await? {
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("{} destroyed", t.name);
-    for (id, physical) in retained {
-        println!("retained (DeletionPolicy: Retain), still in the account: {id} {physical}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_outputs(outputs: &BTreeMap<String, String>, json: bool) {
-    if outputs.is_empty() && !json {
-        println!("(no outputs)");
-        return;
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(outputs).unwrap_or_default());
-        return;
-    }
-    let width = outputs.keys().map(String::len).max().unwrap_or(0);
-    for (k, v) in outputs {
-        println!("{k:<width$}  {v}");
-    }
-}
-
-async fn outputs(t: &Target, json: bool) -> Result<ExitCode> {
-    let (cfn, _) = t.connection.clients().await;
-    print_outputs(&cf::outputs(&cfn, &t.name).await?, json);
-    Ok(ExitCode::SUCCESS)
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

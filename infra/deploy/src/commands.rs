@@ -1,0 +1,251 @@
+//! The commands of the `deploy` binary as library functions, so `local` and tests deploy
+//! through the same code. Each returns whether it succeeded.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_cloudformation::types::StackStatus;
+
+use crate::cloudformation as cf;
+use crate::guard;
+use crate::Connection;
+
+/// The stack to act on: its name, its synthesized template, and where it lives.
+pub struct Target {
+    pub name: String,
+    pub template: infra::template::Template,
+    pub connection: Connection,
+}
+
+impl Target {
+    /// The app's stack (`standalone`: the one creating its own bus), named `stack_name` or by
+    /// default after its template.
+    pub fn new(standalone: bool, stack_name: Option<String>, connection: Connection) -> Result<Self> {
+        let props = if standalone {
+            infra::metrics::MetricsStackProps::standalone()
+        } else {
+            infra::metrics::MetricsStackProps::default()
+        };
+        let stack = infra::metrics::metrics_stack(&props).context("the stack is invalid")?;
+        Ok(Target {
+            name: stack_name.unwrap_or_else(|| stack.name().to_owned()),
+            template: stack.to_template().context("cannot render the template")?,
+            connection,
+        })
+    }
+}
+
+/// What `deploy` and `diff` take besides the target.
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    pub asset_bucket: Option<String>,
+    /// Extra template parameters, `KEY=VALUE`.
+    pub parameters: Vec<String>,
+    pub yes: bool,
+    pub allow_replace: bool,
+    pub lambda_dir: Option<PathBuf>,
+}
+
+pub async fn publish_assets(
+    t: &Target,
+    s3: &aws_sdk_s3::Client,
+    args: &DeployOptions,
+) -> Result<BTreeMap<String, String>> {
+    let bucket = args.asset_bucket.as_deref().ok_or_else(|| {
+        anyhow!("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)")
+    })?;
+    let lambda_dir = args.lambda_dir.clone().unwrap_or_else(infra::assets::default_lambda_dir);
+    let mut parameters = BTreeMap::new();
+    parameters.insert(infra::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+    for asset in infra::assets::assets_of(&t.template) {
+        let p = infra::assets::package(&asset, &lambda_dir)?;
+        let body = std::fs::read(&p.path).with_context(|| format!("cannot read {}", p.path.display()))?;
+        let uploaded = cf::upload_once(s3, bucket, &p.key(), body).await?;
+        println!(
+            "asset {:<18} {:>9} bytes  s3://{bucket}/{}  {}",
+            asset.name,
+            p.bytes,
+            p.key(),
+            if uploaded { "uploaded" } else { "already there" }
+        );
+        parameters.insert(asset.key_parameter.clone(), p.key());
+    }
+    for kv in &args.parameters {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--parameters {kv:?}: expected KEY=VALUE"))?;
+        if !t.template.parameters.keys().any(|p| p.as_str() == k) {
+            let known: Vec<&str> = t.template.parameters.keys().map(|p| p.as_str()).collect();
+            bail!("--parameters {k}: the template has no such parameter (it has {})", known.join(", "));
+        }
+        parameters.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(parameters)
+}
+
+/// Creates and reviews a change set; `None` when nothing would change.
+pub async fn plan(
+    t: &Target,
+    args: &DeployOptions,
+) -> Result<Option<(cf::PlannedChange, aws_sdk_cloudformation::Client)>> {
+    let (cfn, s3) = t.connection.clients().await;
+    let parameters = publish_assets(t, &s3, args).await?;
+    let status = cf::stack_status(&cfn, &t.name).await?;
+    if status == Some(StackStatus::RollbackComplete) {
+        bail!(
+            "stack {} is in ROLLBACK_COMPLETE (its first create failed) and cannot be updated: delete it with `cargo run --bin deploy -- destroy --stack-name {}`, then deploy again",
+            t.name,
+            t.name
+        );
+    }
+    let exists = status.as_ref().is_some_and(|s| *s != StackStatus::ReviewInProgress);
+    let body = t.template.to_json()?;
+    let settled_ok = matches!(status, Some(StackStatus::CreateComplete | StackStatus::UpdateComplete));
+    if settled_ok && cf::is_current(&cfn, &t.name, &serde_json::from_str(&body)?, &parameters).await? {
+        return Ok(None);
+    }
+    let source = cf::template_source(&s3, args.asset_bucket.as_deref(), body, t.connection.region.as_deref()).await?;
+    println!("creating a change set for {} ({}) ...", t.name, if exists { "update" } else { "create" });
+    Ok(cf::plan(&cfn, &t.name, source, &parameters, exists).await?.map(|p| (p, cfn)))
+}
+
+pub fn print_review(review: &guard::Review) {
+    println!("\n{}", review.table());
+    if !review.iam.is_empty() {
+        println!("IAM and resource-policy changes:\n{}", guard::table(&review.iam));
+    }
+}
+
+pub fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for confirmation: pass --yes to proceed");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub async fn deploy(t: &Target, args: &DeployOptions) -> Result<bool> {
+    let Some((planned, cfn)) = plan(t, args).await? else {
+        println!("no changes: {} is up to date", t.name);
+        return Ok(true);
+    };
+    print_review(&planned.review);
+    if !planned.review.refused.is_empty() && !args.allow_replace {
+        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        eprintln!("refused: this change would lose data:");
+        for r in &planned.review.refused {
+            eprintln!("  {} ({}) would be {}", r.change.logical_resource_id, r.change.resource_type, r.why);
+        }
+        eprintln!("the change set was deleted; re-run with --allow-replace if losing that data is intended");
+        return Ok(false);
+    }
+    if !args.yes {
+        let answer = confirm(&format!("Deploy these changes to {}?", t.name));
+        if !matches!(answer, Ok(true)) {
+            cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+            answer?;
+            eprintln!("not deployed; the change set was deleted");
+            return Ok(false);
+        }
+    }
+    let seen = cf::event_ids(&cfn, &t.name).await;
+    if let Err(e) = cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
+        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        bail!("cannot execute the change set (deleted it): {}", cf::sdk(&e));
+    }
+    if !cf::follow(&cfn, &t.name, seen, false).await? {
+        return Ok(false);
+    }
+    println!("\n{} deployed", t.name);
+    print_outputs(&cf::outputs(&cfn, &t.name).await?, false);
+    Ok(true)
+}
+
+pub async fn diff(t: &Target, args: &DeployOptions, template_only: bool) -> Result<bool> {
+    if template_only {
+        let (cfn, _) = t.connection.clients().await;
+        let deployed = cf::deployed_template(&cfn, &t.name).await?;
+        let local: serde_json::Value = serde_json::from_str(&t.template.to_json()?)?;
+        let lines = cf::template_diff(&deployed, &local);
+        if lines.is_empty() {
+            println!("no differences between the deployed template of {} and the local one", t.name);
+        }
+        for l in lines {
+            println!("{l}");
+        }
+        return Ok(true);
+    }
+    match plan(t, args).await? {
+        None => println!("no changes: {} is up to date", t.name),
+        Some((planned, cfn)) => {
+            print_review(&planned.review);
+            for r in &planned.review.refused {
+                println!(
+                    "deploy would refuse: {} ({}) would be {}",
+                    r.change.logical_resource_id, r.change.resource_type, r.why
+                );
+            }
+            cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        }
+    }
+    Ok(true)
+}
+
+pub async fn destroy(t: &Target, yes: bool) -> Result<bool> {
+    let (cfn, _) = t.connection.clients().await;
+    if cf::stack_status(&cfn, &t.name).await?.is_none() {
+        println!("no stack {}: nothing to destroy", t.name);
+        return Ok(true);
+    }
+    let deployed = cf::deployed_template(&cfn, &t.name).await?;
+    let physical = cf::physical_ids(&cfn, &t.name).await?;
+    let retained: Vec<(String, String)> = deployed["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["DeletionPolicy"] == "Retain")
+        .map(|(id, _)| (id.clone(), physical.get(id).cloned().unwrap_or_default()))
+        .collect();
+    if !yes && !confirm(&format!("Delete stack {}?", t.name))? {
+        eprintln!("not destroyed");
+        return Ok(false);
+    }
+    let seen = cf::event_ids(&cfn, &t.name).await;
+    cfn.delete_stack()
+        .stack_name(&t.name)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot delete {}: {}", t.name, cf::sdk(&e)))?;
+    if !cf::follow(&cfn, &t.name, seen, true).await? {
+        return Ok(false);
+    }
+    println!("{} destroyed", t.name);
+    for (id, physical) in retained {
+        println!("retained (DeletionPolicy: Retain), still in the account: {id} {physical}");
+    }
+    Ok(true)
+}
+
+pub fn print_outputs(outputs: &BTreeMap<String, String>, json: bool) {
+    if outputs.is_empty() && !json {
+        println!("(no outputs)");
+        return;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(outputs).unwrap_or_default());
+        return;
+    }
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    for (k, v) in outputs {
+        println!("{k:<width$}  {v}");
+    }
+}
+
+pub async fn outputs(t: &Target, json: bool) -> Result<bool> {
+    let (cfn, _) = t.connection.clients().await;
+    print_outputs(&cf::outputs(&cfn, &t.name).await?, json);
+    Ok(true)
+}
