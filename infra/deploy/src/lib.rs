@@ -5,6 +5,7 @@
 pub mod cloudformation;
 pub mod commands;
 pub mod guard;
+pub mod local;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
@@ -15,6 +16,9 @@ pub struct Connection {
     pub profile: Option<String>,
     /// A local endpoint such as moto's; `AWS_ENDPOINT_URL` works too.
     pub endpoint_url: Option<String>,
+    /// Use the fixed credentials local endpoints accept instead of the default chain (which
+    /// would look for real ones, up to the instance metadata endpoint).
+    pub local_credentials: bool,
 }
 
 impl Connection {
@@ -28,6 +32,14 @@ impl Connection {
         }
         if let Some(endpoint) = &self.endpoint_url {
             loader = loader.endpoint_url(endpoint);
+        }
+        if self.local_credentials {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "local",
+            ));
+            if self.region.is_none() {
+                loader = loader.region(Region::new("us-east-1"));
+            }
         }
         loader.load().await
     }

@@ -120,8 +120,12 @@ impl DeployArgs {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let c = &cli.common;
-    let connection =
-        Connection { region: c.region.clone(), profile: c.profile.clone(), endpoint_url: c.endpoint_url.clone() };
+    let connection = Connection {
+        region: c.region.clone(),
+        profile: c.profile.clone(),
+        endpoint_url: c.endpoint_url.clone(),
+        local_credentials: false,
+    };
     let t = Target::new(c.standalone, c.stack_name.clone(), connection)?;
     let ok = match cli.command {
         None => commands::deploy(&t, &cli.deploy.options()).await?,
