@@ -6,6 +6,7 @@ pub mod cloudformation;
 pub mod commands;
 pub mod guard;
 pub mod local;
+pub mod report;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 

@@ -1,0 +1,154 @@
+//! The investors' report: the metrics table's counters grouped per day (total, per drink,
+//! completed, cancelled), as a table, JSON or CSV.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use order_events::{Metric, MetricKey};
+use serde::Serialize;
+
+/// One day's metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Day {
+    pub day: NaiveDate,
+    pub total: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub drinks: BTreeMap<String, u64>,
+}
+
+/// Groups counters (sort key -> value) per day, keeping days in `from..=to`. Sort keys that
+/// are not metric keys (none are written by PublishMetrics) are ignored.
+pub fn days(counters: &BTreeMap<String, u64>, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<Day> {
+    let mut out: BTreeMap<NaiveDate, Day> = BTreeMap::new();
+    for (sk, val) in counters {
+        let Some(key) = MetricKey::parse_sort_key(sk) else { continue };
+        if from.is_some_and(|f| key.day < f) || to.is_some_and(|t| key.day > t) {
+            continue;
+        }
+        let day = out.entry(key.day).or_insert_with(|| Day { day: key.day, ..Default::default() });
+        match key.metric {
+            Metric::TotalSales => day.total += val,
+            Metric::Completed => day.completed += val,
+            Metric::Cancelled => day.cancelled += val,
+            Metric::Drink(d) => *day.drinks.entry(d).or_default() += val,
+        }
+    }
+    out.into_values().collect()
+}
+
+fn drinks(days: &[Day]) -> Vec<String> {
+    days.iter().flat_map(|d| d.drinks.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// An aligned table: one row per day, one column per drink.
+pub fn table(days: &[Day]) -> String {
+    let drinks = drinks(days);
+    let mut header = vec!["day".to_owned(), "total".into(), "completed".into(), "cancelled".into()];
+    header.extend(drinks.iter().cloned());
+    let rows: Vec<Vec<String>> = days
+        .iter()
+        .map(|d| {
+            let mut r = vec![d.day.to_string(), d.total.to_string(), d.completed.to_string(), d.cancelled.to_string()];
+            r.extend(drinks.iter().map(|k| d.drinks.get(k).copied().unwrap_or(0).to_string()));
+            r
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let mut s: String = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.push('\n');
+        s
+    };
+    let mut out = line(&header);
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// CSV with the same columns as the table; drink names are quoted when they need it.
+pub fn csv(days: &[Day]) -> String {
+    let quote =
+        |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() };
+    let drinks = drinks(days);
+    let mut out = String::from("day,total,completed,cancelled");
+    for d in &drinks {
+        out.push(',');
+        out.push_str(&quote(d));
+    }
+    out.push('\n');
+    for d in days {
+        out.push_str(&format!("{},{},{},{}", d.day, d.total, d.completed, d.cancelled));
+        for k in &drinks {
+            out.push_str(&format!(",{}", d.drinks.get(k).copied().unwrap_or(0)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters() -> BTreeMap<String, u64> {
+        [
+            ("2024-05-01#TotalSales", 5),
+            ("2024-05-01#Latte", 3),
+            ("2024-05-01#Flat White", 2),
+            ("2024-05-01#Completed", 4),
+            ("2024-05-02#TotalSales", 1),
+            ("2024-05-02#Latte", 1),
+            ("2024-05-02#Cancelled", 1),
+            ("not-a-metric", 9),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn counters_group_per_day_within_the_range() {
+        let all = days(&counters(), None, None);
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].total, all[0].completed, all[0].cancelled), (5, 4, 0));
+        assert_eq!(all[0].drinks, [("Flat White".to_owned(), 2), ("Latte".to_owned(), 3)].into());
+        assert_eq!(days(&counters(), Some(date("2024-05-02")), None).len(), 1);
+        assert_eq!(days(&counters(), None, Some(date("2024-05-01")))[0].day, date("2024-05-01"));
+        assert!(days(&counters(), Some(date("2024-05-03")), None).is_empty());
+    }
+
+    #[test]
+    fn formats() {
+        let d = days(&counters(), None, None);
+        assert_eq!(
+            table(&d),
+            "day         total  completed  cancelled  Flat White  Latte\n\
+             2024-05-01      5          4          0           2      3\n\
+             2024-05-02      1          0          1           0      1\n"
+        );
+        assert_eq!(
+            csv(&d),
+            "day,total,completed,cancelled,Flat White,Latte\n2024-05-01,5,4,0,2,3\n2024-05-02,1,0,1,0,1\n"
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json[1]["drinks"]["Latte"], 1);
+        assert_eq!(json[0]["day"], "2024-05-01");
+        let mut odd = counters();
+        odd.insert("2024-05-01#Mocha, large".into(), 1);
+        assert!(csv(&days(&odd, None, None))
+            .starts_with("day,total,completed,cancelled,Flat White,Latte,\"Mocha, large\"\n"));
+    }
+}

@@ -1,0 +1,71 @@
+//! The `report` binary against moto, over a table PublishMetrics' logic filled.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use publish_metrics::{process, DynamoStore, RetryPolicy};
+use support::moto::Moto;
+
+const TABLE: &str = "serverlesspresso-metrics-table";
+
+fn body(id: usize, detail_type: &str, drink: &str, time: &str) -> String {
+    serde_json::json!({
+        "id": format!("e{id}"), "source": "awsserverlessda.serverlesspresso", "detail-type": detail_type,
+        "time": time, "detail": {"orderId": id.to_string(), "drinkOrder": {"drink": drink}},
+    })
+    .to_string()
+}
+
+fn report(moto: &Moto, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .args(["--endpoint-url", &moto.endpoint, "--local-credentials"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_per_day_as_table_json_and_csv() {
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    support::aws::create_metrics_table(&ddb, TABLE).await;
+    let bodies = [
+        body(1, "OrderManager.WaitingCompletion", "Latte", "2024-05-01T09:00:00Z"),
+        body(2, "OrderManager.WaitingCompletion", "Latte", "2024-05-01T10:00:00Z"),
+        body(3, "OrderManager.WaitingCompletion", "Espresso", "2024-05-02T10:00:00Z"),
+        body(4, "OrderManager.OrderCompleted", "Latte", "2024-05-01T11:00:00Z"),
+        body(5, "OrderManager.OrderCancelled", "Espresso", "2024-05-02T11:00:00Z"),
+    ];
+    let mut event = SqsEvent::default();
+    for (i, b) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(i.to_string());
+        m.body = Some(b.clone());
+        event.records.push(m);
+    }
+    let out = process(&DynamoStore::new(ddb, TABLE), event, RetryPolicy::default(), None).await;
+    assert_eq!(out.counted, 5);
+
+    assert_eq!(
+        report(&moto, &[]),
+        "day         total  completed  cancelled  Espresso  Latte\n\
+         2024-05-01      2          1          0         0      2\n\
+         2024-05-02      1          0          1         1      0\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&report(&moto, &["--format", "json", "--from", "2024-05-02"])).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"day": "2024-05-02", "total": 1, "completed": 0, "cancelled": 1, "drinks": {"Espresso": 1}}])
+    );
+    assert_eq!(
+        report(&moto, &["--format", "csv", "--to", "2024-05-01"]),
+        "day,total,completed,cancelled,Latte\n2024-05-01,2,1,0,2\n"
+    );
+    assert!(report(&moto, &["--from", "2025-01-01"]).contains("no metrics"));
+}
