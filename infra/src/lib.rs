@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub mod constructs;
+pub mod diagram;
 pub mod error;
 pub mod metrics;
 pub mod synth;

@@ -246,9 +246,12 @@ pub fn app() -> Result<Vec<Stack>> {
     [MetricsStackProps::default(), MetricsStackProps::standalone()].iter().map(metrics_stack).collect()
 }
 
-/// Everything `synth` writes into `synth-out/`: the app's templates and the event schemas.
+/// Everything `synth` writes into `synth-out/`: the app's templates, the event schemas and the
+/// architecture diagrams.
 pub fn app_artifacts() -> Result<Vec<crate::synth::Artifact>> {
-    let mut artifacts = crate::synth::artifacts(&app()?)?;
+    let stacks = app()?;
+    let mut artifacts = crate::synth::artifacts(&stacks)?;
     artifacts.extend(crate::synth::schema_artifacts());
+    artifacts.extend(crate::synth::diagram_artifacts(&stacks)?);
     Ok(artifacts)
 }

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use crate::constructs::Stack;
 
 /// Suffixes of the files synth owns in its output directory.
-const OWNED_SUFFIXES: [&str; 3] = [".template.yaml", ".template.json", ".schema.json"];
+const OWNED_SUFFIXES: [&str; 4] = [".template.yaml", ".template.json", ".schema.json", ".dot"];
 
 /// One file synth produces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
     pub file_name: String,
     pub contents: String,
-    /// Resources in the template; `None` for a schema.
+    /// Resources in the template; `None` for a schema or a diagram.
     pub resources: Option<usize>,
 }
 
@@ -25,6 +25,7 @@ impl Artifact {
     pub fn summary(&self) -> String {
         match self.resources {
             Some(n) => format!("{n} resources, {} bytes", self.contents.len()),
+            None if self.file_name.ends_with(".dot") => format!("diagram, {} bytes", self.contents.len()),
             None => format!("JSON Schema, {} bytes", self.contents.len()),
         }
     }
@@ -35,6 +36,17 @@ pub fn schema_artifacts() -> Vec<Artifact> {
     order_events::detail_schemas()
         .into_iter()
         .map(|(file_name, contents)| Artifact { file_name, contents, resources: None })
+        .collect()
+}
+
+/// The architecture diagram of each stack (Graphviz DOT).
+pub fn diagram_artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
+    stacks
+        .iter()
+        .map(|s| {
+            let contents = crate::diagram::dot(s.name(), &s.to_template()?);
+            Ok(Artifact { file_name: format!("{}.dot", s.name()), contents, resources: None })
+        })
         .collect()
 }
 

@@ -18,7 +18,7 @@ fn writes_synth_out_and_prints_one_line_per_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 9, "{stdout}");
     for name in [
         "serverlesspresso-metrics.template.yaml",
         "serverlesspresso-metrics.template.json",
@@ -52,7 +52,7 @@ fn check_passes_when_current_and_names_stale_files() {
     assert!(synth(dir.path(), &[]).status.success());
     let ok = synth(dir.path(), &["--check"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("up to date (7 files)"));
+    assert!(text(&ok.stdout).contains("up to date (9 files)"));
 
     let edited = dir.path().join("synth-out/serverlesspresso-metrics.template.json");
     std::fs::write(&edited, "{}").unwrap();
