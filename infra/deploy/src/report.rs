@@ -95,6 +95,53 @@ pub fn csv(days: &[Day]) -> String {
     out
 }
 
+/// An SVG line chart of daily orders per drink, one line per drink.
+pub fn chart(days: &[Day]) -> Result<String, String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let drinks = drinks(days);
+    let labels: Vec<String> = days.iter().map(|d| d.day.to_string()).collect();
+    let max = days.iter().flat_map(|d| d.drinks.values()).copied().max().unwrap_or(0).max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Serverlesspresso: daily orders per drink", ("sans-serif", 24))
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..days.len().saturating_sub(1).max(1), 0..max + max / 10 + 1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_labels(days.len().clamp(1, 12))
+            .x_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
+            .y_desc("orders")
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, drink) in drinks.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points: Vec<(usize, u64)> =
+                days.iter().enumerate().map(|(x, d)| (x, d.drinks.get(drink).copied().unwrap_or(0))).collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(drink.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +175,17 @@ mod tests {
         assert_eq!(days(&counters(), Some(date("2024-05-02")), None).len(), 1);
         assert_eq!(days(&counters(), None, Some(date("2024-05-01")))[0].day, date("2024-05-01"));
         assert!(days(&counters(), Some(date("2024-05-03")), None).is_empty());
+    }
+
+    #[test]
+    fn chart_draws_a_line_per_drink() {
+        let svg = chart(&days(&counters(), None, None)).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
+        for text in ["daily orders per drink", "Latte", "Flat White", "2024-05-01", "2024-05-02"] {
+            assert!(svg.contains(text), "{text}");
+        }
+        assert!(svg.matches("<polyline").count() >= 2, "one line per drink");
+        assert!(chart(&[]).is_ok(), "an empty report still draws axes");
     }
 
     #[test]

@@ -29,6 +29,9 @@ struct Args {
     to: Option<NaiveDate>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Also draw daily orders per drink as an SVG chart into this file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<std::path::PathBuf>,
     #[arg(long)]
     region: Option<String>,
     #[arg(long)]
@@ -74,6 +77,11 @@ async fn run(args: Args) -> Result<()> {
         Format::Table => print!("{}", report::table(&days)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&days).context("cannot serialize the report")?),
         Format::Csv => print!("{}", report::csv(&days)),
+    }
+    if let Some(path) = args.chart {
+        let svg = report::chart(&days).map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
+        std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
