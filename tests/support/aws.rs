@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ProvisionedThroughput, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, KeySchemaElement, KeyType, ProvisionedThroughput, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_json::Value;
 
@@ -60,26 +59,5 @@ pub async fn create_metrics_table(client: &aws_sdk_dynamodb::Client, name: &str)
 
 /// Every counter of the table: sort key -> `val`.
 pub async fn counters(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("query");
-        for item in page.items() {
-            let sk = item["SK"].as_s().unwrap().clone();
-            let val = item["val"].as_n().unwrap().parse().unwrap();
-            out.insert(sk, val);
-        }
-        match page.last_evaluated_key() {
-            Some(k) => start = Some(k.clone()),
-            None => return out,
-        }
-    }
+    deploy::local::counters(client, table).await.expect("the table can be queried")
 }

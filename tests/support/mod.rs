@@ -17,6 +17,25 @@ pub fn workspace_root() -> PathBuf {
     here.ancestors().find(|p| p.join("Cargo.lock").exists()).unwrap_or(here).to_owned()
 }
 
+/// Stand-ins for the Lambda zips in `dir` (`<name>/bootstrap.zip`): an arm64 ELF header, enough
+/// for `assets` and for moto, which stores functions but never runs them. The real zips are
+/// built and checked by `tests/lambda_build.rs`.
+pub fn fake_zips(dir: &Path) {
+    use std::io::Write;
+    for name in ["publish-metrics", "events-load-test"] {
+        let path = dir.join(name).join("bootstrap.zip");
+        fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+        let mut elf = b"\x7fELF".to_vec();
+        elf.resize(18, 0);
+        elf.extend(0xb7u16.to_le_bytes());
+        elf.extend(name.as_bytes());
+        let mut w = zip::ZipWriter::new(File::create(&path).expect("a file"));
+        w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).expect("an entry");
+        w.write_all(&elf).expect("written");
+        w.finish().expect("a zip");
+    }
+}
+
 /// The app's artifacts, as `synth` writes them into `synth-out/`.
 pub fn artifacts() -> Vec<infra::synth::Artifact> {
     infra::metrics::app_artifacts().expect("the app's stacks are valid")

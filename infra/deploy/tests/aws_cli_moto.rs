@@ -5,7 +5,6 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
 use std::process::Command;
 
 use aws_sdk_cloudformation::types::StackStatus;
@@ -31,18 +30,7 @@ aws cloudformation deploy \
 async fn aws_cloudformation_deploy_ships_the_template_and_zips() {
     let moto = Moto::start();
     let lambda = tempfile::tempdir().unwrap();
-    for name in ["publish-metrics", "events-load-test"] {
-        let path = lambda.path().join(name).join("bootstrap.zip");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut elf = b"\x7fELF".to_vec();
-        elf.resize(18, 0);
-        elf.extend(0xb7u16.to_le_bytes());
-        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-        w.write_all(&elf).unwrap();
-        w.write_all(name.as_bytes()).unwrap();
-        w.finish().unwrap();
-    }
+    support::fake_zips(lambda.path());
     let template = support::workspace_root().join("synth-out/serverlesspresso-metrics-standalone.template.yaml");
     let path = format!("{}:{}", support::venv().join("bin").display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new("bash")

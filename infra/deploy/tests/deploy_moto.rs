@@ -8,29 +8,12 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output};
 
 use support::moto::Moto;
 
 const STACK: &str = "serverlesspresso-metrics-standalone";
 const BUCKET: &str = "serverlesspresso-assets-test";
-
-fn fake_zips(dir: &Path) {
-    for name in ["publish-metrics", "events-load-test"] {
-        let path = dir.join(name).join("bootstrap.zip");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut elf = b"\x7fELF".to_vec();
-        elf.resize(18, 0);
-        elf.extend(0xb7u16.to_le_bytes());
-        elf.extend(name.as_bytes());
-        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-        w.write_all(&elf).unwrap();
-        w.finish().unwrap();
-    }
-}
 
 fn deploy(moto: &Moto, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
@@ -53,7 +36,7 @@ fn text(b: &[u8]) -> String {
 async fn deploy_no_op_outputs_diff_and_destroy() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
-    fake_zips(zips.path());
+    support::fake_zips(zips.path());
     let lambda_dir = zips.path().to_str().unwrap();
     let config = moto.sdk_config().await;
 

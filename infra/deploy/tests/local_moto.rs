@@ -6,8 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,25 +17,11 @@ use deploy::Connection;
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
 use support::moto::Moto;
 
-fn fake_zips(dir: &Path) {
-    for name in ["publish-metrics", "events-load-test"] {
-        let path = dir.join(name).join("bootstrap.zip");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut elf = b"\x7fELF".to_vec();
-        elf.resize(18, 0);
-        elf.extend(0xb7u16.to_le_bytes());
-        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
-        w.write_all(&elf).unwrap();
-        w.finish().unwrap();
-    }
-}
-
 #[test]
 fn local_run_of_500_orders_counts_exactly() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
-    fake_zips(zips.path());
+    support::fake_zips(zips.path());
     let out = Command::new(env!("CARGO_BIN_EXE_local"))
         .args(["--endpoint-url", &moto.endpoint, "--time-scale", "0.05", "--completed", "7", "--cancelled", "3"])
         .arg("--lambda-dir")
@@ -83,7 +67,7 @@ fn event(id: &str, drink: &str) -> String {
 async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
-    fake_zips(zips.path());
+    support::fake_zips(zips.path());
     let connection =
         Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
     let target = Target::new(true, None, connection.clone()).unwrap();
