@@ -100,3 +100,52 @@ fn a_validation_error_exits_non_zero_and_writes_nothing() {
     assert!(err.contains("StackName = \"serverlesspresso-metrics-not valid\" is invalid"), "{err}");
     assert!(!dir.path().join("synth-out").exists());
 }
+
+/// A directory holding a stand-in `dot` that records its arguments and writes the output file.
+fn fake_graphviz() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dot = dir.path().join("dot");
+    let calls = dir.path().join("calls");
+    // Only shell built-ins: the tests run it with nothing else on PATH.
+    std::fs::write(&dot, format!("#!/bin/sh\necho \"$@\" >> '{}'\nprintf '<svg/>' > \"$4\"\n", calls.display()))
+        .unwrap();
+    std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn render_runs_graphviz_on_each_diagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let graphviz = fake_graphviz();
+    let out = Command::new(env!("CARGO_BIN_EXE_synth"))
+        .current_dir(dir.path())
+        .arg("--render")
+        .env("PATH", graphviz.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let calls = std::fs::read_to_string(graphviz.path().join("calls")).unwrap();
+    assert_eq!(calls.lines().count(), 2, "{calls}");
+    assert!(
+        calls.contains("-Tsvg synth-out/serverlesspresso-metrics.dot -o synth-out/serverlesspresso-metrics.svg"),
+        "{calls}"
+    );
+    assert!(dir.path().join("synth-out/serverlesspresso-metrics-standalone.svg").exists());
+    assert!(text(&out.stdout).contains("rendered synth-out/serverlesspresso-metrics.svg"));
+}
+
+#[test]
+fn render_without_graphviz_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_synth"))
+        .current_dir(dir.path())
+        .arg("--render")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("apt-get install graphviz"), "{}", text(&out.stderr));
+    assert!(dir.path().join("synth-out/serverlesspresso-metrics.dot").exists(), "the .dot files are still written");
+}

@@ -16,6 +16,10 @@ struct Args {
     /// Write nothing; exit 1 and name the files when the output directory is out of date.
     #[arg(long)]
     check: bool,
+    /// Also render each architecture diagram to SVG with graphviz's `dot` (not committed: its
+    /// bytes depend on the graphviz version).
+    #[arg(long, conflicts_with = "check")]
+    render: bool,
     /// Synthesize only the stack of another environment (every physical name suffixed
     /// `-ENV`) instead of the app's default stacks.
     #[arg(long, value_name = "ENV")]
@@ -59,6 +63,20 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let written = infra::synth::write(&out, &artifacts)?;
     for (path, a) in written.iter().zip(&artifacts) {
         println!("wrote {} ({})", path.display(), a.summary());
+    }
+    if args.render {
+        for dot in written.iter().filter(|p| p.extension().is_some_and(|e| e == "dot")) {
+            let svg = dot.with_extension("svg");
+            let status = std::process::Command::new("dot").arg("-Tsvg").arg(dot).arg("-o").arg(&svg).status();
+            match status {
+                Ok(s) if s.success() => println!("rendered {}", svg.display()),
+                Ok(s) => anyhow::bail!("dot failed on {} ({s})", dot.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                    "graphviz is not installed, so the diagrams were written as .dot only: install it (`apt-get install graphviz`) to render them"
+                ),
+                Err(e) => anyhow::bail!("cannot run dot: {e}"),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
