@@ -60,8 +60,18 @@ pub async fn publish_assets(
     let mut parameters = BTreeMap::new();
     parameters.insert(infra::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
     for asset in infra::assets::assets_of(&t.template) {
-        let p = infra::assets::package(&asset, &lambda_dir)?;
-        let body = std::fs::read(&p.path).with_context(|| format!("cannot read {}", p.path.display()))?;
+        // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
+        // progress are not held up.
+        let (p, body) = {
+            let (asset, dir) = (asset.clone(), lambda_dir.clone());
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let p = infra::assets::package(&asset, &dir)?;
+                let body = std::fs::read(&p.path).with_context(|| format!("cannot read {}", p.path.display()))?;
+                Ok((p, body))
+            })
+            .await
+            .context("packaging the assets stopped")??
+        };
         let uploaded = cf::upload_once(s3, bucket, &p.key(), body).await?;
         println!(
             "asset {:<18} {:>9} bytes  s3://{bucket}/{}  {}",

@@ -58,10 +58,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server it started.
     let result = runtime.block_on(async {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => return Err(anyhow!("cannot listen for SIGTERM: {e}")),
+        };
         tokio::select! {
             r = run(args) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+            _ = terminate.recv() => Err(anyhow!("terminated")),
         }
     });
     match result {
