@@ -8,7 +8,26 @@ pub mod guard;
 pub mod local;
 pub mod report;
 
+use std::future::Future;
+use std::process::ExitCode;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The `main` of the async binaries: runs `work` on a tokio runtime; `Ok(true)` exits 0,
+/// `Ok(false)` exits 1, an error is printed with its causes and exits 1.
+pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(work));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Where to deploy: region, profile and endpoint, each optional (the default chain otherwise).
 #[derive(Clone, Debug, Default)]

@@ -24,7 +24,7 @@ pub struct MappingSettings {
 }
 
 fn prop<'a>(template: &'a Template, id: &str, key: &str) -> Option<&'a serde_json::Value> {
-    template.resources.iter().find(|(k, _)| k.as_str() == id).and_then(|(_, r)| r.properties.get(key))
+    template.resource(id).and_then(|r| r.properties.get(key))
 }
 
 /// The settings of the template's (one) SQS event source mapping.

@@ -220,6 +220,11 @@ impl Template {
         }
     }
 
+    /// The resource with logical ID `id`, if there is one.
+    pub fn resource(&self, id: &str) -> Option<&Resource> {
+        self.resources.iter().find(|(k, _)| k.as_str() == id).map(|(_, r)| r)
+    }
+
     /// The template as YAML, ending with a newline.
     pub fn to_yaml(&self) -> Result<String, Error> {
         let yaml = serde_yaml::to_string(self).map_err(|e| Error::Serialize(e.to_string()))?;

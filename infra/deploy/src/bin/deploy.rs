@@ -89,21 +89,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    deploy::run_main(run(Cli::parse()))
 }
 
 impl DeployArgs {
@@ -118,7 +104,7 @@ impl DeployArgs {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+async fn run(cli: Cli) -> Result<bool> {
     let c = &cli.common;
     let connection = Connection {
         region: c.region.clone(),
@@ -139,5 +125,5 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             true
         }
     };
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(ok)
 }

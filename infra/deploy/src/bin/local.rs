@@ -51,33 +51,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server it started.
-    let result = runtime.block_on(async {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => return Err(anyhow!("cannot listen for SIGTERM: {e}")),
-        };
+    deploy::run_main(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| anyhow!("cannot listen for SIGTERM: {e}"))?;
         tokio::select! {
             r = run(args) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
             _ = terminate.recv() => Err(anyhow!("terminated")),
         }
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn moto_server(given: Option<PathBuf>) -> PathBuf {
@@ -122,12 +105,7 @@ async fn run(args: Args) -> Result<bool> {
     }
 
     let name = |id: &str| -> Result<String> {
-        let (_, r) = target
-            .template
-            .resources
-            .iter()
-            .find(|(k, _)| k.as_str() == id)
-            .ok_or_else(|| anyhow!("the template has no {id}"))?;
+        let r = target.template.resource(id).ok_or_else(|| anyhow!("the template has no {id}"))?;
         let key = match r.resource_type.as_str() {
             "AWS::SQS::Queue" => "QueueName",
             "AWS::DynamoDB::Table" => "TableName",

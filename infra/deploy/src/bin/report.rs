@@ -45,24 +45,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    deploy::run_main(run(Args::parse()))
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args) -> Result<bool> {
     let connection = Connection {
         region: args.region,
         profile: args.profile,
@@ -83,5 +69,5 @@ async fn run(args: Args) -> Result<()> {
         std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    Ok(true)
 }
