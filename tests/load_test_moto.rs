@@ -81,11 +81,15 @@ async fn drain(e: &Env) -> Vec<String> {
     }
 }
 
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(120)
+}
+
 #[tokio::test]
 async fn every_event_sent_arrives_in_the_queue() {
     let e = env().await;
     let bus = EventBridgeBus::new(e.events.clone(), "Serverlesspresso");
-    let report = run(&bus, &Input::default(), RetryPolicy::default()).await.unwrap();
+    let report = run(&bus, &Input::default(), "run-1", RetryPolicy::default(), deadline()).await.unwrap();
     assert_eq!((report.sent, report.failed), (500, 0));
     assert_eq!(report.put_events_calls, 50);
 
@@ -93,11 +97,13 @@ async fn every_event_sent_arrives_in_the_queue() {
     assert_eq!(bodies.len(), 500);
     let mut per_drink: BTreeMap<String, u32> = BTreeMap::new();
     let mut ids = HashSet::new();
+    let mut orders = HashSet::new();
     for b in &bodies {
-        let event = OrderEvent::from_body(b).unwrap_or_else(|err| panic!("{err}: {b}"));
+        let event = OrderEvent::from_body(b, chrono::Utc::now()).unwrap_or_else(|err| panic!("{err}: {b}"));
         assert!(ids.insert(event.id.clone()), "event ids are unique");
+        assert!(orders.insert(event.dedupe.clone()), "each event is its own order: {:?}", event.dedupe);
         match event.kind {
-            OrderKind::WaitingCompletion { drink } => *per_drink.entry(drink).or_default() += 1,
+            OrderKind::WaitingCompletion { drink } => *per_drink.entry(drink.to_string()).or_default() += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -111,10 +117,11 @@ async fn completed_and_cancelled_orders_are_routed_too() {
     let bus = EventBridgeBus::new(e.events.clone(), "Serverlesspresso");
     for detail_type in [DetailType::OrderCompleted, DetailType::OrderCancelled] {
         let input = Input { count: Some(15), detail_type: Some(detail_type), ..Default::default() };
-        let report = run(&bus, &input, RetryPolicy::default()).await.unwrap();
+        let report = run(&bus, &input, "run-1", RetryPolicy::default(), deadline()).await.unwrap();
         assert_eq!(report.sent, 15);
     }
-    let kinds: Vec<OrderKind> = drain(&e).await.iter().map(|b| OrderEvent::from_body(b).unwrap().kind).collect();
+    let kinds: Vec<OrderKind> =
+        drain(&e).await.iter().map(|b| OrderEvent::from_body(b, chrono::Utc::now()).unwrap().kind).collect();
     assert_eq!(kinds.len(), 30);
     assert_eq!(kinds.iter().filter(|k| **k == OrderKind::Completed).count(), 15);
     assert_eq!(kinds.iter().filter(|k| **k == OrderKind::Cancelled).count(), 15);

@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use publish_metrics::{process, Chunk, DynamoStore, Outcome, RetryPolicy, Store, WriteError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use publish_metrics::model::{check, redeliver_all, run as run_model, scenario, Faulty};
+use publish_metrics::{
+    process, Chunk, Dynamo, DynamoStore, Invocation, Outcome, RetryPolicy, Store, TxError, WriteError,
+};
 use support::aws::{counters, create_metrics_table};
 use support::moto::Moto;
 
@@ -65,7 +69,7 @@ async fn env() -> Env {
 }
 
 async fn run<S: Store>(store: &S, bodies: &[String]) -> Outcome {
-    process(store, batch(bodies), fast(), None).await
+    process(store, batch(bodies), fast(), Invocation::with_time_left(Duration::from_secs(30))).await
 }
 
 const DAY: &str = "2024-05-01T10:00:00Z";
@@ -200,4 +204,76 @@ async fn a_failing_write_returns_exactly_the_affected_records() {
     let c = counters(&e.client, TABLE).await;
     assert_eq!(c["2024-05-01#TotalSales"], 120);
     assert!((0..120).all(|i| c[&format!("2024-05-01#Drink {i:03}")] == 1));
+}
+
+#[tokio::test]
+async fn the_model_property_holds_on_the_real_client() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let e = env().await;
+    // One fixed scenario of a few hundred messages (the unit tests run many on the fake).
+    let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(20261127), ..Config::default() });
+    let s = loop {
+        let s = scenario(250).new_tree(&mut runner).unwrap().current();
+        if s.messages.len() >= 300 {
+            break s;
+        }
+    };
+    let store = Faulty::new(e.store.clone());
+    let fast =
+        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(50) };
+    let result = run_model(&s, &store, fast).await;
+    let table: BTreeMap<String, i128> =
+        counters(&e.client, TABLE).await.into_iter().map(|(k, v)| (k, i128::from(v))).collect();
+    check(&s, &result, &table).unwrap();
+    let again = redeliver_all(&s, &store).await;
+    assert_eq!((again.counted, again.failed.len(), again.bad.len()), (0, 0, 0));
+    let after: BTreeMap<String, i128> =
+        counters(&e.client, TABLE).await.into_iter().map(|(k, v)| (k, i128::from(v))).collect();
+    assert_eq!(after, table);
+    println!("{} messages, {} invocations, {} counted", s.messages.len(), result.invocations, result.counted);
+}
+
+/// DynamoDB's refusals, as the real client reads them from the endpoint.
+#[tokio::test]
+async fn refusals_are_read_as_the_handler_expects() {
+    let e = env().await;
+    let add = |sk: &str| {
+        let u = Update::builder()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S("Aggregate".into()))
+            .key("SK", AttributeValue::S(sk.into()))
+            .update_expression("ADD #val :n")
+            .expression_attribute_names("#val", "val")
+            .expression_attribute_values(":n", AttributeValue::N("1".into()))
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().update(u).build()
+    };
+    let put = |pk: &str| {
+        let p = Put::builder()
+            .table_name(TABLE)
+            .item("PK", AttributeValue::S(pk.into()))
+            .item("SK", AttributeValue::S("Dedupe".into()))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().put(p).build()
+    };
+    // Two operations on one item: the whole request is refused.
+    let err =
+        Dynamo::transact_write_items(&e.client, vec![add("d#TotalSales"), add("d#TotalSales")]).await.unwrap_err();
+    assert!(matches!(err, TxError::Validation(ref m) if m.contains("multiple operations")), "{err:?}");
+    // A condition failure names its item.
+    Dynamo::transact_write_items(&e.client, vec![put("Dedupe#x")]).await.unwrap();
+    let err = Dynamo::transact_write_items(&e.client, vec![put("Dedupe#y"), put("Dedupe#x")]).await.unwrap_err();
+    match err {
+        TxError::Cancelled { reasons, .. } => assert_eq!(reasons, ["None", "ConditionalCheckFailed"]),
+        other => panic!("{other:?}"),
+    }
+    // No such table: not retried, not split.
+    let missing = DynamoStore::new(e.client.clone(), "no-such-table");
+    let event = order_events::OrderEvent::from_body(&waiting("z", "Latte", DAY), chrono::Utc::now()).unwrap();
+    let chunk = Chunk::new(vec![publish_metrics::Pending { event, message_id: "m".into() }]);
+    assert!(matches!(missing.write(&chunk).await, Err(WriteError::Permanent(_))));
 }

@@ -1,17 +1,29 @@
 //! EventsLoadTest's logic, free of the Lambda runtime: turn the input into order events and put
-//! them on the bus in PutEvents calls of 10, retrying the entries that fail.
+//! them on the bus in PutEvents calls of 10, retrying the entries that fail for a reason worth
+//! retrying, and stopping before the invocation's deadline.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use order_events::{DetailType, SOURCE};
+use order_events::{BadDrink, DetailType, Drink, SOURCE};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 /// EventBridge's limit on the entries of one PutEvents call.
 pub const ENTRIES_PER_CALL: usize = 10;
+
+/// The longest one PutEvents call may take: the client's operation timeout (see [`client`]).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time kept after the last call for returning the report.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// Entry error codes worth retrying, as PutEvents documents them; any other code (for example
+/// `MalformedDetail`, `AccessDeniedException`) fails its entry at once.
+pub const RETRYABLE_ENTRY_CODES: [&str; 2] = ["ThrottlingException", "InternalFailure"];
 
 /// The invocation's input; every field is optional (`{}` runs the workshop's test).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -26,12 +38,18 @@ pub struct Input {
     /// Default `OrderManager.WaitingCompletion`.
     #[serde(rename = "detailType")]
     pub detail_type: Option<DetailType>,
+    /// Prefix of the order IDs (`<runId>-<n>`); default the invocation's request ID, so each run
+    /// sends new orders and Lambda's retry of one asynchronous invocation sends the same ones.
+    #[serde(rename = "runId")]
+    pub run_id: Option<String>,
 }
 
 pub const DEFAULT_COUNT: u32 = 500;
 pub const MAX_COUNT: u32 = 10_000;
 pub const DEFAULT_DRINKS: [&str; 3] = ["Latte", "Cappuccino", "Espresso"];
 pub const DEFAULT_SEED: u64 = 42;
+/// Longest run ID: order IDs stay far within the handler's limit.
+pub const MAX_RUN_ID_CHARS: usize = 64;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InputError {
@@ -39,8 +57,10 @@ pub enum InputError {
     Count(u32),
     #[error("drinks is empty: name at least one drink")]
     NoDrinks,
-    #[error("drink {0:?} is invalid: 1 to 100 characters without `#`")]
-    Drink(String),
+    #[error("drinks holds an invalid name: {0}")]
+    Drink(#[from] BadDrink),
+    #[error("runId {0:?} is invalid: 1 to {MAX_RUN_ID_CHARS} of A-Z, a-z, 0-9, - and _")]
+    RunId(String),
 }
 
 /// One event to put.
@@ -52,34 +72,39 @@ pub struct Order {
     pub detail: String,
 }
 
-/// The events `input` asks for, the same for the same input.
-pub fn plan(input: &Input) -> Result<Vec<Order>, InputError> {
+/// The events `input` asks for, the same for the same input and run ID. `default_run_id`
+/// (the invocation's request ID) is used when the input names none.
+pub fn plan(input: &Input, default_run_id: &str) -> Result<Vec<Order>, InputError> {
     let count = input.count.unwrap_or(DEFAULT_COUNT);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(InputError::Count(count));
     }
     let drinks: Vec<String> = match &input.drinks {
-        Some(d) => d.clone(),
+        Some(d) => d.iter().map(|d| Drink::parse(d).map(|d| d.as_str().to_owned())).collect::<Result<_, _>>()?,
         None => DEFAULT_DRINKS.iter().map(|d| (*d).to_owned()).collect(),
     };
     if drinks.is_empty() {
         return Err(InputError::NoDrinks);
     }
-    if let Some(bad) = drinks.iter().find(|d| d.is_empty() || d.chars().count() > 100 || d.contains('#')) {
-        return Err(InputError::Drink(bad.clone()));
+    let run_id = input.run_id.as_deref().unwrap_or(default_run_id);
+    let valid_run_id = (1..=MAX_RUN_ID_CHARS).contains(&run_id.chars().count())
+        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_run_id {
+        return Err(InputError::RunId(run_id.to_owned()));
     }
     let detail_type = input.detail_type.unwrap_or(DetailType::WaitingCompletion);
     let mut rng = ChaCha8Rng::seed_from_u64(input.seed.unwrap_or(DEFAULT_SEED));
     Ok((0..count)
         .map(|i| {
             let drink = drinks[rng.random_range(0..drinks.len())].clone();
-            let id = (1000 + i).to_string();
+            let order_id = format!("{run_id}-{}", 1000 + i);
+            let user_id = (1000 + i).to_string();
             let detail = serde_json::json!({
                 "Message": "Serverlesspresso load test",
-                "orderId": id,
+                "orderId": order_id,
                 "ORDERSTATE": "Completed",
-                "userId": id,
-                "drinkOrder": {"userId": id, "drink": drink},
+                "userId": user_id,
+                "drinkOrder": {"userId": user_id, "drink": drink},
             })
             .to_string();
             Order { drink, detail_type, detail }
@@ -90,17 +115,28 @@ pub fn plan(input: &Input) -> Result<Vec<Order>, InputError> {
 /// The outcome of one PutEvents call: per entry, `None` when put, or its error code.
 pub type EntryResults = Vec<Option<String>>;
 
+/// A PutEvents call that failed as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PutError {
+    pub message: String,
+    /// Throttling, internal errors, timeouts: the same call may succeed later.
+    pub retryable: bool,
+}
+
 /// Where events go.
 pub trait Bus {
-    /// Puts up to ten events; a whole-call error is `Err`.
-    fn put(&self, orders: &[Order]) -> impl Future<Output = Result<EntryResults, String>> + Send;
+    /// Puts up to ten events.
+    fn put(&self, orders: &[Order]) -> impl Future<Output = Result<EntryResults, PutError>> + Send;
 }
 
 /// What was sent, for comparing with the table.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     pub sent: u32,
+    /// Entries refused for good, or still failing after the retries.
     pub failed: u32,
+    /// Entries never tried: the run stopped first (deadline, or an error no retry fixes).
+    pub unsent: u32,
     #[serde(rename = "perDrink")]
     pub per_drink: BTreeMap<String, u32>,
     #[serde(rename = "detailType")]
@@ -111,6 +147,9 @@ pub struct Report {
     pub retries: u32,
     #[serde(rename = "lastError", skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why the run stopped before sending everything.
+    #[serde(rename = "stoppedEarly", skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 /// Retries of failed entries.
@@ -126,13 +165,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Puts every order, ten per call; entries that fail are retried with backoff.
-pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy) -> Report {
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Puts every order, ten per call. Entries that fail for a retryable reason are retried with
+/// backoff; others fail at once. A call is only made while it can end before `deadline`; a
+/// whole-call error no retry fixes (access denied, no such bus) stops the run. Either way the
+/// report says what was sent.
+pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadline: Instant) -> Report {
     let mut report = Report { detail_type: orders.first().map(|o| o.detail_type), ..Default::default() };
-    for (n, call) in orders.chunks(ENTRIES_PER_CALL).enumerate() {
+    let total = orders.len();
+    let mut done = 0;
+    'calls: for (n, call) in orders.chunks(ENTRIES_PER_CALL).enumerate() {
         let mut pending: Vec<Order> = call.to_vec();
         let mut attempt = 0;
         while !pending.is_empty() {
+            let delay =
+                if attempt == 0 { Duration::ZERO } else { retry.base_delay.saturating_mul(1 << (attempt - 1).min(10)) };
+            if Instant::now() + delay + CALL_TIMEOUT + ANSWER_MARGIN > deadline {
+                report.unsent += count(total - done);
+                report.stopped_early = Some("the invocation's time ran out".to_owned());
+                break 'calls;
+            }
+            tokio::time::sleep(delay).await;
             report.put_events_calls += 1;
             let retry_these = match bus.put(&pending).await {
                 Ok(results) if results.len() == pending.len() => {
@@ -141,11 +197,18 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy) -> Re
                         match result {
                             None => {
                                 report.sent += 1;
+                                done += 1;
                                 *report.per_drink.entry(order.drink).or_insert(0) += 1;
                             }
-                            Some(code) => {
+                            Some(code) if RETRYABLE_ENTRY_CODES.contains(&code.as_str()) => {
                                 report.last_error = Some(code);
                                 again.push(order);
+                            }
+                            Some(code) => {
+                                tracing::warn!(call = n, code = %code, "entry refused");
+                                report.failed += 1;
+                                done += 1;
+                                report.last_error = Some(code);
                             }
                         }
                     }
@@ -156,21 +219,28 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy) -> Re
                         Some(format!("PutEvents answered {} results for {} entries", results.len(), pending.len()));
                     pending
                 }
-                Err(e) => {
-                    report.last_error = Some(e);
+                Err(e) if e.retryable => {
+                    report.last_error = Some(e.message);
                     pending
+                }
+                Err(e) => {
+                    tracing::warn!(call = n, error = %e.message, "PutEvents refused; stopping");
+                    report.failed += count(pending.len());
+                    done += pending.len();
+                    report.unsent += count(total - done);
+                    report.stopped_early = Some(format!("PutEvents refused the call: {}", e.message));
+                    report.last_error = Some(e.message);
+                    break 'calls;
                 }
             };
             attempt += 1;
             if !retry_these.is_empty() && attempt >= retry.max_attempts {
                 tracing::warn!(call = n, entries = retry_these.len(), error = ?report.last_error, "giving up on entries");
-                report.failed += u32::try_from(retry_these.len()).unwrap_or(u32::MAX);
+                report.failed += count(retry_these.len());
+                done += retry_these.len();
                 break;
             }
-            if !retry_these.is_empty() {
-                report.retries += u32::try_from(retry_these.len()).unwrap_or(u32::MAX);
-                tokio::time::sleep(retry.base_delay.saturating_mul(1 << (attempt - 1).min(10))).await;
-            }
+            report.retries += count(retry_these.len());
             pending = retry_these;
         }
         if (n + 1) % 10 == 0 {
@@ -178,6 +248,40 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy) -> Re
         }
     }
     report
+}
+
+/// The EventBridge client as EventsLoadTest uses it: no retries of its own (entries are retried
+/// one by one above, with the deadline in view), every call bounded by [`CALL_TIMEOUT`].
+pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::config::Builder::from(config)
+        .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_eventbridge::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(CALL_TIMEOUT)
+                .operation_attempt_timeout(CALL_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(conf)
+}
+
+/// Reads a failed PutEvents call: worth retrying or not.
+pub fn put_error(
+    error: aws_sdk_eventbridge::error::SdkError<aws_sdk_eventbridge::operation::put_events::PutEventsError>,
+) -> PutError {
+    use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
+    let message = format!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(&error));
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(e) => {
+            matches!(
+                e.err().code(),
+                Some("ThrottlingException" | "InternalException" | "InternalFailure" | "ServiceUnavailable")
+            ) || e.raw().status().is_server_error()
+        }
+        _ => false,
+    };
+    PutError { message, retryable }
 }
 
 /// The real bus.
@@ -194,7 +298,7 @@ impl EventBridgeBus {
 }
 
 impl Bus for EventBridgeBus {
-    async fn put(&self, orders: &[Order]) -> Result<EntryResults, String> {
+    async fn put(&self, orders: &[Order]) -> Result<EntryResults, PutError> {
         use aws_sdk_eventbridge::types::PutEventsRequestEntry;
         let entries = orders
             .iter()
@@ -208,21 +312,21 @@ impl Bus for EventBridgeBus {
                     .build()
             })
             .collect();
-        let out = self
-            .client
-            .put_events()
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| format!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(&e)))?;
+        let out = self.client.put_events().set_entries(Some(entries)).send().await.map_err(put_error)?;
         Ok(out.entries().iter().map(|e| e.error_code().map(str::to_owned)).collect())
     }
 }
 
 /// Runs the whole load test: plan, then send.
-pub async fn run<B: Bus>(bus: &B, input: &Input, retry: RetryPolicy) -> Result<Report, InputError> {
-    let orders = plan(input)?;
-    Ok(send(bus, orders, retry).await)
+pub async fn run<B: Bus>(
+    bus: &B,
+    input: &Input,
+    default_run_id: &str,
+    retry: RetryPolicy,
+    deadline: Instant,
+) -> Result<Report, InputError> {
+    let orders = plan(input, default_run_id)?;
+    Ok(send(bus, orders, retry, deadline).await)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! EventsLoadTest on Lambda: the runtime glue around [`events_load_test::run`].
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use events_load_test::{run, EventBridgeBus, Input, Report, RetryPolicy};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -10,12 +12,17 @@ async fn main() -> Result<(), Error> {
         std::env::var("EVENT_BUS_NAME").map_err(|_| "EVENT_BUS_NAME is not set: the stack sets it to the bus")?;
     // Built once per container, reused by every invocation.
     let config = aws_config::load_from_env().await;
-    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), bus_name);
+    let bus = EventBridgeBus::new(events_load_test::client(&config), bus_name);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Input>| {
         let bus = &bus;
         async move {
-            let report: Report = run(bus, &event.payload, RetryPolicy::default()).await?;
-            tracing::info!(sent = report.sent, failed = report.failed, "load test done");
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u128::MAX, |d| d.as_millis());
+            // A deadline already past leaves no time at all.
+            let left = u128::from(event.context.deadline).saturating_sub(now_ms);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX));
+            let request_id = event.context.request_id.clone();
+            let report: Report = run(bus, &event.payload, &request_id, RetryPolicy::default(), deadline).await?;
+            tracing::info!(sent = report.sent, failed = report.failed, unsent = report.unsent, "load test done");
             Ok::<Report, Error>(report)
         }
     }))

@@ -4,23 +4,41 @@ use std::sync::Mutex;
 
 use super::*;
 
+const RUN: &str = "run-1";
+
+fn ample() -> Instant {
+    Instant::now() + Duration::from_secs(120)
+}
+
 #[test]
 fn defaults_are_the_workshops() {
-    let orders = plan(&Input::default()).unwrap();
+    let orders = plan(&Input::default(), RUN).unwrap();
     assert_eq!(orders.len(), 500);
     assert!(orders.iter().all(|o| o.detail_type == DetailType::WaitingCompletion));
     let drinks: std::collections::BTreeSet<&str> = orders.iter().map(|o| o.drink.as_str()).collect();
     assert_eq!(drinks.into_iter().collect::<Vec<_>>(), ["Cappuccino", "Espresso", "Latte"]);
     let detail: serde_json::Value = serde_json::from_str(&orders[0].detail).unwrap();
-    assert_eq!(detail["orderId"], "1000");
+    assert_eq!(detail["orderId"], "run-1-1000");
+    // Every order its own ID within a run, and another run's IDs are others.
+    let ids = |run: &str| -> std::collections::BTreeSet<String> {
+        plan(&Input::default(), run)
+            .unwrap()
+            .iter()
+            .map(|o| {
+                serde_json::from_str::<serde_json::Value>(&o.detail).unwrap()["orderId"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(RUN).len(), 500);
+    assert!(ids(RUN).is_disjoint(&ids("run-2")));
     assert_eq!(detail["drinkOrder"]["drink"], orders[0].drink.as_str());
 }
 
 #[test]
 fn the_same_seed_gives_the_same_orders() {
-    let a = plan(&Input { seed: Some(7), ..Default::default() }).unwrap();
-    let b = plan(&Input { seed: Some(7), ..Default::default() }).unwrap();
-    let c = plan(&Input { seed: Some(8), ..Default::default() }).unwrap();
+    let a = plan(&Input { seed: Some(7), ..Default::default() }, RUN).unwrap();
+    let b = plan(&Input { seed: Some(7), ..Default::default() }, RUN).unwrap();
+    let c = plan(&Input { seed: Some(8), ..Default::default() }, RUN).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -31,18 +49,33 @@ fn input_is_parsed_and_checked() {
         r#"{"count": 20, "drinks": ["Flat White"], "seed": 1, "detailType": "OrderManager.OrderCancelled"}"#,
     )
     .unwrap();
-    let orders = plan(&input).unwrap();
+    let orders = plan(&input, RUN).unwrap();
     assert_eq!(orders.len(), 20);
     assert!(orders.iter().all(|o| o.drink == "Flat White" && o.detail_type == DetailType::OrderCancelled));
     assert!(serde_json::from_str::<Input>(r#"{"cnt": 1}"#).is_err(), "unknown fields are refused");
-    assert_eq!(plan(&Input { count: Some(0), ..Default::default() }), Err(InputError::Count(0)));
-    assert!(plan(&Input { count: Some(10_000), ..Default::default() }).is_ok());
-    assert_eq!(plan(&Input { count: Some(10_001), ..Default::default() }), Err(InputError::Count(10_001)));
-    assert_eq!(plan(&Input { drinks: Some(vec![]), ..Default::default() }), Err(InputError::NoDrinks));
-    assert_eq!(
-        plan(&Input { drinks: Some(vec!["a#b".into()]), ..Default::default() }),
-        Err(InputError::Drink("a#b".into()))
-    );
+    assert_eq!(plan(&Input { count: Some(0), ..Default::default() }, RUN), Err(InputError::Count(0)));
+    assert!(plan(&Input { count: Some(1), ..Default::default() }, RUN).is_ok());
+    assert!(plan(&Input { count: Some(10_000), ..Default::default() }, RUN).is_ok());
+    assert_eq!(plan(&Input { count: Some(10_001), ..Default::default() }, RUN), Err(InputError::Count(10_001)));
+    assert_eq!(plan(&Input { drinks: Some(vec![]), ..Default::default() }, RUN), Err(InputError::NoDrinks));
+    for (bad, want) in
+        [("a#b", "`#`"), ("", "empty"), ("TotalSales", "reserved"), ("cancelled", "reserved"), ("x\u{7}", "control")]
+    {
+        let err =
+            plan(&Input { drinks: Some(vec!["Latte".into(), bad.into()]), ..Default::default() }, RUN).unwrap_err();
+        assert!(matches!(err, InputError::Drink(_)) && err.to_string().contains(want), "{bad:?}: {err}");
+    }
+    // Names are sent as the handler counts them: trimmed, NFC.
+    let orders = plan(&Input { drinks: Some(vec![" Cafe\u{301} ".into()]), ..Default::default() }, RUN).unwrap();
+    assert_eq!(orders[0].drink, "Caf\u{e9}");
+    let with_run =
+        |run: &str| plan(&Input { run_id: Some(run.into()), count: Some(1), ..Default::default() }, "ignored");
+    assert!(with_run(&"r".repeat(64)).is_ok());
+    assert!(matches!(with_run(&"r".repeat(65)), Err(InputError::RunId(_))));
+    assert!(matches!(with_run(""), Err(InputError::RunId(_))));
+    assert!(matches!(with_run("a#b"), Err(InputError::RunId(_))));
+    let detail: serde_json::Value = serde_json::from_str(&with_run("mine").unwrap()[0].detail).unwrap();
+    assert_eq!(detail["orderId"], "mine-1000", "the input's runId wins over the request ID");
 }
 
 /// Fails the entries at the given call and positions once, or whole calls.
@@ -52,20 +85,26 @@ struct FlakyBus {
     fail_entries: Vec<(usize, usize)>,
     fail_calls: Vec<usize>,
     always_fail: bool,
+    /// Whole-call errors are not retryable (access denied).
+    refuse: bool,
+    /// Entry error code for `fail_entries`.
+    code: Option<&'static str>,
 }
 
 impl Bus for FlakyBus {
-    async fn put(&self, orders: &[Order]) -> Result<EntryResults, String> {
+    async fn put(&self, orders: &[Order]) -> Result<EntryResults, PutError> {
         let mut calls = self.calls.lock().unwrap();
         let n = calls.len();
         calls.push(orders.len());
         assert!(orders.len() <= ENTRIES_PER_CALL);
-        if self.always_fail || self.fail_calls.contains(&n) {
-            return Err("ThrottlingException".into());
+        if self.refuse {
+            return Err(PutError { message: "AccessDeniedException".into(), retryable: false });
         }
-        Ok((0..orders.len())
-            .map(|i| self.fail_entries.contains(&(n, i)).then(|| "InternalFailure".to_owned()))
-            .collect())
+        if self.always_fail || self.fail_calls.contains(&n) {
+            return Err(PutError { message: "ThrottlingException".into(), retryable: true });
+        }
+        let code = self.code.unwrap_or("InternalFailure");
+        Ok((0..orders.len()).map(|i| self.fail_entries.contains(&(n, i)).then(|| code.to_owned())).collect())
     }
 }
 
@@ -76,12 +115,12 @@ fn fast() -> RetryPolicy {
 #[tokio::test]
 async fn sends_in_calls_of_ten_and_counts_per_drink() {
     let bus = FlakyBus::default();
-    let orders = plan(&Input { count: Some(95), ..Default::default() }).unwrap();
+    let orders = plan(&Input { count: Some(95), ..Default::default() }, RUN).unwrap();
     let mut want: BTreeMap<String, u32> = BTreeMap::new();
     for o in &orders {
         *want.entry(o.drink.clone()).or_default() += 1;
     }
-    let report = send(&bus, orders, fast()).await;
+    let report = send(&bus, orders, fast(), ample()).await;
     assert_eq!(report.sent, 95);
     assert_eq!(report.failed, 0);
     assert_eq!(report.per_drink, want);
@@ -91,7 +130,8 @@ async fn sends_in_calls_of_ten_and_counts_per_drink() {
 #[tokio::test]
 async fn failed_entries_are_retried_alone() {
     let bus = FlakyBus { fail_entries: vec![(0, 3), (0, 7), (1, 0)], fail_calls: vec![4], ..Default::default() };
-    let report = send(&bus, plan(&Input { count: Some(30), ..Default::default() }).unwrap(), fast()).await;
+    let report =
+        send(&bus, plan(&Input { count: Some(30), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
     assert_eq!((report.sent, report.failed), (30, 0));
     // Call 0: 10 (2 fail), call 1: the 2 again (1 fails), call 2: that 1; then calls 3, 4 (fails whole), 5.
     assert_eq!(*bus.calls.lock().unwrap(), [10, 2, 1, 10, 10, 10]);
@@ -101,10 +141,56 @@ async fn failed_entries_are_retried_alone() {
 #[tokio::test]
 async fn entries_that_keep_failing_are_reported() {
     let bus = FlakyBus { always_fail: true, ..Default::default() };
-    let report = send(&bus, plan(&Input { count: Some(12), ..Default::default() }).unwrap(), fast()).await;
+    let report =
+        send(&bus, plan(&Input { count: Some(12), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
     assert_eq!((report.sent, report.failed), (0, 12));
     assert_eq!(report.last_error.as_deref(), Some("ThrottlingException"));
     assert_eq!(report.put_events_calls, 6);
+}
+
+#[tokio::test]
+async fn entries_refused_for_good_are_not_retried() {
+    let bus = FlakyBus { fail_entries: vec![(0, 1), (0, 2)], code: Some("MalformedDetail"), ..Default::default() };
+    let report =
+        send(&bus, plan(&Input { count: Some(20), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
+    assert_eq!((report.sent, report.failed, report.retries), (18, 2, 0));
+    assert_eq!(*bus.calls.lock().unwrap(), [10, 10]);
+    assert_eq!(report.last_error.as_deref(), Some("MalformedDetail"));
+}
+
+#[tokio::test]
+async fn a_call_no_retry_fixes_stops_the_run_at_once() {
+    let bus = FlakyBus { refuse: true, ..Default::default() };
+    let report =
+        send(&bus, plan(&Input { count: Some(35), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
+    assert_eq!((report.sent, report.failed, report.unsent), (0, 10, 25));
+    assert_eq!(report.put_events_calls, 1);
+    assert!(report.stopped_early.as_deref().is_some_and(|s| s.contains("AccessDeniedException")), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_stops_before_the_deadline_and_reports_what_it_sent() {
+    // A bus that takes 2 s per call: with 20 s, calls start while 6 s (5 s timeout + 1 s) remain.
+    struct Slow(FlakyBus);
+    impl Bus for Slow {
+        async fn put(&self, orders: &[Order]) -> Result<EntryResults, PutError> {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            self.0.put(orders).await
+        }
+    }
+    let bus = Slow(FlakyBus::default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report =
+        send(&bus, plan(&Input { count: Some(200), ..Default::default() }, RUN).unwrap(), fast(), deadline).await;
+    // Calls at 0, 2, ..., 14 s (14 + 6 = 20): 8 calls.
+    assert_eq!((report.sent, report.unsent, report.failed), (80, 120, 0));
+    assert_eq!(report.stopped_early.as_deref(), Some("the invocation's time ran out"));
+    assert!(Instant::now() <= deadline - ANSWER_MARGIN);
+    // No time at all: nothing is tried.
+    let bus = FlakyBus::default();
+    let report =
+        send(&bus, plan(&Input { count: Some(5), ..Default::default() }, RUN).unwrap(), fast(), Instant::now()).await;
+    assert_eq!((report.sent, report.unsent, report.put_events_calls), (0, 5, 0));
 }
 
 #[test]
@@ -113,4 +199,16 @@ fn the_report_is_json_a_test_can_read() {
     let v = serde_json::to_value(&report).unwrap();
     assert_eq!(v["perDrink"]["Latte"], 2);
     assert_eq!(v["putEventsCalls"], 0);
+}
+
+#[test]
+fn the_client_neither_retries_nor_outlives_a_call() {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let c = client(&sdk);
+    let t = c.config().timeout_config().expect("timeouts set");
+    assert_eq!(t.operation_timeout(), Some(CALL_TIMEOUT));
+    assert_eq!(c.config().retry_config().expect("retry set").max_attempts(), 1);
 }

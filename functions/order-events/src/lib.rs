@@ -12,8 +12,34 @@ pub const SOURCE: &str = "awsserverlessda.serverlesspresso";
 /// The drinks on the Serverlesspresso menu.
 pub const MENU: [&str; 6] = ["Espresso", "Cappuccino", "Latte", "Flat White", "Americano", "Coffee of the day"];
 
-/// The partition key value of every counter item (the workshop's layout).
+/// The metrics table's layout (the workshop's), shared by the stack and the handlers.
+/// Partition key attribute (string).
+pub const PARTITION_KEY: &str = "PK";
+/// Sort key attribute (string).
+pub const SORT_KEY: &str = "SK";
+/// The partition key value of every counter item.
 pub const AGGREGATE_PK: &str = "Aggregate";
+/// The counter attribute of a metric item.
+pub const COUNTER_ATTRIBUTE: &str = "val";
+/// The attribute the table expires items by (the dedupe records').
+pub const TTL_ATTRIBUTE: &str = "ttl";
+/// The sort key value of every dedupe record.
+pub const DEDUPE_SK: &str = "Dedupe";
+
+/// What PublishMetrics publishes per invocation as CloudWatch metrics (Embedded Metric Format
+/// in its logs), with the function's name as the `FunctionName` dimension.
+pub mod emf {
+    pub const NAMESPACE: &str = "Serverlesspresso/Metrics";
+    pub const DIMENSION: &str = "FunctionName";
+    /// Orders counted by the invocation.
+    pub const COUNTED: &str = "CountedRecords";
+    /// Records whose order was counted before.
+    pub const DUPLICATES: &str = "DuplicateRecords";
+    /// Records that can never be counted (bad input): they go to the dead-letter queue.
+    pub const BAD: &str = "BadRecords";
+    /// Records whose write failed (throttling, faults, time out): SQS delivers them again.
+    pub const FAILED: &str = "FailedRecords";
+}
 
 /// The detail-types counted, and what each one counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -42,24 +68,6 @@ impl DetailType {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
     }
-}
-
-/// An EventBridge event as SQS delivers it (the message body is the whole event).
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-pub struct Envelope {
-    /// Unique per event; the same on every redelivery of it.
-    pub id: String,
-    pub source: String,
-    #[serde(rename = "detail-type")]
-    pub detail_type: String,
-    pub time: DateTime<Utc>,
-    #[serde(default)]
-    pub account: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub resources: Vec<String>,
-    pub detail: serde_json::Value,
 }
 
 /// An ID that the apps send as a string ("1000") or a number (1000).
@@ -154,10 +162,98 @@ pub struct OrderStateDetail {
     pub user_id: Option<String>,
 }
 
+/// Longest event or order ID accepted, in bytes: the dedupe record's partition key must stay
+/// far below DynamoDB's 2048-byte limit. EventBridge's own IDs are 36 characters.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Longest drink name, in characters after normalization.
+pub const MAX_DRINK_CHARS: usize = 100;
+
+/// How far ahead of the handler's clock an event's `time` may be before it is refused: a
+/// producer's clock may drift, but an order dated tomorrow would be counted on the wrong day.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 3600;
+
+/// A drink name as it is counted: trimmed, in Unicode NFC, 1 to 100 characters, no control
+/// characters, no `#` (the sort key's separator), and not a metric's own name in any case
+/// (`TotalSales`, `Completed`, `Cancelled`), so no drink can share an item with another metric.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Drink(String);
+
+/// Why a drink name is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum BadDrink {
+    #[error("drink name is empty")]
+    Empty,
+    #[error("drink name {0:?} is longer than {MAX_DRINK_CHARS} characters")]
+    TooLong(String),
+    #[error("drink name {0:?} holds a control character")]
+    Control(String),
+    #[error("drink name {0:?} holds `#`, the sort key's separator")]
+    Hash(String),
+    #[error("drink name {0:?} is reserved: it is the name of the {1} metric")]
+    Reserved(String, &'static str),
+}
+
+impl Drink {
+    /// Normalizes and checks `raw` (see [`Drink`]).
+    pub fn parse(raw: &str) -> Result<Self, BadDrink> {
+        use unicode_normalization::UnicodeNormalization;
+        let name: String = raw.trim().nfc().collect();
+        if name.is_empty() {
+            return Err(BadDrink::Empty);
+        }
+        if name.chars().count() > MAX_DRINK_CHARS {
+            return Err(BadDrink::TooLong(name));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(BadDrink::Control(name));
+        }
+        if name.contains('#') {
+            return Err(BadDrink::Hash(name));
+        }
+        if let Some(metric) = Metric::RESERVED.iter().find(|m| m.eq_ignore_ascii_case(&name)) {
+            return Err(BadDrink::Reserved(name, metric));
+        }
+        Ok(Drink(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Drink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What makes two messages the same order for counting: the order's ID under its detail-type
+/// when the detail has one (a producer may re-publish an order under a new event ID), else the
+/// EventBridge event ID (the same on every redelivery).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DedupeKey {
+    Order { detail_type: DetailType, order_id: String },
+    Event(String),
+}
+
+impl DedupeKey {
+    /// The dedupe record's partition key: `Dedupe#Order#<detail-type>#<orderId>` or
+    /// `Dedupe#<event id>`. Event IDs cannot hold `#`, so the two forms never meet.
+    pub fn partition_key(&self) -> String {
+        match self {
+            DedupeKey::Order { detail_type, order_id } => format!("Dedupe#Order#{}#{order_id}", detail_type.as_str()),
+            DedupeKey::Event(id) => format!("Dedupe#{id}"),
+        }
+    }
+}
+
 /// One order event, parsed and checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderEvent {
+    /// The EventBridge event ID.
     pub id: String,
+    pub dedupe: DedupeKey,
     /// The UTC day of the event's `time`: when the order happened, not when it was counted.
     pub day: NaiveDate,
     pub kind: OrderKind,
@@ -165,7 +261,7 @@ pub struct OrderEvent {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum OrderKind {
-    WaitingCompletion { drink: String },
+    WaitingCompletion { drink: Drink },
     Completed,
     Cancelled,
 }
@@ -181,52 +277,103 @@ pub enum BadEvent {
     UnknownSource(String),
     #[error("unknown detail-type `{0}`")]
     UnknownDetailType(String),
-    #[error("{detail_type} detail is invalid: {reason}")]
-    BadDetail { detail_type: &'static str, reason: String },
-    #[error("no drink in the {0} detail")]
+    #[error("no drink in the {0} detail (`detail.drinkOrder.drink` must be a string)")]
     NoDrink(&'static str),
-    #[error("drink name {0:?} is invalid: 1 to 100 characters without `#`")]
-    BadDrink(String),
+    #[error("{0}")]
+    BadDrink(#[from] BadDrink),
+    #[error("orderId is invalid: {0}")]
+    BadOrderId(String),
+    #[error("time {time} is more than {MAX_CLOCK_SKEW_SECS} s ahead of the clock ({now})")]
+    FromTheFuture { time: DateTime<Utc>, now: DateTime<Utc> },
+}
+
+/// An ID field: a string or an integer (apps send both), 1 to [`MAX_ID_BYTES`] bytes without
+/// control characters.
+fn id_field(value: &serde_json::Value, what: &str) -> Result<String, String> {
+    let id = match value {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        other => return Err(format!("{what} must be a string or an integer, not {}", json_kind(other))),
+    };
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(format!("{what} must be 1 to {MAX_ID_BYTES} bytes, not {}", id.len()));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("{what} {id:?} holds a control character"));
+    }
+    Ok(id)
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a non-integer number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 impl OrderEvent {
-    /// Parses an SQS message body holding an EventBridge event.
-    pub fn from_body(body: &str) -> Result<Self, BadEvent> {
+    /// Parses an SQS message body holding an EventBridge event, reading only what is counted:
+    /// the envelope's `id`, `source`, `detail-type` and `time`, `detail.orderId` when present,
+    /// and `detail.drinkOrder.drink` for `WaitingCompletion`. Every other field may be absent or
+    /// of any type. `now` is the handler's clock, for refusing events from the future.
+    pub fn from_body(body: &str, now: DateTime<Utc>) -> Result<Self, BadEvent> {
         let value: serde_json::Value = serde_json::from_str(body).map_err(|e| BadEvent::NotJson(e.to_string()))?;
-        let envelope: Envelope = serde_json::from_value(value).map_err(|e| BadEvent::NotAnEvent(e.to_string()))?;
-        Self::from_envelope(envelope)
+        Self::from_value(&value, now)
     }
 
-    pub fn from_envelope(e: Envelope) -> Result<Self, BadEvent> {
-        if e.source != SOURCE {
-            return Err(BadEvent::UnknownSource(e.source));
-        }
-        let detail_type = DetailType::parse(&e.detail_type).ok_or(BadEvent::UnknownDetailType(e.detail_type))?;
-        let name = detail_type.as_str();
-        let bad = |err: serde_json::Error| BadEvent::BadDetail { detail_type: name, reason: err.to_string() };
-        let kind = match detail_type {
-            DetailType::WaitingCompletion => {
-                let has_drink = e.detail.get("drinkOrder").and_then(|d| d.get("drink")).is_some_and(|d| !d.is_null());
-                if !has_drink {
-                    return Err(BadEvent::NoDrink(name));
-                }
-                let detail: WaitingCompletionDetail = serde_json::from_value(e.detail).map_err(bad)?;
-                let drink = detail.drink_order.drink;
-                if drink.is_empty() || drink.chars().count() > 100 || drink.contains('#') {
-                    return Err(BadEvent::BadDrink(drink));
-                }
-                OrderKind::WaitingCompletion { drink }
-            }
-            DetailType::OrderCompleted | DetailType::OrderCancelled => {
-                let _: OrderStateDetail = serde_json::from_value(e.detail).map_err(bad)?;
-                if detail_type == DetailType::OrderCompleted {
-                    OrderKind::Completed
-                } else {
-                    OrderKind::Cancelled
-                }
+    pub fn from_value(event: &serde_json::Value, now: DateTime<Utc>) -> Result<Self, BadEvent> {
+        let not_event = |m: String| BadEvent::NotAnEvent(m);
+        let Some(envelope) = event.as_object() else {
+            return Err(not_event(format!("the body is {}, not an object", json_kind(event))));
+        };
+        let text = |field: &str| -> Result<&str, BadEvent> {
+            match envelope.get(field) {
+                Some(serde_json::Value::String(s)) => Ok(s),
+                Some(other) => Err(not_event(format!("`{field}` must be a string, not {}", json_kind(other)))),
+                None => Err(not_event(format!("missing field `{field}`"))),
             }
         };
-        Ok(OrderEvent { id: e.id, day: e.time.date_naive(), kind })
+        let id = id_field(envelope.get("id").unwrap_or(&serde_json::Value::Null), "id").map_err(not_event)?;
+        if id.contains('#') {
+            return Err(not_event(format!("id {id:?} holds `#`")));
+        }
+        let source = text("source")?;
+        let detail_type = text("detail-type")?;
+        let time = text("time")?;
+        let time = DateTime::parse_from_rfc3339(time)
+            .map_err(|e| not_event(format!("time {time:?} is not an RFC 3339 timestamp: {e}")))?
+            .with_timezone(&Utc);
+        if source != SOURCE {
+            return Err(BadEvent::UnknownSource(source.to_owned()));
+        }
+        let detail_type =
+            DetailType::parse(detail_type).ok_or_else(|| BadEvent::UnknownDetailType(detail_type.to_owned()))?;
+        if time > now + chrono::Duration::seconds(MAX_CLOCK_SKEW_SECS) {
+            return Err(BadEvent::FromTheFuture { time, now });
+        }
+        let detail = envelope.get("detail");
+        let dedupe = match detail.and_then(|d| d.get("orderId")) {
+            None | Some(serde_json::Value::Null) => DedupeKey::Event(id.clone()),
+            Some(order_id) => {
+                DedupeKey::Order { detail_type, order_id: id_field(order_id, "orderId").map_err(BadEvent::BadOrderId)? }
+            }
+        };
+        let kind = match detail_type {
+            DetailType::WaitingCompletion => {
+                let drink = detail.and_then(|d| d.get("drinkOrder")).and_then(|d| d.get("drink"));
+                let Some(serde_json::Value::String(drink)) = drink else {
+                    return Err(BadEvent::NoDrink(detail_type.as_str()));
+                };
+                OrderKind::WaitingCompletion { drink: Drink::parse(drink)? }
+            }
+            DetailType::OrderCompleted => OrderKind::Completed,
+            DetailType::OrderCancelled => OrderKind::Cancelled,
+        };
+        Ok(OrderEvent { id, dedupe, day: time.date_naive(), kind })
     }
 
     /// The counters this event increments by one.
@@ -235,7 +382,7 @@ impl OrderEvent {
             OrderKind::WaitingCompletion { drink } => {
                 vec![
                     MetricKey::new(self.day, Metric::TotalSales),
-                    MetricKey::new(self.day, Metric::Drink(drink.clone())),
+                    MetricKey::new(self.day, Metric::Drink(drink.as_str().to_owned())),
                 ]
             }
             OrderKind::Completed => vec![MetricKey::new(self.day, Metric::Completed)],
@@ -252,6 +399,11 @@ pub enum Metric {
     Drink(String),
     Completed,
     Cancelled,
+}
+
+impl Metric {
+    /// The metrics' own names, which no drink may take (compared without regard to case).
+    pub const RESERVED: [&'static str; 3] = ["TotalSales", "Completed", "Cancelled"];
 }
 
 /// One counter item: PK `Aggregate`, SK `YYYY-MM-DD#<metric>`, counter attribute `val`.
@@ -311,116 +463,4 @@ pub fn detail_schemas() -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(detail_type: &str, time: &str, detail: serde_json::Value) -> String {
-        serde_json::json!({
-            "version": "0", "id": "e1", "source": SOURCE, "detail-type": detail_type,
-            "account": "123456789012", "time": time, "region": "us-east-1", "resources": [], "detail": detail,
-        })
-        .to_string()
-    }
-
-    #[test]
-    fn day_comes_from_the_event_time_in_utc() {
-        let b = body("OrderManager.OrderCompleted", "2024-05-01T23:59:59+00:00", serde_json::json!({}));
-        assert_eq!(OrderEvent::from_body(&b).unwrap().day.to_string(), "2024-05-01");
-        let b = body("OrderManager.OrderCompleted", "2024-05-01T23:30:00-02:00", serde_json::json!({}));
-        assert_eq!(OrderEvent::from_body(&b).unwrap().day.to_string(), "2024-05-02");
-    }
-
-    #[test]
-    fn keys_follow_the_workshop_layout() {
-        let day = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
-        let e = OrderEvent { id: "x".into(), day, kind: OrderKind::WaitingCompletion { drink: "Flat White".into() } };
-        let sks: Vec<String> = e.metric_keys().iter().map(MetricKey::sort_key).collect();
-        assert_eq!(sks, ["2024-05-01#TotalSales", "2024-05-01#Flat White"]);
-        let c = OrderEvent { id: "y".into(), day, kind: OrderKind::Completed };
-        assert_eq!(c.metric_keys()[0].sort_key(), "2024-05-01#Completed");
-        let x = OrderEvent { id: "z".into(), day, kind: OrderKind::Cancelled };
-        assert_eq!(x.metric_keys()[0].sort_key(), "2024-05-01#Cancelled");
-        for k in e.metric_keys().into_iter().chain(c.metric_keys()).chain(x.metric_keys()) {
-            assert_eq!(MetricKey::parse_sort_key(&k.sort_key()), Some(k));
-        }
-        assert_eq!(MetricKey::parse_sort_key("2024-05-01#"), None);
-        assert_eq!(MetricKey::parse_sort_key("nope"), None);
-        assert_eq!(MetricKey::parse_sort_key("2024-13-01#Latte"), None);
-    }
-
-    #[test]
-    fn bad_details_are_named() {
-        let cases = [
-            (
-                body("OrderManager.WaitingCompletion", "2024-05-01T10:00:00Z", serde_json::json!({"orderId": "1"})),
-                "no drink",
-            ),
-            (
-                body(
-                    "OrderManager.WaitingCompletion",
-                    "2024-05-01T10:00:00Z",
-                    serde_json::json!({"drinkOrder": {"drink": null}}),
-                ),
-                "no drink",
-            ),
-            (
-                body(
-                    "OrderManager.WaitingCompletion",
-                    "2024-05-01T10:00:00Z",
-                    serde_json::json!({"drinkOrder": {"drink": 5}}),
-                ),
-                "detail is invalid",
-            ),
-            (
-                body(
-                    "OrderManager.WaitingCompletion",
-                    "2024-05-01T10:00:00Z",
-                    serde_json::json!({"drinkOrder": {"drink": "a#b"}}),
-                ),
-                "drink name",
-            ),
-            (
-                body(
-                    "OrderManager.WaitingCompletion",
-                    "2024-05-01T10:00:00Z",
-                    serde_json::json!({"drinkOrder": {"drink": ""}}),
-                ),
-                "drink name",
-            ),
-            (
-                body("OrderManager.OrderCompleted", "2024-05-01T10:00:00Z", serde_json::json!("text")),
-                "detail is invalid",
-            ),
-            (body("OrderManager.Other", "2024-05-01T10:00:00Z", serde_json::json!({})), "unknown detail-type"),
-            (body("OrderManager.OrderCompleted", "yesterday", serde_json::json!({})), "not an EventBridge event"),
-            ("{\"id\": \"x\"}".to_owned(), "not an EventBridge event"),
-            ("not json".to_owned(), "not JSON"),
-        ];
-        for (b, want) in cases {
-            let err = OrderEvent::from_body(&b).unwrap_err().to_string();
-            assert!(err.contains(want), "{err} for {b}");
-        }
-        let other = body("OrderManager.OrderCompleted", "2024-05-01T10:00:00Z", serde_json::json!({}))
-            .replace(SOURCE, "someone.else");
-        assert_eq!(OrderEvent::from_body(&other).unwrap_err(), BadEvent::UnknownSource("someone.else".into()));
-    }
-
-    #[test]
-    fn schemas_cover_each_detail_type() {
-        let schemas = detail_schemas();
-        let names: Vec<&str> = schemas.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "OrderManager.WaitingCompletion.schema.json",
-                "OrderManager.OrderCompleted.schema.json",
-                "OrderManager.OrderCancelled.schema.json"
-            ]
-        );
-        let waiting: serde_json::Value = serde_json::from_str(&schemas[0].1).unwrap();
-        assert_eq!(waiting["title"], "OrderManager.WaitingCompletion detail");
-        assert_eq!(waiting["required"], serde_json::json!(["drinkOrder"]));
-        let completed: serde_json::Value = serde_json::from_str(&schemas[1].1).unwrap();
-        assert!(completed.get("required").is_none());
-    }
-}
+mod tests;

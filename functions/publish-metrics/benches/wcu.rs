@@ -9,11 +9,16 @@ use order_events::OrderEvent;
 use publish_metrics::store::transaction_wcu;
 use publish_metrics::{chunks, DynamoStore, Pending};
 
-fn event_body(i: usize, drink: &str, day: &str) -> String {
+/// A Lambda request ID, as EventsLoadTest prefixes its order IDs with one.
+const RUN_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
+
+/// The load test's event `i` on `day`, with its detail as EventsLoadTest sends it (so the
+/// dedupe record is keyed by `orderId`, at its real length).
+fn event_body(i: usize, detail: &str, day: &str) -> String {
     serde_json::json!({
         "id": format!("{i:08x}-6f6b-3c86-4d5c-0f0c2a0f3f1e"), "source": "awsserverlessda.serverlesspresso",
         "detail-type": "OrderManager.WaitingCompletion", "time": format!("{day}T12:00:00Z"),
-        "detail": {"orderId": i.to_string(), "drinkOrder": {"drink": drink}},
+        "detail": serde_json::from_str::<serde_json::Value>(detail).expect("JSON detail"),
     })
     .to_string()
 }
@@ -27,7 +32,7 @@ fn exactly_once(store: &DynamoStore, events: &[String], batch: usize) -> (u64, u
             .iter()
             .enumerate()
             .map(|(i, body)| Pending {
-                event: OrderEvent::from_body(body).expect("valid"),
+                event: OrderEvent::from_body(body, chrono::Utc::now()).expect("valid"),
                 message_id: format!("{b}-{i}"),
             })
             .collect();
@@ -45,12 +50,14 @@ fn main() {
         .region(Region::new("us-east-1"))
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "serverlesspresso-metrics-table");
-    let orders = events_load_test::plan(&Default::default()).expect("default input");
+    let orders = events_load_test::plan(&Default::default(), RUN_ID).expect("default input");
     let load_test: Vec<String> =
-        orders.iter().enumerate().map(|(i, o)| event_body(i, &o.drink, "2024-05-01")).collect();
-    let menu = order_events::MENU;
+        orders.iter().enumerate().map(|(i, o)| event_body(i, &o.detail, "2024-05-01")).collect();
+    let menu: Vec<String> = order_events::MENU.iter().map(|d| (*d).to_owned()).collect();
+    let input = events_load_test::Input { drinks: Some(menu), ..Default::default() };
+    let six = events_load_test::plan(&input, RUN_ID).expect("menu input");
     let worst: Vec<String> =
-        (0..500).map(|i| event_body(i, menu[i % menu.len()], &format!("2024-05-{:02}", 1 + i % 2))).collect();
+        six.iter().enumerate().map(|(i, o)| event_body(i, &o.detail, &format!("2024-05-{:02}", 1 + i % 2))).collect();
 
     println!("DynamoDB WCU per counted event (500 events, computed from the items written)");
     println!("{:<58} {:>10} {:>8} {:>10}", "path", "WCU total", "writes", "WCU/event");

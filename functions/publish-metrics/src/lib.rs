@@ -1,37 +1,55 @@
 //! PublishMetrics' logic, free of the Lambda runtime: parse a batch of SQS records, drop
-//! duplicate events, aggregate the counters, and write them exactly once through a [`Store`].
+//! duplicate orders, aggregate the counters, and write them exactly once through a [`Store`].
 //!
-//! Exactly once: each transaction holds, for every event in it, a dedupe record
-//! (`PK = Dedupe#<event id>`, written only if absent, expiring by TTL) next to the counter
-//! updates of those events. An event delivered again, in the same batch, a later batch or after
-//! a crash between the write and the SQS delete, fails its condition; the transaction is then
-//! retried without it, so it is never counted twice.
+//! Exactly once, per order: each transaction holds, for every order in it, a dedupe record
+//! (`PK = Dedupe#Order#<detail-type>#<orderId>`, or `Dedupe#<event id>` when the detail has no
+//! order ID; written only if absent, expiring by TTL) next to the counter updates of those
+//! orders. An order delivered again (in the same batch, a later batch, after a crash between the
+//! write and the SQS delete, or re-published by its producer under a new event ID) fails its
+//! condition; the transaction is then retried without it, so it is never counted twice.
 
+pub mod emf;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod model;
 pub mod store;
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use order_events::{MetricKey, OrderEvent};
+use chrono::{DateTime, Utc};
+use order_events::OrderEvent;
+use tokio::time::Instant;
 
-pub use store::{DynamoStore, Store, WriteError};
+pub use store::{classify, client, Dynamo, DynamoStore, Store, TxError, WriteError};
 
 /// DynamoDB's limit on the items of one TransactWriteItems.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
-/// One event to count, with the SQS messages that carried it.
+/// The longest one write may take: the DynamoDB client's operation timeout (see
+/// [`store::client`]). A write is only started with this much time left plus
+/// [`ANSWER_MARGIN`], so the invocation answers before Lambda's deadline.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Time kept after the last write for returning the batch response.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// One event to count, with the SQS message that carried it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pending {
     pub event: OrderEvent,
     pub message_id: String,
 }
 
-/// One transaction: the events' dedupe records and their aggregated counters.
+/// One transaction: the orders' dedupe records and their counters, aggregated by the sort key
+/// of the item each one updates, so no two updates in a transaction can touch one item.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chunk {
     pub events: Vec<Pending>,
-    pub counters: BTreeMap<MetricKey, u64>,
+    /// Sort key (`YYYY-MM-DD#<metric>`) -> increment.
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Chunk {
@@ -39,13 +57,13 @@ impl Chunk {
         let mut counters = BTreeMap::new();
         for p in &events {
             for key in p.event.metric_keys() {
-                *counters.entry(key).or_insert(0) += 1;
+                *counters.entry(key.sort_key()).or_insert(0) += 1;
             }
         }
         Chunk { events, counters }
     }
 
-    /// Items of the transaction: one dedupe record per event, one update per counter.
+    /// Items of the transaction: one dedupe record per event, one update per counter item.
     pub fn items(&self) -> usize {
         self.events.len() + self.counters.len()
     }
@@ -55,20 +73,54 @@ impl Chunk {
 pub fn chunks(events: Vec<Pending>) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut current: Vec<Pending> = Vec::new();
-    let mut keys: HashSet<MetricKey> = HashSet::new();
+    let mut keys: HashSet<String> = HashSet::new();
     for p in events {
-        let new_keys: Vec<MetricKey> = p.event.metric_keys().into_iter().filter(|k| !keys.contains(k)).collect();
-        if !current.is_empty() && current.len() + 1 + keys.len() + new_keys.len() > MAX_TRANSACTION_ITEMS {
+        let event_keys: Vec<String> = p.event.metric_keys().iter().map(|k| k.sort_key()).collect();
+        let new_keys = event_keys.iter().filter(|k| !keys.contains(*k)).count();
+        if !current.is_empty() && current.len() + 1 + keys.len() + new_keys > MAX_TRANSACTION_ITEMS {
             out.push(Chunk::new(std::mem::take(&mut current)));
             keys.clear();
         }
-        keys.extend(p.event.metric_keys());
+        keys.extend(event_keys);
         current.push(p);
     }
     if !current.is_empty() {
         out.push(Chunk::new(current));
     }
     out
+}
+
+/// When the invocation must have answered, and the clock its events are judged by.
+#[derive(Clone, Copy, Debug)]
+pub struct Invocation {
+    pub deadline: Instant,
+    pub now: DateTime<Utc>,
+}
+
+impl Invocation {
+    /// From Lambda's deadline (milliseconds since the epoch). A deadline already past leaves
+    /// no time at all, never "no deadline".
+    pub fn from_deadline_ms(deadline_ms: u64) -> Self {
+        let now = SystemTime::now();
+        let now_ms = now.duration_since(UNIX_EPOCH).map_or(u128::MAX, |d| d.as_millis());
+        Invocation { deadline: Instant::now() + time_left(deadline_ms, now_ms), now: now.into() }
+    }
+
+    /// An invocation with `left` to run, from now.
+    pub fn with_time_left(left: Duration) -> Self {
+        Invocation { deadline: Instant::now() + left, now: Utc::now() }
+    }
+
+    /// Whether a write started now still ends in time to answer.
+    fn can_start_write(&self, after: Duration) -> bool {
+        Instant::now() + after + ATTEMPT_TIMEOUT + ANSWER_MARGIN <= self.deadline
+    }
+}
+
+/// Time from `now_ms` to `deadline_ms`; zero when it has passed.
+pub fn time_left(deadline_ms: u64, now_ms: u128) -> Duration {
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
 }
 
 /// Retries of a transaction that was throttled or hit a transient fault.
@@ -128,8 +180,9 @@ impl Outcome {
 }
 
 /// Counts one batch. Never fails as a whole: every problem is a failure of the records
-/// concerned. `deadline` (the invocation's) stops retries early enough to answer in time.
-pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, deadline: Option<Instant>) -> Outcome {
+/// concerned. Writes are only started while they can end before `invocation`'s deadline; the
+/// records not attempted are failures, so SQS delivers them again.
+pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, invocation: Invocation) -> Outcome {
     let mut outcome = Outcome::default();
     let mut seen = HashSet::new();
     let mut pending = Vec::new();
@@ -141,22 +194,23 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, d
         };
         let parsed = match record.body.as_deref() {
             None => Err("the record has no body".to_owned()),
-            Some(body) => OrderEvent::from_body(body).map_err(|e| e.to_string()),
+            Some(body) => OrderEvent::from_body(body, invocation.now).map_err(|e| e.to_string()),
         };
         match parsed {
             Err(reason) => {
                 tracing::warn!(message_id = %message_id, reason = %reason, "bad record");
                 outcome.bad.push(Failure { message_id, reason });
             }
-            Ok(event) if !seen.insert(event.id.clone()) => {
+            Ok(event) if !seen.insert(event.dedupe.clone()) => {
                 tracing::info!(message_id = %message_id, event_id = %event.id, "duplicate in this batch");
                 outcome.duplicates += 1;
             }
             Ok(event) => pending.push(Pending { event, message_id }),
         }
     }
-    for chunk in chunks(pending) {
-        write_chunk(store, chunk, retry, deadline, &mut outcome).await;
+    let mut work: VecDeque<(Chunk, u32)> = chunks(pending).into_iter().map(|c| (c, 0)).collect();
+    while let Some((chunk, attempt)) = work.pop_front() {
+        write_chunk(store, chunk, attempt, retry, &invocation, &mut work, &mut outcome).await;
     }
     tracing::info!(
         counted = outcome.counted,
@@ -169,49 +223,79 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, d
     outcome
 }
 
-async fn write_chunk<S: Store>(
-    store: &S,
-    mut chunk: Chunk,
-    retry: RetryPolicy,
-    deadline: Option<Instant>,
-    outcome: &mut Outcome,
-) {
-    let mut attempt = 0;
-    loop {
-        if chunk.events.is_empty() {
-            return;
-        }
-        let error = match store.write(&chunk).await {
-            Ok(()) => {
-                outcome.counted += chunk.events.len();
-                outcome.transactions.push(chunk.items());
-                return;
-            }
-            Err(WriteError::AlreadyCounted(ids)) if !ids.is_empty() => {
-                let (dups, rest): (Vec<_>, Vec<_>) = chunk.events.into_iter().partition(|p| ids.contains(&p.event.id));
-                for p in &dups {
-                    tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "already counted");
-                }
-                outcome.duplicates += dups.len();
-                chunk = Chunk::new(rest);
-                continue;
-            }
-            Err(e) => e,
-        };
-        let out_of_time = deadline.is_some_and(|d| Instant::now() + retry.delay(attempt) + Duration::from_secs(1) > d);
-        attempt += 1;
-        if matches!(error, WriteError::Permanent(_)) || attempt >= retry.max_attempts || out_of_time {
-            let reason = format!("write failed after {attempt} attempt(s): {error}");
-            for p in chunk.events {
-                tracing::warn!(message_id = %p.message_id, event_id = %p.event.id, reason = %reason, "not counted");
-                outcome.failed.push(Failure { message_id: p.message_id, reason: reason.clone() });
-            }
-            return;
-        }
-        tracing::info!(attempt, error = %error, "retrying the transaction");
-        tokio::time::sleep(retry.delay(attempt - 1)).await;
+fn fail_all(events: Vec<Pending>, reason: &str, into: &mut Vec<Failure>) {
+    for p in events {
+        tracing::warn!(message_id = %p.message_id, event_id = %p.event.id, reason = %reason, "not counted");
+        into.push(Failure { message_id: p.message_id, reason: reason.to_owned() });
     }
 }
 
+/// One attempt at `chunk`; what is left to do goes to the front of `work`.
+async fn write_chunk<S: Store>(
+    store: &S,
+    chunk: Chunk,
+    attempt: u32,
+    retry: RetryPolicy,
+    invocation: &Invocation,
+    work: &mut VecDeque<(Chunk, u32)>,
+    outcome: &mut Outcome,
+) {
+    if chunk.events.is_empty() {
+        return;
+    }
+    let delay = if attempt == 0 { Duration::ZERO } else { retry.delay(attempt - 1) };
+    if !invocation.can_start_write(delay) {
+        let reason = if attempt == 0 {
+            "not attempted: the invocation's time ran out".to_owned()
+        } else {
+            format!("write failed after {attempt} attempt(s) and the invocation's time ran out")
+        };
+        return fail_all(chunk.events, &reason, &mut outcome.failed);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match store.write(&chunk).await {
+        Ok(()) => {
+            outcome.counted += chunk.events.len();
+            outcome.transactions.push(chunk.items());
+        }
+        Err(WriteError::AlreadyCounted(keys)) => {
+            let (dups, rest): (Vec<_>, Vec<_>) = chunk.events.into_iter().partition(|p| keys.contains(&p.event.dedupe));
+            if dups.is_empty() {
+                // Not one of ours: retrying the same items would loop.
+                return fail_all(rest, "DynamoDB named orders that are not in the transaction", &mut outcome.failed);
+            }
+            for p in &dups {
+                tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "already counted");
+            }
+            outcome.duplicates += dups.len();
+            work.push_front((Chunk::new(rest), attempt));
+        }
+        Err(WriteError::Rejected(reason)) if chunk.events.len() == 1 => {
+            fail_all(chunk.events, &format!("DynamoDB refuses this record: {reason}"), &mut outcome.bad);
+        }
+        Err(WriteError::Rejected(reason)) => {
+            // Something in the items is refused: halve until the records at fault stand alone,
+            // counting the rest in this invocation.
+            tracing::info!(events = chunk.events.len(), reason = %reason, "transaction refused; splitting it");
+            let mut events = chunk.events;
+            let second = events.split_off(events.len() / 2);
+            work.push_front((Chunk::new(second), 0));
+            work.push_front((Chunk::new(events), 0));
+        }
+        Err(WriteError::Transient(error)) if attempt + 1 < retry.max_attempts => {
+            tracing::info!(attempt = attempt + 1, error = %error, "retrying the transaction");
+            work.push_front((chunk, attempt + 1));
+        }
+        Err(error) => {
+            let reason = format!("write failed after {} attempt(s): {error}", attempt + 1);
+            fail_all(chunk.events, &reason, &mut outcome.failed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,10 @@
 //! PublishMetrics on Lambda: the runtime glue around [`publish_metrics::process`].
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use publish_metrics::{process, DynamoStore, RetryPolicy};
-
-/// The invocation's deadline as an `Instant`.
-fn deadline(event: &LambdaEvent<SqsEvent>) -> Option<Instant> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis();
-    let left = u128::from(event.context.deadline).checked_sub(now_ms)?;
-    Some(Instant::now() + Duration::from_millis(u64::try_from(left).ok()?))
-}
+use publish_metrics::{emf, process, DynamoStore, Invocation, RetryPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,14 +12,18 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table =
         std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set: the stack sets it to the metrics table")?;
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "PublishMetrics".to_owned());
     // Built once per container, reused by every invocation.
     let config = aws_config::load_from_env().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let store = DynamoStore::new(publish_metrics::client(&config), table);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let store = &store;
+        let (store, function_name) = (&store, &function_name);
         async move {
-            let deadline = deadline(&event);
-            let outcome = process(store, event.payload, RetryPolicy::default(), deadline).await;
+            let invocation = Invocation::from_deadline_ms(event.context.deadline);
+            let outcome = process(store, event.payload, RetryPolicy::default(), invocation).await;
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            // Its own line on stdout, where CloudWatch Logs extracts the metrics.
+            println!("{}", emf::document(&outcome, function_name, now_ms));
             Ok::<SqsBatchResponse, Error>(outcome.response())
         }
     }))

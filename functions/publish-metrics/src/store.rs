@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use order_events::AGGREGATE_PK;
+use order_events::{DedupeKey, AGGREGATE_PK, COUNTER_ATTRIBUTE, DEDUPE_SK, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 
-use crate::Chunk;
+use crate::{Chunk, ATTEMPT_TIMEOUT};
 
 /// How long a dedupe record lives: longer than an event can still arrive (EventBridge retries
 /// for up to a day, SQS keeps it 4 days, the DLQ 14 days from the first enqueue).
@@ -18,19 +18,26 @@ pub const DEDUPE_TTL_SECS: u64 = 16 * 24 * 3600;
 /// Why a chunk was not written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteError {
-    /// These event IDs were counted before: their dedupe records exist. Nothing was written.
-    AlreadyCounted(Vec<String>),
+    /// These orders were counted before: their dedupe records exist. Nothing was written.
+    AlreadyCounted(Vec<DedupeKey>),
     /// Throttling or a transient fault: worth retrying.
     Transient(String),
-    /// Retrying will not help (validation, permissions, missing table).
+    /// DynamoDB refused something the items hold (a key or an item too large, an invalid
+    /// value): the same items will always be refused, but each event alone may not be.
+    Rejected(String),
+    /// Retrying will not help, whatever the items (permissions, missing table).
     Permanent(String),
 }
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteError::AlreadyCounted(ids) => write!(f, "already counted: {}", ids.join(", ")),
+            WriteError::AlreadyCounted(keys) => {
+                let keys: Vec<String> = keys.iter().map(DedupeKey::partition_key).collect();
+                write!(f, "already counted: {}", keys.join(", "))
+            }
             WriteError::Transient(m) => write!(f, "transient: {m}"),
+            WriteError::Rejected(m) => write!(f, "rejected: {m}"),
             WriteError::Permanent(m) => write!(f, "permanent: {m}"),
         }
     }
@@ -41,24 +48,132 @@ pub trait Store {
     fn write(&self, chunk: &Chunk) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
-/// The metrics table.
+/// How a `TransactWriteItems` call failed, in DynamoDB's own terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// `TransactionCanceledException`: one reason code per item, in order (`None` for an item
+    /// that was fine).
+    Cancelled { reasons: Vec<String>, message: String },
+    /// `ValidationException` for the request as a whole (for example two operations on one
+    /// item, or a key over its size limit).
+    Validation(String),
+    /// Throttling: `ProvisionedThroughputExceededException`, `RequestLimitExceeded`,
+    /// `ThrottlingException`.
+    Throttled(String),
+    /// Internal errors, timeouts and connection failures.
+    Transient(String),
+    /// Anything else (access denied, no such table, ...).
+    Other(String),
+}
+
+/// The one DynamoDB call the handler makes, so tests can put a strict fake behind it.
+pub trait Dynamo: Send + Sync {
+    fn transact_write_items(&self, items: Vec<TransactWriteItem>) -> impl Future<Output = Result<(), TxError>> + Send;
+}
+
+impl Dynamo for aws_sdk_dynamodb::Client {
+    async fn transact_write_items(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
+        match self.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(tx_error(e)),
+        }
+    }
+}
+
+/// Reads an SDK error as a [`TxError`].
+pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let text = |e: &dyn std::error::Error| format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(e));
+    let service = match error {
+        SdkError::ServiceError(e) => e.into_err(),
+        e @ (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)) => {
+            return TxError::Transient(text(&e));
+        }
+        other => return TxError::Other(text(&other)),
+    };
+    match service {
+        TransactWriteItemsError::TransactionCanceledException(tc) => TxError::Cancelled {
+            reasons: tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect(),
+            message: tc.message().unwrap_or_default().to_owned(),
+        },
+        e @ (TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+        | TransactWriteItemsError::RequestLimitExceeded(_)
+        | TransactWriteItemsError::ThrottlingException(_)) => TxError::Throttled(text(&e)),
+        e @ (TransactWriteItemsError::InternalServerError(_)
+        | TransactWriteItemsError::TransactionInProgressException(_)) => TxError::Transient(text(&e)),
+        e => match e.code() {
+            Some("ValidationException") => TxError::Validation(text(&e)),
+            Some("ThrottlingException" | "ServiceUnavailable" | "InternalFailure") => TxError::Transient(text(&e)),
+            _ => TxError::Other(text(&e)),
+        },
+    }
+}
+
+/// Cancellation codes worth retrying.
+const TRANSIENT_CODES: [&str; 4] =
+    ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"];
+
+/// What a failed transaction means for a chunk: which orders were counted before, whether to
+/// retry, or whether the items themselves were refused.
+pub fn classify(chunk: &Chunk, error: TxError) -> WriteError {
+    match error {
+        TxError::Cancelled { reasons, message } => {
+            // Dedupe records come first: item `i < events.len()` is event `i`'s.
+            let duplicates: Vec<DedupeKey> = reasons
+                .iter()
+                .enumerate()
+                .filter(|(i, code)| *code == "ConditionalCheckFailed" && *i < chunk.events.len())
+                .map(|(i, _)| chunk.events[i].event.dedupe.clone())
+                .collect();
+            if !duplicates.is_empty() {
+                WriteError::AlreadyCounted(duplicates)
+            } else if reasons.iter().any(|c| c == "ValidationError") {
+                WriteError::Rejected(format!("transaction cancelled: {reasons:?}: {message}"))
+            } else if reasons.iter().any(|c| TRANSIENT_CODES.contains(&c.as_str())) {
+                WriteError::Transient(format!("transaction cancelled: {reasons:?}"))
+            } else {
+                WriteError::Permanent(format!("transaction cancelled: {reasons:?}: {message}"))
+            }
+        }
+        TxError::Validation(m) => WriteError::Rejected(m),
+        TxError::Throttled(m) | TxError::Transient(m) => WriteError::Transient(m),
+        TxError::Other(m) => WriteError::Permanent(m),
+    }
+}
+
+/// The metrics table, behind the real client or a fake.
 #[derive(Clone, Debug)]
-pub struct DynamoStore {
-    client: aws_sdk_dynamodb::Client,
+pub struct DynamoStore<D = aws_sdk_dynamodb::Client> {
+    client: D,
     table: String,
 }
 
-/// The dedupe record's partition key for an event.
-pub fn dedupe_pk(event_id: &str) -> String {
-    format!("Dedupe#{event_id}")
+/// The DynamoDB client as PublishMetrics uses it: no retries of its own (the handler retries
+/// with the invocation's deadline in view) and every attempt bounded by [`ATTEMPT_TIMEOUT`].
+pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(config)
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(ATTEMPT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
-impl DynamoStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+impl<D> DynamoStore<D> {
+    pub fn new(client: D, table: impl Into<String>) -> Self {
         DynamoStore { client, table: table.into() }
     }
 
-    /// The transaction's items: dedupe records first (their index is the event's), then updates.
+    pub fn client(&self) -> &D {
+        &self.client
+    }
+
+    /// The transaction's items: dedupe records first (their index is the event's), then one
+    /// update per counter item.
     pub fn transaction(&self, chunk: &Chunk, now_secs: u64) -> Result<Vec<TransactWriteItem>, WriteError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| WriteError::Permanent(e.to_string());
         let expires = (now_secs + DEDUPE_TTL_SECS).to_string();
@@ -66,21 +181,21 @@ impl DynamoStore {
         for p in &chunk.events {
             let put = Put::builder()
                 .table_name(&self.table)
-                .item("PK", AttributeValue::S(dedupe_pk(&p.event.id)))
-                .item("SK", AttributeValue::S("Dedupe".to_owned()))
-                .item("ttl", AttributeValue::N(expires.clone()))
+                .item(PARTITION_KEY, AttributeValue::S(p.event.dedupe.partition_key()))
+                .item(SORT_KEY, AttributeValue::S(DEDUPE_SK.to_owned()))
+                .item(TTL_ATTRIBUTE, AttributeValue::N(expires.clone()))
                 .condition_expression("attribute_not_exists(PK)")
                 .build()
                 .map_err(invalid)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        for (key, count) in &chunk.counters {
+        for (sort_key, count) in &chunk.counters {
             let update = Update::builder()
                 .table_name(&self.table)
-                .key("PK", AttributeValue::S(AGGREGATE_PK.to_owned()))
-                .key("SK", AttributeValue::S(key.sort_key()))
+                .key(PARTITION_KEY, AttributeValue::S(AGGREGATE_PK.to_owned()))
+                .key(SORT_KEY, AttributeValue::S(sort_key.clone()))
                 .update_expression("ADD #val :n")
-                .expression_attribute_names("#val", "val")
+                .expression_attribute_names("#val", COUNTER_ATTRIBUTE)
                 .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
                 .build()
                 .map_err(invalid)?;
@@ -122,7 +237,7 @@ pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
             } else if let Some(update) = item.update() {
                 // An `ADD #val :n` counter: the item after the update is its key plus `val`.
                 let val = update.expression_attribute_values().map_or(0, |v| v.get(":n").map_or(0, value_size));
-                item_size(update.key()) + "val".len() + val
+                item_size(update.key()) + COUNTER_ATTRIBUTE.len() + val
             } else {
                 0
             };
@@ -131,60 +246,30 @@ pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
         .sum()
 }
 
-/// Cancellation codes worth retrying.
-const TRANSIENT_CODES: [&str; 4] =
-    ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"];
-
-/// Reads a failed TransactWriteItems: which events were duplicates, or whether to retry.
-pub fn classify(chunk: &Chunk, error: SdkError<TransactWriteItemsError>) -> WriteError {
-    let service = match error {
-        SdkError::ServiceError(e) => e.into_err(),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            return WriteError::Transient(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&error)));
-        }
-        other => return WriteError::Permanent(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&other))),
-    };
-    match service {
-        TransactWriteItemsError::TransactionCanceledException(tc) => {
-            let reasons = tc.cancellation_reasons();
-            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
-            let duplicates: Vec<String> = codes
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| **c == "ConditionalCheckFailed" && *i < chunk.events.len())
-                .map(|(i, _)| chunk.events[i].event.id.clone())
-                .collect();
-            if !duplicates.is_empty() {
-                WriteError::AlreadyCounted(duplicates)
-            } else if codes.iter().any(|c| TRANSIENT_CODES.contains(c)) {
-                WriteError::Transient(format!("transaction cancelled: {codes:?}"))
-            } else {
-                WriteError::Permanent(format!("transaction cancelled: {codes:?}: {}", tc.message().unwrap_or_default()))
-            }
-        }
-        e @ (TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-        | TransactWriteItemsError::RequestLimitExceeded(_)
-        | TransactWriteItemsError::ThrottlingException(_)
-        | TransactWriteItemsError::InternalServerError(_)
-        | TransactWriteItemsError::TransactionInProgressException(_)) => WriteError::Transient(e.to_string()),
-        e => WriteError::Permanent(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))),
-    }
-}
-
-impl Store for DynamoStore {
+impl<D: Dynamo> Store for DynamoStore<D> {
     async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         let items = self.transaction(chunk, now)?;
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify(chunk, e)),
-        }
+        self.client.transact_write_items(items).await.map_err(|e| classify(chunk, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_neither_retries_nor_outlives_the_attempt_budget() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let c = client(&sdk);
+        let t = c.config().timeout_config().expect("timeouts set");
+        assert_eq!(t.operation_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(c.config().retry_config().expect("retry set").max_attempts(), 1);
+    }
 
     #[test]
     fn sizes_follow_dynamodbs_rules() {

@@ -1,55 +1,24 @@
-//! Unit tests of the batch logic over an in-memory store that behaves like the transaction.
+//! Unit tests of the batch logic over the strict in-memory DynamoDB ([`crate::fake`]).
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use order_events::DedupeKey;
 
 use super::*;
+use crate::fake::MemoryDynamo;
 
-/// Atomic like TransactWriteItems: duplicates cancel the whole chunk and are named; injected
-/// errors are returned first, one per call.
-#[derive(Default)]
-struct MemoryStore {
-    seen: Mutex<HashSet<String>>,
-    counters: Mutex<BTreeMap<String, u64>>,
-    inject: Mutex<Vec<WriteError>>,
-    calls: Mutex<usize>,
+type Fake = DynamoStore<MemoryDynamo>;
+
+fn store() -> Fake {
+    DynamoStore::new(MemoryDynamo::default(), "serverlesspresso-metrics-table")
 }
 
-impl MemoryStore {
-    fn failing(errors: Vec<WriteError>) -> Self {
-        MemoryStore { inject: Mutex::new(errors), ..Default::default() }
-    }
-
-    fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().unwrap().clone()
-    }
+fn counters(store: &Fake) -> BTreeMap<String, i128> {
+    store.client().counters()
 }
 
-impl Store for MemoryStore {
-    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
-        *self.calls.lock().unwrap() += 1;
-        assert!(chunk.items() <= MAX_TRANSACTION_ITEMS);
-        if let Some(e) = self.inject.lock().unwrap().pop() {
-            return Err(e);
-        }
-        let mut seen = self.seen.lock().unwrap();
-        let dups: Vec<String> =
-            chunk.events.iter().filter(|p| seen.contains(&p.event.id)).map(|p| p.event.id.clone()).collect();
-        if !dups.is_empty() {
-            return Err(WriteError::AlreadyCounted(dups));
-        }
-        seen.extend(chunk.events.iter().map(|p| p.event.id.clone()));
-        let mut counters = self.counters.lock().unwrap();
-        for (k, n) in &chunk.counters {
-            *counters.entry(k.sort_key()).or_insert(0) += n;
-        }
-        Ok(())
-    }
-}
-
-fn waiting(id: &str, drink: &str, time: &str) -> String {
+pub(crate) fn waiting(id: &str, drink: &str, time: &str) -> String {
     serde_json::json!({
         "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
         "detail-type": "OrderManager.WaitingCompletion", "time": time, "region": "us-east-1", "resources": [],
@@ -83,51 +52,98 @@ fn fast() -> RetryPolicy {
     RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
 }
 
+fn ample() -> Invocation {
+    Invocation::with_time_left(Duration::from_secs(30))
+}
+
+async fn run(store: &Fake, bodies: &[String]) -> Outcome {
+    process(store, batch(bodies), fast(), ample()).await
+}
+
 fn ten() -> Vec<String> {
     let drinks = ["Latte", "Cappuccino", "Espresso"];
     (0..10).map(|i| waiting(&format!("e{i}"), drinks[i % 3], T)).collect()
 }
 
+fn map(pairs: &[(&str, i128)]) -> BTreeMap<String, i128> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+fn failed_ids(out: &Outcome) -> Vec<String> {
+    out.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+}
+
 #[tokio::test]
 async fn a_batch_of_ten_is_one_aggregated_transaction() {
-    let store = MemoryStore::default();
-    let out = process(&store, batch(&ten()), fast(), None).await;
+    let store = store();
+    let out = run(&store, &ten()).await;
     assert_eq!(out.counted, 10);
     assert_eq!(out.transactions, vec![10 + 4], "10 dedupe records + TotalSales and 3 drinks");
     assert!(out.response().batch_item_failures.is_empty());
-    let want: BTreeMap<String, u64> = [
-        ("2024-05-01#TotalSales", 10),
-        ("2024-05-01#Latte", 4),
-        ("2024-05-01#Cappuccino", 3),
-        ("2024-05-01#Espresso", 3),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    assert_eq!(store.counters(), want);
+    assert_eq!(
+        counters(&store),
+        map(&[
+            ("2024-05-01#TotalSales", 10),
+            ("2024-05-01#Latte", 4),
+            ("2024-05-01#Cappuccino", 3),
+            ("2024-05-01#Espresso", 3)
+        ])
+    );
 }
 
 #[tokio::test]
 async fn duplicates_in_a_batch_and_across_batches_count_once() {
-    let store = MemoryStore::default();
+    let store = store();
     let mut bodies = ten();
     bodies.push(bodies[0].clone());
     bodies.push(bodies[3].clone());
-    let out = process(&store, batch(&bodies), fast(), None).await;
+    let out = run(&store, &bodies).await;
     assert_eq!((out.counted, out.duplicates), (10, 2));
     assert!(out.response().batch_item_failures.is_empty(), "duplicates are done: delete them");
 
     // A redelivery of part of the batch with one new event.
     let again = vec![bodies[1].clone(), bodies[2].clone(), waiting("new", "Latte", T)];
-    let out = process(&store, batch(&again), fast(), None).await;
+    let out = run(&store, &again).await;
     assert_eq!((out.counted, out.duplicates), (1, 2));
-    assert_eq!(store.counters()["2024-05-01#TotalSales"], 11);
-    assert_eq!(store.counters()["2024-05-01#Latte"], 5);
+    assert_eq!(counters(&store)["2024-05-01#TotalSales"], 11);
+    assert_eq!(counters(&store)["2024-05-01#Latte"], 5);
+}
+
+#[tokio::test]
+async fn an_order_republished_under_a_new_event_id_counts_once() {
+    let store = store();
+    let completed = |event_id: &str| {
+        serde_json::json!({"id": event_id, "source": "awsserverlessda.serverlesspresso",
+            "detail-type": "OrderManager.OrderCompleted", "time": T, "detail": {"orderId": "order-7"}})
+        .to_string()
+    };
+    // A double press on "complete": two events, one order, in one batch and in the next.
+    let out = run(&store, &[completed("ev-1"), completed("ev-2")]).await;
+    assert_eq!((out.counted, out.duplicates), (1, 1));
+    let out = run(&store, &[completed("ev-3")]).await;
+    assert_eq!((out.counted, out.duplicates), (0, 1));
+    assert_eq!(counters(&store), map(&[("2024-05-01#Completed", 1)]));
+    assert_eq!(store.client().other_partition_keys(), ["Dedupe#Order#OrderManager.OrderCompleted#order-7"]);
+}
+
+#[tokio::test]
+async fn metric_names_as_drinks_are_bad_records_and_the_rest_is_counted() {
+    let store = store();
+    let mut bodies = ten();
+    bodies.insert(3, waiting("x1", "TotalSales", T));
+    bodies.insert(6, waiting("x2", "completed", T));
+    bodies.insert(8, waiting("x3", " CANCELLED ", T));
+    let out = run(&store, &bodies).await;
+    assert_eq!(out.counted, 10);
+    assert_eq!(failed_ids(&out), ["m3", "m6", "m8"]);
+    assert!(out.bad.iter().all(|f| f.reason.contains("reserved")), "{:?}", out.bad);
+    assert_eq!(counters(&store)["2024-05-01#TotalSales"], 10);
+    assert!(!counters(&store).contains_key("2024-05-01#Completed"));
 }
 
 #[tokio::test]
 async fn bad_records_fail_alone() {
-    let store = MemoryStore::default();
+    let store = store();
     let mut bodies = ten();
     bodies.insert(2, "not json".into());
     bodies.insert(5, "{\"hello\": 1}".into());
@@ -138,7 +154,7 @@ async fn bad_records_fail_alone() {
         "detail-type": "OrderManager.WaitingCompletion", "time": T, "detail": {"orderId": "1"}})
         .to_string(),
     );
-    let out = process(&store, batch(&bodies), fast(), None).await;
+    let out = run(&store, &bodies).await;
     assert_eq!(out.counted, 10);
     let failed: Vec<&str> = out.bad.iter().map(|f| f.message_id.as_str()).collect();
     assert_eq!(failed, ["m2", "m5", "m7", "m8"]);
@@ -146,24 +162,34 @@ async fn bad_records_fail_alone() {
     assert!(out.bad[1].reason.contains("not an EventBridge event"));
     assert!(out.bad[2].reason.contains("unknown detail-type"));
     assert!(out.bad[3].reason.contains("no drink"));
-    let ids: Vec<String> = out.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-    assert_eq!(ids, ["m2", "m5", "m7", "m8"]);
-    assert_eq!(store.counters()["2024-05-01#TotalSales"], 10);
+    assert_eq!(failed_ids(&out), ["m2", "m5", "m7", "m8"]);
+    assert_eq!(counters(&store)["2024-05-01#TotalSales"], 10);
+}
+
+#[tokio::test]
+async fn an_event_from_the_future_is_bad() {
+    let store = store();
+    let soon = (Utc::now() + chrono::Duration::minutes(59)).to_rfc3339();
+    let later = (Utc::now() + chrono::Duration::minutes(61)).to_rfc3339();
+    let out = run(&store, &[waiting("a", "Latte", &soon), waiting("b", "Latte", &later)]).await;
+    assert_eq!(out.counted, 1);
+    assert_eq!(failed_ids(&out), ["m1"]);
+    assert!(out.bad[0].reason.contains("ahead of the clock"), "{}", out.bad[0].reason);
 }
 
 #[tokio::test]
 async fn a_record_without_a_body_is_bad() {
-    let store = MemoryStore::default();
+    let store = store();
     let mut event = batch(&ten());
     event.records[4].body = None;
-    let out = process(&store, event, fast(), None).await;
+    let out = process(&store, event, fast(), ample()).await;
     assert_eq!(out.bad, vec![Failure { message_id: "m4".into(), reason: "the record has no body".into() }]);
     assert_eq!(out.counted, 9);
 }
 
 #[tokio::test]
 async fn completed_cancelled_and_two_days() {
-    let store = MemoryStore::default();
+    let store = store();
     let bodies = vec![
         waiting("a", "Latte", "2024-05-01T23:59:59Z"),
         waiting("b", "Latte", "2024-05-02T00:00:00Z"),
@@ -171,83 +197,220 @@ async fn completed_cancelled_and_two_days() {
         state("d", "OrderManager.OrderCancelled", "2024-05-02T12:00:00Z"),
         state("e", "OrderManager.OrderCompleted", "2024-05-02T12:00:00Z"),
     ];
-    let out = process(&store, batch(&bodies), fast(), None).await;
+    let out = run(&store, &bodies).await;
     assert_eq!(out.counted, 5);
-    let want: BTreeMap<String, u64> = [
-        ("2024-05-01#TotalSales", 1),
-        ("2024-05-01#Latte", 1),
-        ("2024-05-01#Completed", 1),
-        ("2024-05-02#TotalSales", 1),
-        ("2024-05-02#Latte", 1),
-        ("2024-05-02#Cancelled", 1),
-        ("2024-05-02#Completed", 1),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    assert_eq!(store.counters(), want);
+    assert_eq!(
+        counters(&store),
+        map(&[
+            ("2024-05-01#TotalSales", 1),
+            ("2024-05-01#Latte", 1),
+            ("2024-05-01#Completed", 1),
+            ("2024-05-02#TotalSales", 1),
+            ("2024-05-02#Latte", 1),
+            ("2024-05-02#Cancelled", 1),
+            ("2024-05-02#Completed", 1)
+        ])
+    );
+}
+
+#[tokio::test]
+async fn drink_spellings_are_one_counter() {
+    let store = store();
+    let out = run(&store, &[waiting("a", "Caf\u{e9}", T), waiting("b", " Cafe\u{301} ", T)]).await;
+    assert_eq!(out.counted, 2);
+    assert_eq!(out.transactions, vec![2 + 2]);
+    assert_eq!(counters(&store)["2024-05-01#Caf\u{e9}"], 2);
 }
 
 #[tokio::test]
 async fn transient_errors_are_retried() {
-    let store = MemoryStore::failing(vec![WriteError::Transient("throttled".into()); 2]);
-    let out = process(&store, batch(&ten()), fast(), None).await;
+    let store = store();
+    store.client().inject(vec![TxError::Throttled("throttled".into()); 2]);
+    let out = run(&store, &ten()).await;
     assert_eq!(out.counted, 10);
-    assert_eq!(*store.calls.lock().unwrap(), 3);
+    assert_eq!(store.client().calls(), (3, 1));
 }
 
 #[tokio::test]
 async fn persistent_throttling_fails_exactly_the_chunk() {
-    let store = MemoryStore::failing(vec![WriteError::Transient("throttled".into()); 3]);
+    let store = store();
+    store.client().inject(vec![TxError::Throttled("throttled".into()); 3]);
     let mut bodies = ten();
     bodies.push("bad".into());
-    let out = process(&store, batch(&bodies), fast(), None).await;
+    let out = run(&store, &bodies).await;
     assert_eq!(out.counted, 0);
     assert_eq!(out.failed.len(), 10);
     assert!(out.failed[0].reason.contains("after 3 attempt(s)"), "{}", out.failed[0].reason);
     assert_eq!(out.response().batch_item_failures.len(), 11);
-    assert!(store.counters().is_empty());
+    assert!(counters(&store).is_empty());
 }
 
 #[tokio::test]
 async fn permanent_errors_are_not_retried() {
-    let store = MemoryStore::failing(vec![WriteError::Permanent("AccessDenied".into())]);
-    let out = process(&store, batch(&ten()), fast(), None).await;
+    let store = store();
+    store.client().inject([TxError::Other("AccessDeniedException".into())]);
+    let out = run(&store, &ten()).await;
     assert_eq!(out.failed.len(), 10);
-    assert_eq!(*store.calls.lock().unwrap(), 1);
+    assert_eq!(store.client().calls(), (1, 0));
 }
 
 #[tokio::test]
-async fn no_retry_past_the_deadline() {
-    let store = MemoryStore::failing(vec![WriteError::Transient("throttled".into())]);
-    let out = process(&store, batch(&ten()), fast(), Some(Instant::now())).await;
+async fn a_refused_transaction_is_split_until_the_record_at_fault_stands_alone() {
+    let store = store();
+    let mut bodies = ten();
+    // An order ID at the limit makes a partition key DynamoDB accepts; these two are refused
+    // by the (simulated) table for a reason the parser cannot know: injected validation errors
+    // on the first call of each half that holds them.
+    store.client().inject([
+        TxError::Validation("Item size has exceeded the maximum allowed size".into()),
+        TxError::Validation("again, in the first half".into()),
+    ]);
+    bodies.truncate(8);
+    let out = run(&store, &bodies).await;
+    // Call 1 (8 events) refused; call 2 (first 4) refused; then 2+2 and the last 4 succeed.
+    assert_eq!(out.counted, 8, "{out:?}");
+    assert!(out.bad.is_empty());
+    assert_eq!(counters(&store)["2024-05-01#TotalSales"], 8);
+}
+
+#[tokio::test]
+async fn a_record_the_table_always_refuses_fails_alone() {
+    // A cancellation with a ValidationError reason, as DynamoDB answers for an item over 400 KB:
+    // the fake gives it whenever event "e5" is in the transaction.
+    struct RefusesE5(Fake);
+    impl Store for RefusesE5 {
+        async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+            if let Some(i) = chunk.events.iter().position(|p| p.event.id == "e5") {
+                let mut reasons = vec!["None".to_owned(); chunk.items()];
+                reasons[i] = "ValidationError".into();
+                return Err(classify(chunk, TxError::Cancelled { reasons, message: "Item size too large".into() }));
+            }
+            self.0.write(chunk).await
+        }
+    }
+    let store = RefusesE5(store());
+    let out = process(&store, batch(&ten()), fast(), ample()).await;
+    assert_eq!(out.counted, 9);
+    assert_eq!(failed_ids(&out), ["m5"]);
+    assert!(out.bad[0].reason.contains("DynamoDB refuses this record"), "{}", out.bad[0].reason);
+    assert_eq!(counters(&store.0)["2024-05-01#TotalSales"], 9);
+    // log2(10) rounds of halving: far fewer calls than one per record.
+    assert!(store.0.client().calls().0 <= 9, "{:?}", store.0.client().calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_past_deadline_means_no_time_at_all() {
+    let store = store();
+    let past = Invocation::from_deadline_ms(1_000);
+    let out = process(&store, batch(&ten()), fast(), past).await;
     assert_eq!(out.failed.len(), 10);
-    assert_eq!(*store.calls.lock().unwrap(), 1);
+    assert!(out.failed[0].reason.contains("not attempted"), "{}", out.failed[0].reason);
+    assert_eq!(store.client().calls(), (0, 0));
+}
+
+#[test]
+fn time_left_saturates() {
+    assert_eq!(time_left(10_000, 4_000), Duration::from_secs(6));
+    assert_eq!(time_left(4_000, 10_000), Duration::ZERO);
+    assert_eq!(time_left(0, u128::MAX), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_start_only_while_they_can_end_in_time() {
+    let needed = ATTEMPT_TIMEOUT + ANSWER_MARGIN;
+    // Exactly enough time: the write is made.
+    let enough = store();
+    let out = process(&enough, batch(&ten()), fast(), Invocation::with_time_left(needed)).await;
+    assert_eq!(out.counted, 10);
+    // A millisecond less: not attempted, and returned as failures.
+    let short = store();
+    let out =
+        process(&short, batch(&ten()), fast(), Invocation::with_time_left(needed - Duration::from_millis(1))).await;
+    assert_eq!((out.counted, out.failed.len()), (0, 10));
+    assert_eq!(short.client().calls().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
+    // Each call takes 1.5 s and a write needs 3 s ahead (2 s timeout + 1 s margin): with 5 s
+    // left, writes start at 0 s and 1.5 s; at 3 s, 3 + 3 > 5, so the rest are not attempted.
+    let store = DynamoStore::new(MemoryDynamo::with_latency(Duration::from_millis(1500)), "t");
+    // 250 events with their own drinks: 33 per transaction, eight transactions.
+    let bodies: Vec<String> = (0..250).map(|i| waiting(&format!("e{i}"), &format!("Drink {i}"), T)).collect();
+    let out = process(&store, batch(&bodies), fast(), Invocation::with_time_left(Duration::from_secs(5))).await;
+    assert_eq!(out.transactions.len(), 2, "{:?}", out.transactions);
+    assert_eq!(out.counted + out.failed.len(), 250);
+    assert!(out.failed.iter().all(|f| f.reason.contains("time ran out")));
+    let counted: i128 = counters(&store)["2024-05-01#TotalSales"];
+    assert_eq!(counted, out.counted as i128);
+
+    // A retry whose backoff would end too late is not made.
+    let store = DynamoStore::new(MemoryDynamo::default(), "t");
+    store.client().inject([TxError::Throttled("slow".into())]);
+    let slow = RetryPolicy { max_attempts: 5, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(2) };
+    let out = process(&store, batch(&ten()), slow, Invocation::with_time_left(Duration::from_secs(4))).await;
+    assert_eq!((out.counted, out.failed.len()), (0, 10));
+    assert!(
+        out.failed[0].reason.contains("after 1 attempt(s) and the invocation's time ran out"),
+        "{}",
+        out.failed[0].reason
+    );
+    assert_eq!(store.client().calls().0, 1);
 }
 
 #[tokio::test]
 async fn large_batches_split_into_transactions_of_at_most_100_items() {
-    let store = MemoryStore::default();
+    let store = store();
     // Every event its own drink: 2 counter keys + 1 dedupe record each.
     let bodies: Vec<String> = (0..250).map(|i| waiting(&format!("e{i}"), &format!("Drink {i}"), T)).collect();
-    let out = process(&store, batch(&bodies), fast(), None).await;
+    let out = run(&store, &bodies).await;
     assert_eq!(out.counted, 250);
     assert!(out.transactions.iter().all(|n| *n <= MAX_TRANSACTION_ITEMS), "{:?}", out.transactions);
     assert_eq!(out.transactions.iter().sum::<usize>(), 250 + 250 + out.transactions.len());
-    assert_eq!(store.counters()["2024-05-01#TotalSales"], 250);
+    assert_eq!(counters(&store)["2024-05-01#TotalSales"], 250);
 }
 
 #[test]
 fn chunks_respect_the_limit_exactly() {
     let events: Vec<Pending> = (0..100)
         .map(|i| Pending {
-            event: OrderEvent::from_body(&waiting(&format!("e{i}"), "Latte", T)).unwrap(),
+            event: OrderEvent::from_body(&waiting(&format!("e{i}"), "Latte", T), Utc::now()).unwrap(),
             message_id: format!("m{i}"),
         })
         .collect();
     // Same two keys for all: 98 events + 2 counters = 100 fit; the rest start a new chunk.
     let c = chunks(events);
     assert_eq!(c.iter().map(Chunk::items).collect::<Vec<_>>(), [100, 4]);
+}
+
+#[test]
+fn classification_of_dynamodb_answers() {
+    let chunk = Chunk::new(vec![Pending {
+        event: OrderEvent::from_body(&waiting("e0", "Latte", T), Utc::now()).unwrap(),
+        message_id: "m0".into(),
+    }]);
+    let cancelled = |reasons: &[&str]| TxError::Cancelled {
+        reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+        message: String::new(),
+    };
+    assert_eq!(
+        classify(&chunk, cancelled(&["ConditionalCheckFailed", "None", "None"])),
+        WriteError::AlreadyCounted(vec![DedupeKey::Order {
+            detail_type: order_events::DetailType::WaitingCompletion,
+            order_id: "e0".into()
+        }])
+    );
+    assert!(matches!(classify(&chunk, cancelled(&["None", "ValidationError", "None"])), WriteError::Rejected(_)));
+    assert!(matches!(classify(&chunk, cancelled(&["None", "ThrottlingError", "None"])), WriteError::Transient(_)));
+    assert!(matches!(classify(&chunk, cancelled(&["TransactionConflict", "None", "None"])), WriteError::Transient(_)));
+    assert!(matches!(
+        classify(&chunk, cancelled(&["None", "ItemCollectionSizeLimitExceeded"])),
+        WriteError::Permanent(_)
+    ));
+    assert!(matches!(classify(&chunk, TxError::Validation("x".into())), WriteError::Rejected(_)));
+    assert!(matches!(classify(&chunk, TxError::Throttled("x".into())), WriteError::Transient(_)));
+    assert!(matches!(classify(&chunk, TxError::Transient("x".into())), WriteError::Transient(_)));
+    assert!(matches!(classify(&chunk, TxError::Other("x".into())), WriteError::Permanent(_)));
 }
 
 #[test]

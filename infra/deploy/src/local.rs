@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
 use infra::template::Template;
-use publish_metrics::{process, RetryPolicy, Store};
+use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
 /// How Lambda would poll the queue, as the template configures it.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +21,8 @@ pub struct MappingSettings {
     /// The function's reserved concurrency: at most this many batches at once.
     pub consumers: u32,
     pub visibility_timeout_secs: u32,
+    /// The function's timeout: each batch's deadline.
+    pub function_timeout: Duration,
 }
 
 fn prop<'a>(template: &'a Template, id: &str, key: &str) -> Option<&'a serde_json::Value> {
@@ -53,6 +55,7 @@ pub fn mapping_settings(template: &Template) -> Result<MappingSettings> {
         // Without reserved concurrency Lambda starts with five pollers.
         consumers: number(prop(template, function, "ReservedConcurrentExecutions"), "concurrency").unwrap_or(5).max(1),
         visibility_timeout_secs: number(prop(template, queue, "VisibilityTimeout"), "VisibilityTimeout")?,
+        function_timeout: Duration::from_secs(u64::from(number(prop(template, function, "Timeout"), "Timeout")?)),
     })
 }
 
@@ -146,7 +149,8 @@ async fn consumer<S: Store + Send + Sync + 'static>(
             record.receipt_handle = m.receipt_handle().map(str::to_owned);
             event.records.push(record);
         }
-        let outcome = process(store.as_ref(), event, RetryPolicy::default(), None).await;
+        let invocation = Invocation::with_time_left(options.settings.function_timeout);
+        let outcome = process(store.as_ref(), event, RetryPolicy::default(), invocation).await;
         let failed: Vec<String> =
             outcome.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         let done: Vec<_> =
@@ -340,7 +344,8 @@ mod tests {
                 batch_size: 10,
                 batching_window: Duration::from_secs(30),
                 consumers: 1,
-                visibility_timeout_secs: 210
+                visibility_timeout_secs: 210,
+                function_timeout: Duration::from_secs(30),
             }
         );
         let props = infra::metrics::MetricsStackProps {

@@ -48,7 +48,8 @@ async fn report_per_day_as_table_json_and_csv() {
         m.body = Some(b.clone());
         event.records.push(m);
     }
-    let out = process(&DynamoStore::new(ddb, TABLE), event, RetryPolicy::default(), None).await;
+    let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30));
+    let out = process(&DynamoStore::new(ddb, TABLE), event, RetryPolicy::default(), invocation).await;
     assert_eq!(out.counted, 5);
 
     assert_eq!(

@@ -123,6 +123,8 @@ async fn run(args: Args) -> Result<bool> {
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut sent = 0;
     let started = Instant::now();
+    // Order IDs unique to this run, so a second run on the same endpoint sends new orders.
+    let run_id = format!("local-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
     for (detail_type, count) in [
         (DetailType::WaitingCompletion, args.count),
         (DetailType::OrderCompleted, args.completed),
@@ -132,7 +134,8 @@ async fn run(args: Args) -> Result<bool> {
             continue;
         }
         let input = Input { count: Some(count), detail_type: Some(detail_type), ..Default::default() };
-        let report = events_load_test::run(&bus, &input, RetryPolicy::default()).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let report = events_load_test::run(&bus, &input, &run_id, RetryPolicy::default(), deadline).await?;
         println!("load test: {} {} sent, {} failed", report.sent, detail_type.as_str(), report.failed);
         sent += report.sent as usize;
         match detail_type {

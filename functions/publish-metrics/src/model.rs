@@ -1,0 +1,424 @@
+//! A model-based check of "exactly once, nothing lost": random scenarios of orders, deliveries,
+//! faults and deadlines, run through [`process`] under a faithful simulation of the SQS queue
+//! (failed records come back, `maxReceiveCount` receives move a message to the dead-letter
+//! queue, a lost delete redelivers a whole batch), and compared with a reference model.
+//! The unit tests run it on the strict in-memory table; `tests/publish_metrics_moto.rs` runs one
+//! fixed scenario on moto with the real DynamoDB client.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+
+use crate::{classify, process, Chunk, Invocation, Outcome, RetryPolicy, Store, TxError, WriteError};
+
+/// Drink spellings producers send: the last two are one drink once normalized.
+pub const DRINKS: [&str; 6] = ["Latte", "Cappuccino", "Espresso", "Flat White", "Caf\u{e9}", " Cafe\u{301} "];
+/// Metric names producers may send as drinks: bad records.
+pub const RESERVED: [&str; 3] = ["TotalSales", "completed", " CANCELLED"];
+/// The stack's redrive policy.
+pub const MAX_RECEIVE_COUNT: u32 = 10;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Waiting(usize),
+    Completed,
+    Cancelled,
+}
+
+/// One order of the pool.
+#[derive(Clone, Debug)]
+pub struct Order {
+    pub kind: Kind,
+    /// Without one, each publication is its own count (dedupe by event ID).
+    pub has_order_id: bool,
+    /// The table refuses its items (as DynamoDB refuses an item over its size limit).
+    pub poison: bool,
+    pub day: u32,
+}
+
+/// A record no handler can count.
+#[derive(Clone, Debug)]
+pub enum Bad {
+    NotJson,
+    UnknownDetailType,
+    NoDrink,
+    Reserved(usize),
+    FromTheFuture,
+    BadOrderId,
+    HashInDrink,
+}
+
+/// One SQS message.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// Publication `n` of an order (a producer re-publishing it gets a new event ID).
+    Order {
+        order: usize,
+        publication: u8,
+    },
+    Bad(Bad),
+}
+
+/// A fault the table shows on one call.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Throttle,
+    Internal,
+    /// The write commits, but the client sees a timeout.
+    CommitThenTimeout,
+}
+
+/// One invocation: how many messages it receives, what goes wrong.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub size: usize,
+    pub faults: Vec<Fault>,
+    /// Time the invocation has left.
+    pub time_left: Duration,
+    /// The invocation crashes after writing: nothing is deleted, the whole batch comes back.
+    pub lost_delete: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub orders: Vec<Order>,
+    /// Messages in the order they enter the queue; an order may appear several times
+    /// (EventBridge's at-least-once delivery, or re-publication).
+    pub messages: Vec<Message>,
+    pub steps: Vec<Step>,
+}
+
+pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
+    let kind = prop_oneof![
+        6 => (0..DRINKS.len()).prop_map(Kind::Waiting),
+        2 => Just(Kind::Completed),
+        1 => Just(Kind::Cancelled),
+    ];
+    let order = (kind, proptest::bool::weighted(0.8), proptest::bool::weighted(0.05), 0u32..3)
+        .prop_map(|(kind, has_order_id, poison, day)| Order { kind, has_order_id, poison, day });
+    let bad = prop_oneof![
+        Just(Bad::NotJson),
+        Just(Bad::UnknownDetailType),
+        Just(Bad::NoDrink),
+        (0..RESERVED.len()).prop_map(Bad::Reserved),
+        Just(Bad::FromTheFuture),
+        Just(Bad::BadOrderId),
+        Just(Bad::HashInDrink),
+    ];
+    let fault = prop_oneof![Just(Fault::Throttle), Just(Fault::Internal), Just(Fault::CommitThenTimeout)];
+    let step = (
+        1usize..=10,
+        proptest::collection::vec(fault, 0..3),
+        prop_oneof![3 => Just(30_000u64), 1 => 0u64..8_000],
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(size, faults, ms, lost_delete)| Step {
+            size,
+            faults,
+            time_left: Duration::from_millis(ms),
+            lost_delete,
+        });
+    (proptest::collection::vec(order, 1..=max_orders), proptest::collection::vec(step, 1..40))
+        .prop_flat_map(move |(orders, steps)| {
+            let n = orders.len();
+            let delivery = prop_oneof![
+                8 => (0..n, prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(order, publication)| Message::Order { order, publication }),
+                1 => bad.clone().prop_map(Message::Bad),
+            ];
+            // Every order delivered at least once, plus duplicates and bad records, shuffled.
+            let every: Vec<Message> = (0..n).map(|order| Message::Order { order, publication: 0 }).collect();
+            proptest::collection::vec(delivery, 0..=n)
+                .prop_map(move |extra| every.iter().cloned().chain(extra).collect::<Vec<_>>())
+                .prop_shuffle()
+                .prop_map({
+                    let (orders, steps) = (orders.clone(), steps.clone());
+                    move |messages| Scenario { orders: orders.clone(), messages, steps: steps.clone() }
+                })
+        })
+}
+
+fn time(day: u32) -> String {
+    format!("2024-05-{:02}T10:00:00Z", day + 1)
+}
+
+impl Scenario {
+    fn order_id(&self, order: usize) -> Option<String> {
+        let o = &self.orders[order];
+        o.has_order_id.then(|| if o.poison { format!("poison-{order}") } else { format!("order-{order}") })
+    }
+
+    /// The SQS body of message `i`.
+    pub fn body(&self, i: usize, now: DateTime<Utc>) -> String {
+        let envelope = |id: String, detail_type: &str, time: String, detail: serde_json::Value| {
+            serde_json::json!({"version": "0", "id": id, "source": order_events::SOURCE, "detail-type": detail_type,
+                "time": time, "region": "us-east-1", "resources": [], "detail": detail})
+            .to_string()
+        };
+        match &self.messages[i] {
+            Message::Order { order, publication } => {
+                let o = &self.orders[*order];
+                let mut detail = serde_json::json!({"userId": true, "drinkOrder": {"modifiers": null, "icon": 5}});
+                if let Some(id) = self.order_id(*order) {
+                    detail["orderId"] = id.into();
+                }
+                // Poison orders without an order ID are refused by their event ID.
+                let event_id = if o.poison {
+                    format!("poison-ev-{order}-{publication}")
+                } else {
+                    format!("ev-{order}-{publication}")
+                };
+                let detail_type = match o.kind {
+                    Kind::Waiting(d) => {
+                        detail["drinkOrder"]["drink"] = DRINKS[d].into();
+                        "OrderManager.WaitingCompletion"
+                    }
+                    Kind::Completed => "OrderManager.OrderCompleted",
+                    Kind::Cancelled => "OrderManager.OrderCancelled",
+                };
+                envelope(event_id, detail_type, time(o.day), detail)
+            }
+            Message::Bad(bad) => {
+                let id = format!("bad-{i}");
+                let waiting = |detail| envelope(id.clone(), "OrderManager.WaitingCompletion", time(0), detail);
+                match bad {
+                    Bad::NotJson => format!("{{not json {i}"),
+                    Bad::UnknownDetailType => {
+                        envelope(id.clone(), "OrderManager.Other", time(0), serde_json::json!({}))
+                    }
+                    Bad::NoDrink => waiting(serde_json::json!({"drinkOrder": {"drink": null}})),
+                    Bad::Reserved(r) => waiting(serde_json::json!({"drinkOrder": {"drink": RESERVED[*r]}})),
+                    Bad::FromTheFuture => envelope(
+                        id.clone(),
+                        "OrderManager.OrderCompleted",
+                        (now + chrono::Duration::hours(2)).to_rfc3339(),
+                        serde_json::json!({}),
+                    ),
+                    Bad::BadOrderId => waiting(serde_json::json!({"orderId": 1.5, "drinkOrder": {"drink": "Latte"}})),
+                    Bad::HashInDrink => waiting(serde_json::json!({"drinkOrder": {"drink": "Lat#te"}})),
+                }
+            }
+        }
+    }
+
+    fn is_good(&self, i: usize) -> bool {
+        matches!(self.messages[i], Message::Order { order, .. } if !self.orders[order].poison)
+    }
+
+    /// What the table must hold: each good order once per metric, on its day (orders without an
+    /// order ID once per publication).
+    pub fn expected_counters(&self) -> BTreeMap<String, i128> {
+        let mut seen = BTreeSet::new();
+        let mut out = BTreeMap::new();
+        for m in &self.messages {
+            let Message::Order { order, publication } = m else { continue };
+            let o = &self.orders[*order];
+            let key = if o.has_order_id { (*order, 0) } else { (*order, *publication) };
+            if o.poison || !seen.insert(key) {
+                continue;
+            }
+            let day = format!("2024-05-{:02}", o.day + 1);
+            let mut add = |metric: &str| *out.entry(format!("{day}#{metric}")).or_insert(0) += 1;
+            match o.kind {
+                Kind::Waiting(d) => {
+                    add("TotalSales");
+                    add(order_events::Drink::parse(DRINKS[d]).expect("a menu drink").as_str());
+                }
+                Kind::Completed => add("Completed"),
+                Kind::Cancelled => add("Cancelled"),
+            }
+        }
+        out
+    }
+}
+
+/// The table as the scenario sees it: faults for the current step, poison orders refused.
+/// It also holds the invocation's deadline, and fails the property when a write starts too
+/// late to end before it.
+pub struct Faulty<S> {
+    pub inner: S,
+    faults: Mutex<VecDeque<Fault>>,
+    deadline: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl<S> Faulty<S> {
+    pub fn new(inner: S) -> Self {
+        Faulty { inner, faults: Mutex::new(VecDeque::new()), deadline: Mutex::new(None) }
+    }
+}
+
+impl<S: Store + Sync> Store for Faulty<S> {
+    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+        if let Some(deadline) = *self.deadline.lock().expect("not poisoned") {
+            let latest = deadline.checked_sub(crate::ATTEMPT_TIMEOUT + crate::ANSWER_MARGIN);
+            assert!(
+                latest.is_some_and(|latest| tokio::time::Instant::now() <= latest),
+                "a write started too late to end before the invocation's deadline"
+            );
+        }
+        if let Some(i) = chunk.events.iter().position(|p| p.event.dedupe.partition_key().contains("poison")) {
+            let mut reasons = vec!["None".to_owned(); chunk.items()];
+            reasons[i] = "ValidationError".to_owned();
+            return Err(classify(chunk, TxError::Cancelled { reasons, message: "Item size has exceeded".into() }));
+        }
+        let fault = self.faults.lock().expect("not poisoned").pop_front();
+        match fault {
+            Some(Fault::Throttle) => Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into())),
+            Some(Fault::Internal) => Err(WriteError::Transient("InternalServerError (injected)".into())),
+            Some(Fault::CommitThenTimeout) => {
+                self.inner.write(chunk).await?;
+                Err(WriteError::Transient("timeout after the write committed (injected)".into()))
+            }
+            None => self.inner.write(chunk).await,
+        }
+    }
+}
+
+/// What a run saw.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub invocations: usize,
+    /// Messages in the dead-letter queue, by index.
+    pub dead_letters: BTreeSet<usize>,
+    /// Messages reported bad at least once.
+    pub reported_bad: BTreeSet<usize>,
+    pub counted: usize,
+}
+
+/// Runs `scenario` against `store` until the queue is empty: its steps first, then clean
+/// invocations; then redrives good messages from the dead-letter queue (as a person would after
+/// the alarm) until only records that can never be counted are left there.
+pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry: RetryPolicy) -> Run {
+    let now = Utc::now();
+    let mut queue: VecDeque<usize> = (0..scenario.messages.len()).collect();
+    let mut receives: HashMap<usize, u32> = HashMap::new();
+    let mut out = Run::default();
+    let clean = Step { size: 10, faults: vec![], time_left: Duration::from_secs(30), lost_delete: false };
+    let mut steps = scenario.steps.iter();
+    let mut guard = 0;
+    loop {
+        if queue.is_empty() {
+            // Redrive: good messages go back; what is left must never be countable.
+            let good: Vec<usize> = out.dead_letters.iter().copied().filter(|i| scenario.is_good(*i)).collect();
+            if good.is_empty() {
+                break;
+            }
+            for i in good {
+                out.dead_letters.remove(&i);
+                receives.insert(i, 0);
+                queue.push_back(i);
+            }
+        }
+        guard += 1;
+        assert!(guard < 10_000, "the queue never drains");
+        let step = steps.next().unwrap_or(&clean);
+        let batch: Vec<usize> = (0..step.size).map_while(|_| queue.pop_front()).collect();
+        for i in &batch {
+            *receives.entry(*i).or_insert(0) += 1;
+        }
+        store.faults.lock().expect("not poisoned").extend(step.faults.iter().copied());
+        let mut event = SqsEvent::default();
+        for i in &batch {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("msg-{i}"));
+            m.body = Some(scenario.body(*i, now));
+            event.records.push(m);
+        }
+        let invocation = Invocation { deadline: tokio::time::Instant::now() + step.time_left, now };
+        *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
+        let outcome: Outcome = process(store, event, retry, invocation).await;
+        store.faults.lock().expect("not poisoned").clear();
+        out.invocations += 1;
+        out.counted += outcome.counted;
+        let index = |id: &str| id.trim_start_matches("msg-").parse::<usize>().expect("our message id");
+        for f in &outcome.bad {
+            let i = index(&f.message_id);
+            assert!(!scenario.is_good(i), "a good record was reported bad: {:?}: {}", scenario.messages[i], f.reason);
+            out.reported_bad.insert(i);
+        }
+        for f in &outcome.failed {
+            assert!(
+                !matches!(scenario.messages[index(&f.message_id)], Message::Bad(_)),
+                "a bad record was reported as a write failure: {}",
+                f.reason
+            );
+        }
+        let failed: BTreeSet<usize> =
+            outcome.response().batch_item_failures.iter().map(|f| index(&f.item_identifier)).collect();
+        for i in batch {
+            if step.lost_delete || failed.contains(&i) {
+                // Back after the visibility timeout, or to the DLQ after maxReceiveCount receives.
+                if receives[&i] >= MAX_RECEIVE_COUNT {
+                    out.dead_letters.insert(i);
+                } else {
+                    queue.push_back(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The properties every run must have; `counters` is what the table holds at the end.
+pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) -> Result<(), String> {
+    let expected = scenario.expected_counters();
+    if *counters != expected {
+        return Err(format!("counters differ\n table: {counters:?}\n model: {expected:?}"));
+    }
+    for (i, m) in scenario.messages.iter().enumerate() {
+        match m {
+            Message::Bad(_) => {
+                if !run.dead_letters.contains(&i) || !run.reported_bad.contains(&i) {
+                    return Err(format!("bad record {i} ({m:?}) did not fail into the DLQ"));
+                }
+            }
+            Message::Order { .. } if scenario.is_good(i) => {
+                if run.dead_letters.contains(&i) {
+                    return Err(format!("good record {i} ({m:?}) is in the DLQ"));
+                }
+            }
+            Message::Order { .. } => {}
+        }
+    }
+    // Every poison order reaches the DLQ, through at least one delivery of its dedupe key.
+    let poison_key = |i: usize| match scenario.messages[i] {
+        Message::Order { order, publication } if scenario.orders[order].poison => {
+            Some((order, if scenario.orders[order].has_order_id { 0 } else { publication }))
+        }
+        _ => None,
+    };
+    let in_dlq: BTreeSet<_> = run.dead_letters.iter().filter_map(|i| poison_key(*i)).collect();
+    for key in (0..scenario.messages.len()).filter_map(poison_key) {
+        if !in_dlq.contains(&key) {
+            return Err(format!("poison order {key:?} never reached the DLQ"));
+        }
+    }
+    Ok(())
+}
+
+/// Delivers every good message once more, with no faults: nothing may change.
+pub async fn redeliver_all<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>) -> Outcome {
+    let now = Utc::now();
+    let mut total = Outcome::default();
+    let good: Vec<usize> = (0..scenario.messages.len()).filter(|i| scenario.is_good(*i)).collect();
+    for batch in good.chunks(10) {
+        let mut event = SqsEvent::default();
+        for i in batch {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("msg-{i}"));
+            m.body = Some(scenario.body(*i, now));
+            event.records.push(m);
+        }
+        let invocation = Invocation { deadline: tokio::time::Instant::now() + Duration::from_secs(30), now };
+        *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
+        let o = process(store, event, RetryPolicy::default(), invocation).await;
+        total.counted += o.counted;
+        total.duplicates += o.duplicates;
+        total.failed.extend(o.failed);
+        total.bad.extend(o.bad);
+    }
+    total
+}
