@@ -32,7 +32,9 @@ fn every_synthesized_template_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let files = write(dir.path(), &support::templates());
     assert_eq!(files.len(), 4);
-    let env = infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment("staging")).unwrap();
+    let env =
+        infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment("staging", None).unwrap())
+            .unwrap();
     let mut files = files;
     files.extend(write(&dir.path().join("staging"), &infra::synth::artifacts(&[env]).unwrap()));
     let (code, findings) = cfn_lint(&files);

@@ -336,9 +336,13 @@ fn standalone_stack_creates_its_bus() {
 
 #[test]
 fn another_environment_is_one_call_with_its_own_names() {
-    let mut props = MetricsStackProps::for_environment("staging");
+    let mut props = MetricsStackProps::for_environment("staging", None).unwrap();
     props.table_billing = Billing::Provisioned { read: 2, write: 20 };
-    props.bus = BusProps::Create { name: "Serverlesspresso-staging".into() };
+    assert_eq!(
+        props.bus,
+        BusProps::Create { name: "Serverlesspresso-staging".into() },
+        "its own bus, never production's"
+    );
     let staging = template(&props);
     let prod = workshop();
     for (id, key) in [
@@ -355,6 +359,49 @@ fn another_environment_is_one_call_with_its_own_names() {
     }
     assert_eq!(props_of(&staging, "EventBus", "Name"), "Serverlesspresso-staging");
     assert_eq!(staging["Resources"]["MetricsTable"]["Properties"]["ProvisionedThroughput"]["WriteCapacityUnits"], 20);
+    assert_eq!(props_of(&staging, "AlarmTopic", "TopicName"), "serverlesspresso-metrics-staging-alarms");
+
+    // Importing a bus is explicit, and never the production one.
+    let imported = MetricsStackProps::for_environment("staging", Some("Serverlesspresso-shared-staging")).unwrap();
+    assert_eq!(imported.bus, BusProps::Import { name: "Serverlesspresso-shared-staging".into() });
+    let err = MetricsStackProps::for_environment("staging", Some("Serverlesspresso")).unwrap_err().to_string();
+    assert!(err.contains("never imports the production bus"), "{err}");
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_on_alarm_and_ok() {
+    for t in [workshop(), template(&MetricsStackProps::standalone())] {
+        let alarms: Vec<(&String, &Value)> =
+            t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm").collect();
+        assert_eq!(alarms.len(), 6);
+        for (id, alarm) in alarms {
+            assert_eq!(alarm["Properties"]["AlarmActions"], json!([{"Ref": "AlarmTopic"}]), "{id}");
+            assert_eq!(alarm["Properties"]["OKActions"], json!([{"Ref": "AlarmTopic"}]), "{id}");
+        }
+        assert_eq!(t["Resources"]["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+        let sub = &t["Resources"]["AlarmEmailSubscription"];
+        assert_eq!(sub["Condition"], "HasAlarmEmail");
+        assert_eq!(
+            sub["Properties"],
+            json!({"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}})
+        );
+        assert_eq!(t["Conditions"]["HasAlarmEmail"], json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}));
+        assert_eq!(t["Parameters"]["AlarmEmail"]["Default"], "");
+        // Bad and failed records alarm on PublishMetrics' own metrics, by its name.
+        for (id, metric) in [("BadRecordsAlarm", "BadRecords"), ("FailedRecordsAlarm", "FailedRecords")] {
+            let p = &t["Resources"][id]["Properties"];
+            assert_eq!(p["Namespace"], order_events::emf::NAMESPACE);
+            assert_eq!(p["MetricName"], metric);
+            assert_eq!(p["Dimensions"], json!([{"Name": "FunctionName", "Value": {"Ref": "PublishMetrics"}}]));
+            assert_eq!((p["Statistic"].as_str(), p["Threshold"].as_f64()), (Some("Sum"), Some(1.0)));
+        }
+    }
+    // An address in the props is the parameter's default, and is checked.
+    let props = MetricsStackProps { alarm_email: Some("ops@example.com".into()), ..Default::default() };
+    assert_eq!(template(&props)["Parameters"]["AlarmEmail"]["Default"], "ops@example.com");
+    let props = MetricsStackProps { alarm_email: Some("not an address".into()), ..Default::default() };
+    let err = metrics_stack(&props).unwrap_err().to_string();
+    assert!(err.contains("alarm_email") && err.contains("e-mail address"), "{err}");
 }
 
 fn props_of(t: &Value, id: &str, key: &str) -> String {
@@ -374,7 +421,7 @@ fn invalid_props_fail_naming_the_construct() {
     assert!(err.contains("dynamodb::Table `MetricsTable`: ProvisionedThroughput.WriteCapacityUnits = 0"), "{err}");
     props = MetricsStackProps { max_receive_count: 0, ..Default::default() };
     assert!(metrics_stack(&props).unwrap_err().to_string().contains("maxReceiveCount = 0"));
-    props = MetricsStackProps::for_environment("bad env");
+    props = MetricsStackProps::for_environment("bad env", None).unwrap();
     assert!(metrics_stack(&props).unwrap_err().to_string().contains("StackName"));
 }
 

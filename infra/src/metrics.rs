@@ -2,13 +2,17 @@
 //! typed props whose defaults are the workshop's values.
 
 use crate::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
+use crate::constructs::cloudwatch::{Metric, Statistic};
 use crate::constructs::dynamodb::{Billing, Key, RemovalPolicy, Table};
 use crate::constructs::events::{EventBus, EventPattern, Rule, SqsTarget};
 use crate::constructs::lambda::{Architecture, Code, EventSourceMapping, Function};
 use crate::constructs::logs::Retention;
+use crate::constructs::sns::Topic;
 use crate::constructs::sqs::Queue;
+use crate::constructs::validate::{self, EMAIL_PATTERN};
 use crate::constructs::Stack;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::template::{ConditionExpr, Expr, Parameter};
 
 /// The event source of the core Serverlesspresso app.
 pub const EVENT_SOURCE: &str = "awsserverlessda.serverlesspresso";
@@ -21,8 +25,10 @@ pub const DETAIL_TYPES: [&str; 3] =
 pub const PUBLISH_METRICS_ASSET: &str = "publish-metrics";
 pub const EVENTS_LOAD_TEST_ASSET: &str = "events-load-test";
 
-/// The table's attribute for expiring items (the handler's dedupe records).
-pub const TTL_ATTRIBUTE: &str = "ttl";
+pub use order_events::TTL_ATTRIBUTE;
+
+/// The core app's bus, which only the production stack imports.
+pub const PRODUCTION_BUS: &str = "Serverlesspresso";
 
 /// Whether the stack owns the bus or uses the core app's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +60,9 @@ pub struct MetricsStackProps {
     pub log_retention: Retention,
     /// Alarm when the oldest waiting message is this old.
     pub oldest_message_alarm_secs: u32,
+    /// Who the alarms e-mail: the default of the `AlarmEmail` parameter (empty: no
+    /// subscription until a deploy gives an address).
+    pub alarm_email: Option<String>,
 }
 
 impl Default for MetricsStackProps {
@@ -61,7 +70,7 @@ impl Default for MetricsStackProps {
     fn default() -> Self {
         MetricsStackProps {
             stack_name: "serverlesspresso-metrics".to_owned(),
-            bus: BusProps::Import { name: "Serverlesspresso".to_owned() },
+            bus: BusProps::Import { name: PRODUCTION_BUS.to_owned() },
             rule_name: "OrderMetrics-DynamoDB".to_owned(),
             queue_name: "MetricsQueue".to_owned(),
             dead_letter_queue_name: "MetricsQueue-DLQ".to_owned(),
@@ -82,6 +91,7 @@ impl Default for MetricsStackProps {
             max_receive_count: 10,
             log_retention: Retention::TwoWeeks,
             oldest_message_alarm_secs: 900,
+            alarm_email: None,
         }
     }
 }
@@ -92,17 +102,33 @@ impl MetricsStackProps {
     pub fn standalone() -> Self {
         MetricsStackProps {
             stack_name: "serverlesspresso-metrics-standalone".to_owned(),
-            bus: BusProps::Create { name: "Serverlesspresso".to_owned() },
+            bus: BusProps::Create { name: PRODUCTION_BUS.to_owned() },
             ..Self::default()
         }
     }
 
-    /// Another environment of the same stack: every physical name suffixed with `-<env>`.
-    pub fn for_environment(env: &str) -> Self {
+    /// Another environment of the same stack: every physical name suffixed with `-<env>`, and
+    /// a bus of its own (`Serverlesspresso-<env>`), or the bus `import_bus` names. It never
+    /// imports the production bus: a staging load test must not land in production's table,
+    /// nor staging count production's orders.
+    pub fn for_environment(env: &str, import_bus: Option<&str>) -> Result<Self> {
         let d = Self::default();
         let s = |name: &str| format!("{name}-{env}");
-        MetricsStackProps {
+        let bus = match import_bus {
+            Some(name) if name == PRODUCTION_BUS => {
+                return Err(Error::invalid(
+                    format!("MetricsStackProps for environment `{env}`"),
+                    "bus",
+                    name,
+                    "another environment never imports the production bus: omit it to create `Serverlesspresso-ENV`, or name that environment's bus",
+                ))
+            }
+            Some(name) => BusProps::Import { name: name.to_owned() },
+            None => BusProps::Create { name: s(PRODUCTION_BUS) },
+        };
+        Ok(MetricsStackProps {
             stack_name: s(&d.stack_name),
+            bus,
             rule_name: s(&d.rule_name),
             queue_name: s(&d.queue_name),
             dead_letter_queue_name: s(&d.dead_letter_queue_name),
@@ -110,7 +136,7 @@ impl MetricsStackProps {
             publish_function_name: s(&d.publish_function_name),
             load_test_function_name: s(&d.load_test_function_name),
             ..d
-        }
+        })
     }
 }
 
@@ -136,8 +162,8 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
         .dead_letter_queue(&dead_letters, props.max_receive_count)
         .build(&mut stack)?;
 
-    let table = Table::builder("MetricsTable", Key::string("PK"))
-        .sort_key(Key::string("SK"))
+    let table = Table::builder("MetricsTable", Key::string(order_events::PARTITION_KEY))
+        .sort_key(Key::string(order_events::SORT_KEY))
         .table_name(&props.table_name)
         .billing(props.table_billing)
         .point_in_time_recovery(true)
@@ -179,23 +205,72 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
         .target(SqsTarget::new("MetricsQueue", &queue).dead_letter_queue(&dead_letters))
         .build(&mut stack)?;
 
+    // Every alarm notifies a topic a person subscribes to (the AlarmEmail parameter).
     let name = &props.stack_name;
+    if let Some(email) = &props.alarm_email {
+        validate::email(&format!("MetricsStackProps `{name}`"), "alarm_email", email)?;
+    }
+    let email = stack.add_parameter(
+        "AlarmEmail",
+        Parameter {
+            default: Some(props.alarm_email.clone().unwrap_or_default()),
+            allowed_pattern: Some(format!("^$|{EMAIL_PATTERN}")),
+            constraint_description: Some("an e-mail address, or empty for no subscription".to_owned()),
+            ..Parameter::string("E-mail address the alarms notify (it must confirm the subscription); empty for none")
+        },
+    )?;
+    let has_email = stack.add_condition(
+        "HasAlarmEmail",
+        ConditionExpr::Not(Box::new(ConditionExpr::Equals(email.reference(), Expr::lit("")))),
+    )?;
+    let alarms = Topic::builder("AlarmTopic")
+        .name(format!("{name}-alarms"))
+        .display_name("Serverlesspresso metrics alarms")
+        .build(&mut stack)?;
+    alarms.subscribe_email(&mut stack, "AlarmEmailSubscription", email.reference(), Some(&has_email))?;
+
     Alarm::builder("DeadLetterQueueAlarm", dead_letters.metric_visible_messages(), 1.0)
         .name(format!("{name}-dead-letters"))
         .description("Order events failed and are waiting in the dead-letter queue")
+        .notify(&alarms)
         .build(&mut stack)?;
     Alarm::builder("QueueAgeAlarm", queue.metric_oldest_message_age(), f64::from(props.oldest_message_alarm_secs))
         .name(format!("{name}-queue-age"))
         .description("Order events wait too long in MetricsQueue: PublishMetrics is behind")
+        .notify(&alarms)
         .build(&mut stack)?;
     Alarm::builder("PublishMetricsErrorsAlarm", publish.metric_errors(), 1.0)
         .name(format!("{name}-publish-errors"))
         .description("PublishMetrics failed")
+        .notify(&alarms)
+        .build(&mut stack)?;
+    // PublishMetrics' own counts (Embedded Metric Format in its logs): records it could not
+    // count are reported at once, long before maxReceiveCount moves them to the DLQ.
+    let handler_metric = |metric: &'static str| {
+        Metric::new(
+            order_events::emf::NAMESPACE,
+            metric,
+            (order_events::emf::DIMENSION, publish.function_name()),
+            Statistic::Sum,
+        )
+    };
+    Alarm::builder("BadRecordsAlarm", handler_metric(order_events::emf::BAD), 1.0)
+        .name(format!("{name}-bad-records"))
+        .description("PublishMetrics received order events it can never count (see its logs); they will reach the dead-letter queue")
+        .notify(&alarms)
+        .build(&mut stack)?;
+    Alarm::builder("FailedRecordsAlarm", handler_metric(order_events::emf::FAILED), 1.0)
+        .name(format!("{name}-failed-records"))
+        .description(
+            "PublishMetrics could not write some counts (throttling, faults, time out); SQS delivers them again",
+        )
+        .notify(&alarms)
         .build(&mut stack)?;
     Alarm::builder("TableWriteThrottleAlarm", table.metric_write_throttles(), 1.0)
         .name(format!("{name}-table-throttles"))
         .description("Writes to the metrics table are throttled")
         .comparison(Comparison::GreaterThanOrEqualToThreshold)
+        .notify(&alarms)
         .build(&mut stack)?;
 
     Dashboard::builder("MetricsDashboard")
@@ -220,6 +295,15 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
             lines: vec![Line::metric(queue.metric_oldest_message_age(), "Oldest message age")],
         })
         .graph(GraphWidget {
+            title: format!("{} records", props.publish_function_name),
+            lines: vec![
+                Line::metric(handler_metric(order_events::emf::COUNTED), "Counted"),
+                Line::metric(handler_metric(order_events::emf::DUPLICATES), "Duplicates"),
+                Line::metric(handler_metric(order_events::emf::BAD), "Bad"),
+                Line::metric(handler_metric(order_events::emf::FAILED), "Failed"),
+            ],
+        })
+        .graph(GraphWidget {
             title: "Write capacity: consumed vs provisioned".to_owned(),
             lines: vec![
                 Line::hidden(table.metric_consumed_wcu(), "consumed"),
@@ -232,11 +316,17 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
     stack.add_output("QueueUrl", "URL of MetricsQueue", queue.url())?;
     stack.add_output("QueueArn", "ARN of MetricsQueue", queue.arn())?;
     stack.add_output("DeadLetterQueueUrl", "URL of the dead-letter queue", dead_letters.url())?;
+    stack.add_output(
+        "DeadLetterQueueArn",
+        "ARN of the dead-letter queue (the redrive's source)",
+        dead_letters.arn(),
+    )?;
     stack.add_output("TableName", "The metrics table", table.table_name())?;
     stack.add_output("PublishMetricsFunctionName", "The counting function", publish.function_name())?;
     stack.add_output("EventsLoadTestFunctionName", "The load-test function", load_test.function_name())?;
     stack.add_output("EventBusName", "The bus the rule listens on", bus.bus_name())?;
     stack.add_output("EventBusArn", "ARN of that bus", bus.arn())?;
+    stack.add_output("AlarmTopicArn", "The topic every alarm notifies", alarms.arn())?;
     Ok(stack)
 }
 

@@ -91,6 +91,33 @@ fn env_defaults_to_its_own_directory_and_leaves_synth_out_alone() {
 }
 
 #[test]
+fn another_environment_creates_its_own_bus_or_imports_one_by_name_but_never_productions() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |dir: &std::path::Path| {
+        let path = dir.join("synth-out/staging/serverlesspresso-metrics-staging.template.json");
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert!(synth(dir.path(), &["--env", "staging"]).status.success());
+    let t = read(dir.path());
+    assert_eq!(t["Resources"]["EventBus"]["Properties"]["Name"], "Serverlesspresso-staging");
+
+    let out = synth(dir.path(), &["--env", "staging", "--import-bus", "Shared-staging"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = read(dir.path());
+    assert!(t["Resources"].get("EventBus").is_none());
+    assert_eq!(t["Resources"]["OrderMetricsRule"]["Properties"]["EventBusName"], "Shared-staging");
+
+    let clean = tempfile::tempdir().unwrap();
+    let out = synth(clean.path(), &["--env", "staging", "--import-bus", "Serverlesspresso"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("never imports the production bus") && err.contains("nothing was written"), "{err}");
+    assert!(!clean.path().join("synth-out").exists());
+    let out = synth(clean.path(), &["--import-bus", "Shared-staging"]);
+    assert_eq!(out.status.code(), Some(2), "--import-bus needs --env");
+}
+
+#[test]
 fn a_validation_error_exits_non_zero_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = synth(dir.path(), &["--env", "not valid"]);

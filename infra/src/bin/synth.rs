@@ -24,6 +24,10 @@ struct Args {
     /// `-ENV`) instead of the app's default stacks.
     #[arg(long, value_name = "ENV")]
     env: Option<String>,
+    /// With --env: import this existing bus instead of creating `Serverlesspresso-ENV`. The
+    /// production bus `Serverlesspresso` is refused.
+    #[arg(long, value_name = "BUS", requires = "env")]
+    import_bus: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +44,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (artifacts, default_out) = match &args.env {
         None => (infra::metrics::app_artifacts(), PathBuf::from("synth-out")),
         Some(env) => (
-            infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment(env))
+            infra::metrics::MetricsStackProps::for_environment(env, args.import_bus.as_deref())
+                .and_then(|props| infra::metrics::metrics_stack(&props))
                 .and_then(|stack| infra::synth::artifacts(&[stack])),
             Path::new("synth-out").join(env),
         ),

@@ -6,6 +6,7 @@ use std::panic::Location;
 use serde::Serialize;
 use serde_json::json;
 
+use super::sns::Topic;
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource};
@@ -88,6 +89,7 @@ pub struct AlarmBuilder {
     evaluation_periods: u32,
     datapoints_to_alarm: Option<u32>,
     treat_missing_data: TreatMissingData,
+    notify: Vec<Expr>,
 }
 
 /// A built alarm.
@@ -109,6 +111,7 @@ impl Alarm {
             evaluation_periods: 1,
             datapoints_to_alarm: None,
             treat_missing_data: TreatMissingData::NotBreaching,
+            notify: Vec::new(),
         }
     }
 }
@@ -131,6 +134,10 @@ struct AlarmProperties<'a> {
     threshold: f64,
     comparison_operator: Comparison,
     treat_missing_data: TreatMissingData,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    alarm_actions: &'a [Expr],
+    #[serde(rename = "OKActions", skip_serializing_if = "<[_]>::is_empty")]
+    ok_actions: &'a [Expr],
 }
 
 impl AlarmBuilder {
@@ -162,6 +169,12 @@ impl AlarmBuilder {
         self
     }
 
+    /// Notifies `topic` when the alarm goes to ALARM and when it is OK again.
+    pub fn notify(mut self, topic: &Topic) -> Self {
+        self.notify.push(topic.arn());
+        self
+    }
+
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Alarm> {
         let construct = stack.claim(&self.id, "cloudwatch::Alarm", Location::caller())?;
@@ -185,6 +198,10 @@ impl AlarmBuilder {
         if let Some(n) = self.datapoints_to_alarm {
             validate::in_range(&construct, "DatapointsToAlarm", n, 1..=self.evaluation_periods)?;
         }
+        // CloudWatch takes at most five actions per state.
+        if self.notify.len() > 5 {
+            return Err(Error::invalid(&construct, "AlarmActions", self.notify.len(), "must be at most 5 actions"));
+        }
         if !self.threshold.is_finite() {
             return Err(Error::invalid(&construct, "Threshold", self.threshold, "must be a finite number"));
         }
@@ -201,6 +218,8 @@ impl AlarmBuilder {
             threshold: self.threshold,
             comparison_operator: self.comparison,
             treat_missing_data: self.treat_missing_data,
+            alarm_actions: &self.notify,
+            ok_actions: &self.notify,
         };
         stack.add_resource(&construct, Resource::new("AWS::CloudWatch::Alarm", props)?);
         Ok(Alarm { construct })
@@ -382,6 +401,23 @@ mod tests {
         assert_eq!(p["DatapointsToAlarm"], 2);
         assert_eq!(p["TreatMissingData"], "notBreaching");
         assert_eq!(p["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    }
+
+    #[test]
+    fn alarm_notifies_a_topic_on_alarm_and_ok() {
+        let mut stack = Stack::new("s", "").unwrap();
+        let topic = Topic::builder("T").build(&mut stack).unwrap();
+        Alarm::builder("A", metric(), 1.0).notify(&topic).build(&mut stack).unwrap();
+        let p = alarm_props(&stack, "A");
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "T"}]));
+        assert_eq!(p["OKActions"], json!([{"Ref": "T"}]));
+        Alarm::builder("B", metric(), 1.0).build(&mut stack).unwrap();
+        assert!(alarm_props(&stack, "B").get("AlarmActions").is_none());
+        let five = (0..5).fold(Alarm::builder("C", metric(), 1.0), |b, _| b.notify(&topic));
+        assert!(five.build(&mut stack).is_ok());
+        let six = (0..6).fold(Alarm::builder("D", metric(), 1.0), |b, _| b.notify(&topic));
+        let err = six.build(&mut stack).unwrap_err().to_string();
+        assert!(err.contains("AlarmActions = 6"), "{err}");
     }
 
     #[test]

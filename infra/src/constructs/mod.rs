@@ -8,8 +8,9 @@ pub mod events;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
+pub mod sns;
 pub mod sqs;
 mod stack;
-mod validate;
+pub(crate) mod validate;
 
 pub use stack::{ConstructRef, Stack};

@@ -50,6 +50,25 @@ pub fn name(
     Ok(())
 }
 
+/// The pattern an e-mail address must match (also the `AllowedPattern` of parameters that
+/// take one): one `@`, no spaces, a dot in the domain.
+pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
+
+/// An e-mail address for a notification: what [`EMAIL_PATTERN`] accepts, at most 254 characters.
+pub fn email(construct: &impl Display, property: &'static str, value: &str) -> Result<()> {
+    let shown = format!("{value:?}");
+    let ok = value.len() <= 254
+        && !value.chars().any(char::is_whitespace)
+        && matches!(value.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.contains('@')
+                && domain.split_once('.').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.ends_with('.')));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(construct, property, shown, "must be an e-mail address such as ops@example.com"))
+    }
+}
+
 /// Free text such as a description: at most `max` characters.
 pub fn max_chars(construct: &impl Display, property: &'static str, value: &str, max: usize) -> Result<()> {
     let count = value.chars().count();
