@@ -41,11 +41,25 @@ fn drinks(days: &[Day]) -> Vec<String> {
     days.iter().flat_map(|d| d.drinks.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
+/// `s` safe to print on a terminal: control characters and the bidirectional overrides that
+/// can reorder what a reader sees (U+202A..U+202E, U+2066..U+2069) are written as `\u{..}`.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// An aligned table: one row per day, one column per drink.
 pub fn table(days: &[Day]) -> String {
     let drinks = drinks(days);
     let mut header = vec!["day".to_owned(), "total".into(), "completed".into(), "cancelled".into()];
-    header.extend(drinks.iter().cloned());
+    header.extend(drinks.iter().map(|d| printable(d)));
     let rows: Vec<Vec<String>> = days
         .iter()
         .map(|d| {
@@ -55,7 +69,7 @@ pub fn table(days: &[Day]) -> String {
         })
         .collect();
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
         .collect();
     let line = |cells: &[String]| {
         let mut s: String = cells
@@ -74,15 +88,25 @@ pub fn table(days: &[Day]) -> String {
     out
 }
 
-/// CSV with the same columns as the table; drink names are quoted when they need it.
+/// One CSV cell from text. A cell a spreadsheet would read as a formula (starting with `=`,
+/// `+`, `-`, `@`, tab or CR) gets a leading `'` (OWASP's advice on CSV injection); a cell holding
+/// `,`, `"`, CR or LF is quoted.
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// CSV with the same columns as the table; drink names pass through [`csv_cell`].
 pub fn csv(days: &[Day]) -> String {
-    let quote =
-        |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() };
     let drinks = drinks(days);
     let mut out = String::from("day,total,completed,cancelled");
     for d in &drinks {
         out.push(',');
-        out.push_str(&quote(d));
+        out.push_str(&csv_cell(d));
     }
     out.push('\n');
     for d in days {
@@ -208,5 +232,42 @@ mod tests {
         odd.insert("2024-05-01#Mocha, large".into(), 1);
         assert!(csv(&days(&odd, None, None))
             .starts_with("day,total,completed,cancelled,Flat White,Latte,\"Mocha, large\"\n"));
+    }
+
+    #[test]
+    fn csv_cells_never_become_formulas() {
+        assert_eq!(csv_cell("Latte"), "Latte");
+        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("\rx"), "\"'\rx\"");
+        assert_eq!(csv_cell("a\rb"), "\"a\rb\"", "CR is quoted");
+        assert_eq!(csv_cell("a-b"), "a-b", "only a leading sign is a formula");
+        let mut c = counters();
+        c.insert("2024-05-01#=1+2".into(), 1);
+        let out = csv(&days(&c, None, None));
+        assert!(out.lines().next().unwrap().contains(",'=1+2,"), "{out}");
+    }
+
+    #[test]
+    fn the_table_escapes_control_characters() {
+        assert_eq!(printable("Latte"), "Latte");
+        assert_eq!(printable("La\u{1b}[2Jtte"), "La\\u{1b}[2Jtte");
+        assert_eq!(printable("a\nb\u{7}"), "a\\u{a}b\\u{7}");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(printable("Caf\u{e9}"), "Caf\u{e9}");
+        let mut c = counters();
+        c.insert("2024-05-01#Evil\u{1b}]0;title\u{7}".into(), 1);
+        let t = table(&days(&c, None, None));
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t}");
+        assert!(t.contains("Evil\\u{1b}]0;title\\u{7}"), "{t}");
+        // Columns align by characters, not bytes.
+        let mut c = counters();
+        c.insert("2024-05-01#Caf\u{e9}".into(), 1);
+        let t = table(&days(&c, None, None));
+        let widths: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{t}");
     }
 }
