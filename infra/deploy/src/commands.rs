@@ -15,6 +15,8 @@ use crate::Connection;
 /// The stack to act on: its name, its synthesized template, and where it lives.
 pub struct Target {
     pub name: String,
+    /// The props the template was built from: the physical names tools act on.
+    pub props: infra::metrics::MetricsStackProps,
     pub template: infra::template::Template,
     pub connection: Connection,
 }
@@ -31,6 +33,7 @@ impl Target {
         let stack = infra::metrics::metrics_stack(&props).context("the stack is invalid")?;
         Ok(Target {
             name: stack_name.unwrap_or_else(|| stack.name().to_owned()),
+            props,
             template: stack.to_template().context("cannot render the template")?,
             connection,
         })

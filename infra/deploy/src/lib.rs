@@ -6,6 +6,7 @@ pub mod cloudformation;
 pub mod commands;
 pub mod guard;
 pub mod local;
+pub mod redrive;
 pub mod report;
 
 use std::future::Future;

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation as cf;
 use deploy::commands::{self, DeployOptions, Target};
@@ -81,6 +82,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move the dead letters back to MetricsQueue once their cause is fixed (SQS's
+    /// StartMessageMoveTask), and say how many moved.
+    Redrive {
+        /// Stop waiting after this many seconds (the move goes on in SQS).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Create the asset bucket, encrypted and not public.
     Bootstrap {
         #[arg(long)]
@@ -119,6 +127,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Some(Command::Diff { args, template }) => commands::diff(&t, &args.options(), template).await?,
         Some(Command::Destroy { yes }) => commands::destroy(&t, yes).await?,
         Some(Command::Outputs { json }) => commands::outputs(&t, json).await?,
+        Some(Command::Redrive { timeout }) => redrive(&t, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
             let (_, s3) = t.connection.clients().await;
             cf::bootstrap(&s3, &asset_bucket, t.connection.region.as_deref()).await?;
@@ -126,4 +135,25 @@ async fn run(cli: Cli) -> Result<bool> {
         }
     };
     Ok(ok)
+}
+
+async fn redrive(t: &Target, timeout: Duration) -> Result<bool> {
+    let sqs = aws_sdk_sqs::Client::new(&t.connection.sdk_config().await);
+    let (source, dlq) = (&t.props.queue_name, &t.props.dead_letter_queue_name);
+    let queues = deploy::redrive::queues(&sqs, source, dlq).await?;
+    let mut last = None;
+    let done = deploy::redrive::redrive(&sqs, &queues, Duration::from_secs(2), timeout, |p| {
+        if last.as_ref() != Some(p) {
+            println!("{}: {} of {} moved", p.status, p.moved, p.to_move);
+            last = Some(p.clone());
+        }
+    })
+    .await
+    .with_context(|| format!("redrive from {dlq} to {source}"))?;
+    if done.waiting_before == 0 {
+        println!("{dlq} is empty: nothing to move");
+    } else {
+        println!("moved {} dead letter(s) from {dlq} back to {source}", done.moved);
+    }
+    Ok(true)
 }
