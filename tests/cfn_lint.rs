@@ -1,7 +1,7 @@
 //! Every synthesized template passes cfn-lint (pinned in tests/requirements.txt) with no error,
 //! warning or informational finding.
 
-mod support;
+use test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,8 +23,8 @@ fn cfn_lint(files: &[PathBuf]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), findings)
 }
 
-fn write(dir: &Path, artifacts: &[infra::synth::Artifact]) -> Vec<PathBuf> {
-    infra::synth::write(dir, artifacts).expect("writes")
+fn write(dir: &Path, artifacts: &[cfn::synth::Artifact]) -> Vec<PathBuf> {
+    cfn::synth::write(dir, artifacts).expect("writes")
 }
 
 #[test]
@@ -33,10 +33,10 @@ fn every_synthesized_template_is_clean() {
     let files = write(dir.path(), &support::templates());
     assert_eq!(files.len(), 4);
     let env =
-        infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::for_environment("staging", None).unwrap())
+        metrics_stack::metrics_stack(&metrics_stack::MetricsStackProps::for_environment("staging", None).unwrap())
             .unwrap();
     let mut files = files;
-    files.extend(write(&dir.path().join("staging"), &infra::synth::artifacts(&[env]).unwrap()));
+    files.extend(write(&dir.path().join("staging"), &cfn::synth::artifacts(&[env]).unwrap()));
     let (code, findings) = cfn_lint(&files);
     assert_eq!(findings, serde_json::json!([]), "cfn-lint findings");
     assert_eq!(code, 0);
@@ -46,7 +46,7 @@ fn every_synthesized_template_is_clean() {
 #[test]
 fn the_linter_reports_a_broken_template() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = infra::metrics::metrics_stack(&Default::default()).unwrap();
+    let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
     let mut template: serde_json::Value =
         serde_json::from_str(&stack.to_template().unwrap().to_json().unwrap()).unwrap();
     // Bypass the construct's validation to write what cfn-lint must catch.

@@ -3,7 +3,7 @@
 //! binaries are rebuilt unchanged. cargo-lambda comes from the tools' venv; the aarch64 std
 //! from rustup. Slow the first time (a release build), quick after.
 
-mod support;
+use test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,12 +37,12 @@ fn cargo_lambda_build(lambda_dir: &Path) {
 fn handlers_build_into_reproducible_zips() {
     run(Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]), "rustup target add");
     let lambda_dir = target_dir().join("lambda");
-    let stack = infra::metrics::metrics_stack(&Default::default()).unwrap();
-    let assets = infra::assets::assets_of(&stack.to_template().unwrap());
+    let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
+    let assets = deploy::assets::assets_of(&stack.to_template().unwrap());
     assert_eq!(assets.len(), 2);
 
     cargo_lambda_build(&lambda_dir);
-    let first: Vec<_> = assets.iter().map(|a| infra::assets::package(a, &lambda_dir).expect("packaged")).collect();
+    let first: Vec<_> = assets.iter().map(|a| deploy::assets::package(a, &lambda_dir).expect("packaged")).collect();
     for p in &first {
         eprintln!("{}: {} bytes, sha256 {}", p.path.display(), p.bytes, p.sha256);
         assert!(p.bytes > 100_000 && p.bytes < 30_000_000, "{} bytes", p.bytes);
@@ -57,6 +57,6 @@ fn handlers_build_into_reproducible_zips() {
         f.set_modified(std::time::SystemTime::now()).unwrap();
     }
     cargo_lambda_build(&lambda_dir);
-    let second: Vec<_> = assets.iter().map(|a| infra::assets::package(a, &lambda_dir).expect("packaged")).collect();
+    let second: Vec<_> = assets.iter().map(|a| deploy::assets::package(a, &lambda_dir).expect("packaged")).collect();
     assert_eq!(first, second);
 }

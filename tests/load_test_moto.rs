@@ -1,7 +1,7 @@
 //! EventsLoadTest's logic against moto: PutEvents on a bus whose rule (the stack's pattern)
 //! delivers to an SQS queue; every event sent arrives, with the drinks the report says.
 
-mod support;
+use test_support as support;
 
 use std::collections::{BTreeMap, HashSet};
 

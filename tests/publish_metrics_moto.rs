@@ -1,7 +1,7 @@
 //! PublishMetrics' logic with the real DynamoDB client, against a moto server and a table
 //! created like the stack's.
 
-mod support;
+use test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

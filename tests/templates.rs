@@ -1,10 +1,10 @@
 //! The synthesized templates: snapshots, every property the metrics stack promises (checked by
 //! path), least-privilege IAM, determinism, and a committed `synth-out/` that is current.
 
-mod support;
+use test_support as support;
 
-use infra::constructs::dynamodb::Billing;
-use infra::metrics::{metrics_stack, BusProps, MetricsStackProps};
+use cfn::constructs::dynamodb::Billing;
+use metrics_stack::{metrics_stack, BusProps, MetricsStackProps};
 use serde_json::{json, Value};
 
 fn template(props: &MetricsStackProps) -> Value {
@@ -432,8 +432,8 @@ fn synth_is_deterministic() {
     assert_eq!(first, second);
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    infra::synth::write(a.path(), &first).unwrap();
-    infra::synth::write(b.path(), &second).unwrap();
+    cfn::synth::write(a.path(), &first).unwrap();
+    cfn::synth::write(b.path(), &second).unwrap();
     for artifact in &first {
         let x = std::fs::read(a.path().join(&artifact.file_name)).unwrap();
         let y = std::fs::read(b.path().join(&artifact.file_name)).unwrap();
@@ -452,6 +452,6 @@ fn yaml_and_json_are_the_same_template() {
 
 #[test]
 fn committed_synth_out_is_current() {
-    let stale = infra::synth::stale(&support::workspace_root().join("synth-out"), &support::artifacts()).unwrap();
+    let stale = cfn::synth::stale(&support::workspace_root().join("synth-out"), &support::artifacts()).unwrap();
     assert!(stale.is_empty(), "synth-out is stale, run `cargo run --bin synth`: {stale:?}");
 }

@@ -137,7 +137,7 @@ pub async fn template_source(
             body.len()
         );
     };
-    let key = format!("templates/{}.json", infra::assets::sha256_hex(body.as_bytes()));
+    let key = format!("templates/{}.json", crate::assets::sha256_hex(body.as_bytes()));
     upload_once(s3, bucket, &key, body.into_bytes()).await?;
     let host = match region {
         Some(r) if r != "us-east-1" => format!("s3.{r}.amazonaws.com"),

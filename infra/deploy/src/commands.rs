@@ -16,8 +16,8 @@ use crate::Connection;
 pub struct Target {
     pub name: String,
     /// The props the template was built from: the physical names tools act on.
-    pub props: infra::metrics::MetricsStackProps,
-    pub template: infra::template::Template,
+    pub props: metrics_stack::MetricsStackProps,
+    pub template: cfn::template::Template,
     pub connection: Connection,
 }
 
@@ -26,11 +26,11 @@ impl Target {
     /// default after its template.
     pub fn new(standalone: bool, stack_name: Option<String>, connection: Connection) -> Result<Self> {
         let props = if standalone {
-            infra::metrics::MetricsStackProps::standalone()
+            metrics_stack::MetricsStackProps::standalone()
         } else {
-            infra::metrics::MetricsStackProps::default()
+            metrics_stack::MetricsStackProps::default()
         };
-        let stack = infra::metrics::metrics_stack(&props).context("the stack is invalid")?;
+        let stack = metrics_stack::metrics_stack(&props).context("the stack is invalid")?;
         Ok(Target {
             name: stack_name.unwrap_or_else(|| stack.name().to_owned()),
             props,
@@ -59,16 +59,16 @@ pub async fn publish_assets(
     let bucket = args.asset_bucket.as_deref().ok_or_else(|| {
         anyhow!("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)")
     })?;
-    let lambda_dir = args.lambda_dir.clone().unwrap_or_else(infra::assets::default_lambda_dir);
+    let lambda_dir = args.lambda_dir.clone().unwrap_or_else(crate::assets::default_lambda_dir);
     let mut parameters = BTreeMap::new();
-    parameters.insert(infra::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
-    for asset in infra::assets::assets_of(&t.template) {
+    parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+    for asset in crate::assets::assets_of(&t.template) {
         // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
         // progress are not held up.
         let (p, body) = {
             let (asset, dir) = (asset.clone(), lambda_dir.clone());
             tokio::task::spawn_blocking(move || -> Result<_> {
-                let p = infra::assets::package(&asset, &dir)?;
+                let p = crate::assets::package(&asset, &dir)?;
                 let body = std::fs::read(&p.path).with_context(|| format!("cannot read {}", p.path.display()))?;
                 Ok((p, body))
             })

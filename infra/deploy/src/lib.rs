@@ -2,6 +2,7 @@
 //! Lambda zips under their SHA-256, create a change set, review it with the data-safety
 //! [`guard`], execute it while streaming stack events, and print the outputs.
 
+pub mod assets;
 pub mod cloudformation;
 pub mod commands;
 pub mod guard;

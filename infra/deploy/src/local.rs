@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
-use infra::template::Template;
+use cfn::template::Template;
 use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
 /// How Lambda would poll the queue, as the template configures it.
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_template() {
-        let stack = infra::metrics::metrics_stack(&Default::default()).unwrap();
+        let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
         let s = mapping_settings(&stack.to_template().unwrap()).unwrap();
         assert_eq!(
             s,
@@ -348,14 +348,14 @@ mod tests {
                 function_timeout: Duration::from_secs(30),
             }
         );
-        let props = infra::metrics::MetricsStackProps {
+        let props = metrics_stack::MetricsStackProps {
             publish_reserved_concurrency: 3,
             batch_size: 50,
             batching_window_secs: 5,
             ..Default::default()
         };
-        let s = mapping_settings(&infra::metrics::metrics_stack(&props).unwrap().to_template().unwrap()).unwrap();
+        let s = mapping_settings(&metrics_stack::metrics_stack(&props).unwrap().to_template().unwrap()).unwrap();
         assert_eq!((s.batch_size, s.batching_window, s.consumers), (50, Duration::from_secs(5), 3));
-        assert!(mapping_settings(&infra::template::Template::new("empty")).is_err());
+        assert!(mapping_settings(&cfn::template::Template::new("empty")).is_err());
     }
 }

@@ -2,8 +2,7 @@
 //! zips under their SHA-256, then `aws cloudformation deploy` the synthesized template with the
 //! keys from `assets --parameter-overrides`. Keep the script in step with the README.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::Command;
 

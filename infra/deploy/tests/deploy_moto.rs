@@ -5,8 +5,7 @@
 //! The Lambda zips here are small stand-ins with an arm64 ELF header (moto stores functions but
 //! never runs them); the real zips are built and checked by `tests/lambda_build.rs`.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::{Command, Output};
 

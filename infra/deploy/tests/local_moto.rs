@@ -2,8 +2,7 @@
 //! the same library, injected faults (events delivered twice, malformed messages, a write that
 //! keeps failing for a while) still give exact counts, with only the poison messages in the DLQ.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

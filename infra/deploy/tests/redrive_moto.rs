@@ -4,8 +4,7 @@
 //! dead-letter queue of some queue; one task at a time; the moved messages keep their bodies),
 //! moving the messages for real through moto, and forwards every other call to moto unchanged.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -189,7 +188,7 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
     let moto = Moto::start();
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     // The standalone stack's queues, as it names and wires them.
-    let props = infra::metrics::MetricsStackProps::standalone();
+    let props = metrics_stack::MetricsStackProps::standalone();
     let dlq = sqs.create_queue().queue_name(&props.dead_letter_queue_name).send().await.unwrap();
     let dlq_url = dlq.queue_url().unwrap().to_owned();
     let dlq_arn = sqs

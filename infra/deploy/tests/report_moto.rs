@@ -1,7 +1,6 @@
 //! The `report` binary against moto, over a table PublishMetrics' logic filled.
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
+use test_support as support;
 
 use std::process::Command;
 

@@ -30,12 +30,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let stack = infra::metrics::metrics_stack(&Default::default()).context("the stack is invalid")?;
+    let stack = metrics_stack::metrics_stack(&Default::default()).context("the stack is invalid")?;
     let template = stack.to_template().context("cannot render the template")?;
-    let lambda_dir = args.lambda_dir.unwrap_or_else(infra::assets::default_lambda_dir);
+    let lambda_dir = args.lambda_dir.unwrap_or_else(deploy::assets::default_lambda_dir);
     let mut overrides = Vec::new();
-    for asset in infra::assets::assets_of(&template) {
-        let p = infra::assets::package(&asset, &lambda_dir)?;
+    for asset in deploy::assets::assets_of(&template) {
+        let p = deploy::assets::package(&asset, &lambda_dir)?;
         if !args.parameter_overrides {
             println!(
                 "{:<18} {:>9} bytes  {}  {}={}",

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 
 fn moto_server(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
-        let venv = infra::assets::default_lambda_dir().with_file_name("tmp").join("tools-venv/bin/moto_server");
+        let venv = deploy::assets::default_lambda_dir().with_file_name("tmp").join("tools-venv/bin/moto_server");
         if venv.exists() {
             venv
         } else {

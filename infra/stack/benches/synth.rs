@@ -6,8 +6,8 @@ fn synth(c: &mut Criterion) {
     c.bench_function("synth metrics stack (build + YAML + JSON)", |b| {
         b.iter(|| {
             let stack =
-                infra::metrics::metrics_stack(&infra::metrics::MetricsStackProps::default()).expect("valid stack");
-            infra::synth::artifacts(std::slice::from_ref(&stack)).expect("renders")
+                metrics_stack::metrics_stack(&metrics_stack::MetricsStackProps::default()).expect("valid stack");
+            cfn::synth::artifacts(std::slice::from_ref(&stack)).expect("renders")
         })
     });
 }

@@ -31,14 +31,6 @@ impl Artifact {
     }
 }
 
-/// The JSON Schemas of the order events' details.
-pub fn schema_artifacts() -> Vec<Artifact> {
-    order_events::detail_schemas()
-        .into_iter()
-        .map(|(file_name, contents)| Artifact { file_name, contents, resources: None })
-        .collect()
-}
-
 /// The architecture diagram of each stack (Graphviz DOT).
 pub fn diagram_artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
     stacks
@@ -201,14 +193,6 @@ mod tests {
         write(dir.path(), &sample()).unwrap();
         assert!(!dir.path().join("old.template.yaml").exists());
         assert!(dir.path().join("notes.txt").exists());
-    }
-
-    #[test]
-    fn schemas_are_artifacts() {
-        let schemas = schema_artifacts();
-        assert_eq!(schemas.len(), 3);
-        assert!(schemas.iter().all(|s| s.file_name.ends_with(".schema.json") && s.resources.is_none()));
-        assert!(schemas[0].summary().starts_with("JSON Schema, "));
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: the workspace root, the synthesized artifacts, and
 //! the pinned Python tools, installed on first use into a virtual environment.
 
-#![allow(dead_code)] // Each test binary uses its own subset.
-
 pub mod aws;
 pub mod moto;
 
@@ -11,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The workspace root (the directory with Cargo.lock), from whichever package's tests use this.
+/// The workspace root (the directory with Cargo.lock).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors().find(|p| p.join("Cargo.lock").exists()).unwrap_or(here).to_owned()
@@ -37,13 +35,19 @@ pub fn fake_zips(dir: &Path) {
 }
 
 /// The app's artifacts, as `synth` writes them into `synth-out/`.
-pub fn artifacts() -> Vec<infra::synth::Artifact> {
-    infra::metrics::app_artifacts().expect("the app's stacks are valid")
+pub fn artifacts() -> Vec<cfn::synth::Artifact> {
+    metrics_stack::app_artifacts().expect("the app's stacks are valid")
 }
 
 /// The templates among them, YAML then JSON for each stack.
-pub fn templates() -> Vec<infra::synth::Artifact> {
+pub fn templates() -> Vec<cfn::synth::Artifact> {
     artifacts().into_iter().filter(|a| a.resources.is_some()).collect()
+}
+
+/// The cargo target directory of the running test: its executable is `<target>/<profile>/deps/<name>`.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// The virtual environment holding the tools of `tests/requirements.txt`. Shared by every test
@@ -54,7 +58,7 @@ pub fn venv() -> &'static Path {
     VENV.get_or_init(|| {
         let dir = std::env::var_os("SERVERLESSPRESSO_VENV")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("tools-venv"));
+            .unwrap_or_else(|| target_dir().join("tmp/tools-venv"));
         if let Err(e) = ensure_venv(&dir) {
             panic!("cannot prepare the test tools in {}: {e}", dir.display());
         }

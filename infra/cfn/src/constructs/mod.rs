@@ -11,6 +11,6 @@ pub mod logs;
 pub mod sns;
 pub mod sqs;
 mod stack;
-pub(crate) mod validate;
+pub mod validate;
 
 pub use stack::{ConstructRef, Stack};

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// The workshop stack's template as JSON.
 pub fn stack_template() -> Value {
-    let stack = infra::metrics::metrics_stack(&Default::default()).expect("valid stack");
+    let stack = metrics_stack::metrics_stack(&Default::default()).expect("valid stack");
     serde_json::from_str(&stack.to_template().unwrap().to_json().unwrap()).unwrap()
 }
 

@@ -79,37 +79,3 @@ pub fn dot(name: &str, template: &Template) -> String {
     out.push_str("}\n");
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_metrics_stack_as_a_graph() {
-        let stack = crate::metrics::metrics_stack(&Default::default()).unwrap();
-        let d = dot(stack.name(), &stack.to_template().unwrap());
-        assert!(d.starts_with("digraph \"serverlesspresso-metrics\" {\n"), "{d}");
-        for edge in [
-            "\"OrderMetricsRule\" -> \"MetricsQueue\" [label=\"Targets\"];",
-            "\"OrderMetricsRule\" -> \"MetricsDeadLetterQueue\" [label=\"Targets\"];",
-            "\"MetricsQueue\" -> \"MetricsDeadLetterQueue\" [label=\"RedrivePolicy\"];",
-            "\"PublishMetricsQueueMapping\" -> \"MetricsQueue\" [label=\"EventSourceArn\"];",
-            "\"PublishMetricsQueueMapping\" -> \"PublishMetrics\" [label=\"FunctionName\"];",
-            "\"PublishMetrics\" -> \"PublishMetricsRole\" [label=\"Role\"];",
-            "\"PublishMetricsRole\" -> \"MetricsTable\" [label=\"dynamodb:PutItem\\ndynamodb:UpdateItem\"];",
-            "\"MetricsQueuePolicy\" -> \"OrderMetricsRule\" [label=\"only from\"];",
-        ] {
-            assert!(d.contains(edge), "{edge} in\n{d}");
-        }
-        // Every edge joins two declared nodes.
-        let nodes: BTreeSet<&str> = d
-            .lines()
-            .filter(|l| l.contains("[label=") && !l.contains("->"))
-            .filter_map(|l| l.split('"').nth(1))
-            .collect();
-        for l in d.lines().filter(|l| l.contains("->")) {
-            let parts: Vec<&str> = l.split('"').collect();
-            assert!(nodes.contains(parts[1]) && nodes.contains(parts[3]), "{l}");
-        }
-    }
-}

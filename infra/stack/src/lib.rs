@@ -1,18 +1,18 @@
 //! This app's stack: the workshop's "business metrics with SQS and DynamoDB" system, built from
 //! typed props whose defaults are the workshop's values.
 
-use crate::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
-use crate::constructs::cloudwatch::{Metric, Statistic};
-use crate::constructs::dynamodb::{Billing, Key, RemovalPolicy, Table};
-use crate::constructs::events::{EventBus, EventPattern, Rule, SqsTarget};
-use crate::constructs::lambda::{Architecture, Code, EventSourceMapping, Function};
-use crate::constructs::logs::Retention;
-use crate::constructs::sns::Topic;
-use crate::constructs::sqs::Queue;
-use crate::constructs::validate::{self, EMAIL_PATTERN};
-use crate::constructs::Stack;
-use crate::error::{Error, Result};
-use crate::template::{ConditionExpr, Expr, Parameter};
+use cfn::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
+use cfn::constructs::cloudwatch::{Metric, Statistic};
+use cfn::constructs::dynamodb::{Billing, Key, RemovalPolicy, Table};
+use cfn::constructs::events::{EventBus, EventPattern, Rule, SqsTarget};
+use cfn::constructs::lambda::{Architecture, Code, EventSourceMapping, Function};
+use cfn::constructs::logs::Retention;
+use cfn::constructs::sns::Topic;
+use cfn::constructs::sqs::Queue;
+use cfn::constructs::validate::{self, EMAIL_PATTERN};
+use cfn::constructs::Stack;
+use cfn::error::{Error, Result};
+use cfn::template::{ConditionExpr, Expr, Parameter};
 
 /// The event source of the core Serverlesspresso app.
 pub const EVENT_SOURCE: &str = "awsserverlessda.serverlesspresso";
@@ -338,10 +338,60 @@ pub fn app() -> Result<Vec<Stack>> {
 
 /// Everything `synth` writes into `synth-out/`: the app's templates, the event schemas and the
 /// architecture diagrams.
-pub fn app_artifacts() -> Result<Vec<crate::synth::Artifact>> {
+pub fn app_artifacts() -> Result<Vec<cfn::synth::Artifact>> {
     let stacks = app()?;
-    let mut artifacts = crate::synth::artifacts(&stacks)?;
-    artifacts.extend(crate::synth::schema_artifacts());
-    artifacts.extend(crate::synth::diagram_artifacts(&stacks)?);
+    let mut artifacts = cfn::synth::artifacts(&stacks)?;
+    artifacts.extend(schema_artifacts());
+    artifacts.extend(cfn::synth::diagram_artifacts(&stacks)?);
     Ok(artifacts)
+}
+
+/// The JSON Schemas of the order events' details.
+pub fn schema_artifacts() -> Vec<cfn::synth::Artifact> {
+    order_events::detail_schemas()
+        .into_iter()
+        .map(|(file_name, contents)| cfn::synth::Artifact { file_name, contents, resources: None })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_are_artifacts() {
+        let schemas = schema_artifacts();
+        assert_eq!(schemas.len(), 3);
+        assert!(schemas.iter().all(|s| s.file_name.ends_with(".schema.json") && s.resources.is_none()));
+        assert!(schemas[0].summary().starts_with("JSON Schema, "));
+    }
+
+    #[test]
+    fn the_metrics_stack_as_a_graph() {
+        let stack = metrics_stack(&Default::default()).unwrap();
+        let d = cfn::diagram::dot(stack.name(), &stack.to_template().unwrap());
+        assert!(d.starts_with("digraph \"serverlesspresso-metrics\" {\n"), "{d}");
+        for edge in [
+            "\"OrderMetricsRule\" -> \"MetricsQueue\" [label=\"Targets\"];",
+            "\"OrderMetricsRule\" -> \"MetricsDeadLetterQueue\" [label=\"Targets\"];",
+            "\"MetricsQueue\" -> \"MetricsDeadLetterQueue\" [label=\"RedrivePolicy\"];",
+            "\"PublishMetricsQueueMapping\" -> \"MetricsQueue\" [label=\"EventSourceArn\"];",
+            "\"PublishMetricsQueueMapping\" -> \"PublishMetrics\" [label=\"FunctionName\"];",
+            "\"PublishMetrics\" -> \"PublishMetricsRole\" [label=\"Role\"];",
+            "\"PublishMetricsRole\" -> \"MetricsTable\" [label=\"dynamodb:PutItem\\ndynamodb:UpdateItem\"];",
+            "\"MetricsQueuePolicy\" -> \"OrderMetricsRule\" [label=\"only from\"];",
+        ] {
+            assert!(d.contains(edge), "{edge} in\n{d}");
+        }
+        // Every edge joins two declared nodes.
+        let nodes: std::collections::BTreeSet<&str> = d
+            .lines()
+            .filter(|l| l.contains("[label=") && !l.contains("->"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        for l in d.lines().filter(|l| l.contains("->")) {
+            let parts: Vec<&str> = l.split('"').collect();
+            assert!(nodes.contains(parts[1]) && nodes.contains(parts[3]), "{l}");
+        }
+    }
 }

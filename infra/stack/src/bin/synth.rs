@@ -42,18 +42,18 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (artifacts, default_out) = match &args.env {
-        None => (infra::metrics::app_artifacts(), PathBuf::from("synth-out")),
+        None => (metrics_stack::app_artifacts(), PathBuf::from("synth-out")),
         Some(env) => (
-            infra::metrics::MetricsStackProps::for_environment(env, args.import_bus.as_deref())
-                .and_then(|props| infra::metrics::metrics_stack(&props))
-                .and_then(|stack| infra::synth::artifacts(&[stack])),
+            metrics_stack::MetricsStackProps::for_environment(env, args.import_bus.as_deref())
+                .and_then(|props| metrics_stack::metrics_stack(&props))
+                .and_then(|stack| cfn::synth::artifacts(&[stack])),
             Path::new("synth-out").join(env),
         ),
     };
     let artifacts = artifacts.context("the stack is invalid; nothing was written")?;
     let out = args.out.unwrap_or(default_out);
     if args.check {
-        let stale = infra::synth::stale(&out, &artifacts)?;
+        let stale = cfn::synth::stale(&out, &artifacts)?;
         if stale.is_empty() {
             println!("{} is up to date ({} files)", out.display(), artifacts.len());
             return Ok(ExitCode::SUCCESS);
@@ -65,7 +65,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("run `cargo run --bin synth` and commit the result");
         return Ok(ExitCode::FAILURE);
     }
-    let written = infra::synth::write(&out, &artifacts)?;
+    let written = cfn::synth::write(&out, &artifacts)?;
     for (path, a) in written.iter().zip(&artifacts) {
         println!("wrote {} ({})", path.display(), a.summary());
     }

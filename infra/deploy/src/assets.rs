@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::template::Template;
+use cfn::template::Template;
 
 /// One function's code as the template describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn assets_come_from_the_template() {
-        let stack = crate::metrics::metrics_stack(&Default::default()).unwrap();
+        let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
         let assets = assets_of(&stack.to_template().unwrap());
         let names: Vec<(&str, &str, &str)> =
             assets.iter().map(|a| (a.function.as_str(), a.name.as_str(), a.key_parameter.as_str())).collect();
