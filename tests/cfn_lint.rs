@@ -36,7 +36,7 @@ fn every_synthesized_template_is_clean() {
         metrics_stack::metrics_stack(&metrics_stack::MetricsStackProps::for_environment("staging", None).unwrap())
             .unwrap();
     let mut files = files;
-    files.extend(write(&dir.path().join("staging"), &cfn::synth::artifacts(&[env]).unwrap()));
+    files.extend(write(&dir.path().join("staging"), &cfn::synth::artifacts(&[env.into_stack()]).unwrap()));
     let (code, findings) = cfn_lint(&files);
     assert_eq!(findings, serde_json::json!([]), "cfn-lint findings");
     assert_eq!(code, 0);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use aws_sdk_eventbridge::types::Target;
 use events_load_test::{run, EventBridgeBus, Input, RetryPolicy};
 use order_events::{DetailType, OrderEvent, OrderKind};
-use support::aws::stack_template;
+use support::aws::workshop_stack;
 use support::moto::Moto;
 
 struct Env {
@@ -24,12 +24,13 @@ async fn env() -> Env {
     let config = moto.sdk_config().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let t = stack_template();
-    let rule = &t["Resources"]["OrderMetricsRule"]["Properties"];
-    let bus = rule["EventBusName"].as_str().unwrap();
+    let stack = workshop_stack();
+    let bus = stack.bus().name();
+    let rule_name = stack.rule().physical_name().unwrap();
     events.create_event_bus().name(bus).send().await.expect("bus");
+    let queue_name = stack.queue().physical_name().unwrap();
     let queue_url =
-        sqs.create_queue().queue_name("MetricsQueue").send().await.expect("queue").queue_url().unwrap().to_owned();
+        sqs.create_queue().queue_name(queue_name).send().await.expect("queue").queue_url().unwrap().to_owned();
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(&queue_url)
@@ -42,15 +43,15 @@ async fn env() -> Env {
         .clone();
     events
         .put_rule()
-        .name(rule["Name"].as_str().unwrap())
+        .name(rule_name)
         .event_bus_name(bus)
-        .event_pattern(rule["EventPattern"].to_string())
+        .event_pattern(stack.rule().pattern().to_json().unwrap().to_string())
         .send()
         .await
         .expect("rule");
     events
         .put_targets()
-        .rule(rule["Name"].as_str().unwrap())
+        .rule(rule_name)
         .event_bus_name(bus)
         .targets(Target::builder().id("MetricsQueue").arn(queue_arn).build().unwrap())
         .send()

@@ -36,7 +36,7 @@ pub fn diagram_artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
     stacks
         .iter()
         .map(|s| {
-            let contents = crate::diagram::dot(s.name(), &s.to_template()?);
+            let contents = crate::diagram::dot(s)?;
             Ok(Artifact { file_name: format!("{}.dot", s.name()), contents, resources: None })
         })
         .collect()

@@ -15,8 +15,8 @@ use crate::Connection;
 /// The stack to act on: its name, its synthesized template, and where it lives.
 pub struct Target {
     pub name: String,
-    /// The props the template was built from: the physical names tools act on.
-    pub props: metrics_stack::MetricsStackProps,
+    /// The stack's typed handles: the physical names and settings tools act on.
+    pub app: metrics_stack::MetricsStack,
     pub template: cfn::template::Template,
     pub connection: Connection,
 }
@@ -33,8 +33,8 @@ impl Target {
         let stack = metrics_stack::metrics_stack(&props).context("the stack is invalid")?;
         Ok(Target {
             name: stack_name.unwrap_or_else(|| stack.name().to_owned()),
-            props,
             template: stack.to_template().context("cannot render the template")?,
+            app: stack,
             connection,
         })
     }

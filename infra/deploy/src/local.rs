@@ -1,5 +1,5 @@
 //! The workshop's pipeline on a local endpoint, where Lambda cannot run code: the event source
-//! mapping's settings are read from the template and PublishMetrics' logic consumes the queue
+//! mapping's settings are read from the stack's handles and PublishMetrics' logic consumes the queue
 //! under them (batch size, batching window, reserved concurrency as the number of consumers),
 //! deleting only what succeeded, with progress lines.
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
-use cfn::template::Template;
+use cfn::constructs::lambda::EventSourceMapping;
 use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
 /// How Lambda would poll the queue, as the template configures it.
@@ -25,38 +25,22 @@ pub struct MappingSettings {
     pub function_timeout: Duration,
 }
 
-fn prop<'a>(template: &'a Template, id: &str, key: &str) -> Option<&'a serde_json::Value> {
-    template.resource(id).and_then(|r| r.properties.get(key))
-}
-
-/// The settings of the template's (one) SQS event source mapping.
-pub fn mapping_settings(template: &Template) -> Result<MappingSettings> {
-    let (_, mapping) = template
-        .resources
-        .iter()
-        .find(|(_, r)| r.resource_type == "AWS::Lambda::EventSourceMapping")
-        .ok_or_else(|| anyhow!("the template has no event source mapping"))?;
-    let p = &mapping.properties;
-    let function =
-        p["FunctionName"]["Ref"].as_str().ok_or_else(|| anyhow!("the mapping's FunctionName is not a Ref"))?;
-    let queue =
-        p["EventSourceArn"]["Fn::GetAtt"][0].as_str().ok_or_else(|| anyhow!("the mapping's source is not a queue"))?;
-    let number = |v: Option<&serde_json::Value>, what: &str| {
-        v.and_then(serde_json::Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| anyhow!("the template has no {what}"))
-    };
-    Ok(MappingSettings {
-        batch_size: number(p.get("BatchSize"), "BatchSize")?,
-        batching_window: Duration::from_secs(u64::from(number(
-            p.get("MaximumBatchingWindowInSeconds"),
-            "batching window",
-        )?)),
-        // Without reserved concurrency Lambda starts with five pollers.
-        consumers: number(prop(template, function, "ReservedConcurrentExecutions"), "concurrency").unwrap_or(5).max(1),
-        visibility_timeout_secs: number(prop(template, queue, "VisibilityTimeout"), "VisibilityTimeout")?,
-        function_timeout: Duration::from_secs(u64::from(number(prop(template, function, "Timeout"), "Timeout")?)),
-    })
+/// The settings of PublishMetrics' SQS event source, read from the stack's handles.
+pub fn mapping_settings(mapping: &EventSourceMapping) -> MappingSettings {
+    let function = mapping.function();
+    MappingSettings {
+        batch_size: mapping.batch_size(),
+        batching_window: Duration::from_secs(u64::from(mapping.batching_window_secs())),
+        // At most the mapping's maximum concurrency and the function's reserved concurrency;
+        // with neither, Lambda starts with five pollers.
+        consumers: [mapping.max_concurrency(), function.reserved_concurrency()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(5),
+        visibility_timeout_secs: mapping.queue().visibility_timeout_secs(),
+        function_timeout: Duration::from_secs(u64::from(function.timeout_secs())),
+    }
 }
 
 /// Counts so far, shared by the consumers.
@@ -335,9 +319,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_come_from_the_template() {
+    fn settings_come_from_the_stack() {
         let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
-        let s = mapping_settings(&stack.to_template().unwrap()).unwrap();
+        let s = mapping_settings(stack.mapping());
         assert_eq!(
             s,
             MappingSettings {
@@ -354,8 +338,7 @@ mod tests {
             batching_window_secs: 5,
             ..Default::default()
         };
-        let s = mapping_settings(&metrics_stack::metrics_stack(&props).unwrap().to_template().unwrap()).unwrap();
+        let s = mapping_settings(metrics_stack::metrics_stack(&props).unwrap().mapping());
         assert_eq!((s.batch_size, s.batching_window, s.consumers), (50, Duration::from_secs(5), 3));
-        assert!(mapping_settings(&cfn::template::Template::new("empty")).is_err());
     }
 }

@@ -107,7 +107,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
         inner: DynamoStore::new(ddb.clone(), "serverlesspresso-metrics-table"),
         failing: AtomicUsize::new(8),
     });
-    let settings = local::mapping_settings(&target.template).unwrap();
+    let settings = local::mapping_settings(target.app.mapping());
     let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240) };
     let tally = local::consume(&sqs, &queue, &dlq, store, &consume, 83).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");

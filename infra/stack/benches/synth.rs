@@ -7,7 +7,7 @@ fn synth(c: &mut Criterion) {
         b.iter(|| {
             let stack =
                 metrics_stack::metrics_stack(&metrics_stack::MetricsStackProps::default()).expect("valid stack");
-            cfn::synth::artifacts(std::slice::from_ref(&stack)).expect("renders")
+            cfn::synth::artifacts(std::slice::from_ref(stack.stack())).expect("renders")
         })
     });
 }

@@ -14,13 +14,6 @@ use cfn::constructs::Stack;
 use cfn::error::{Error, Result};
 use cfn::template::{ConditionExpr, Expr, Parameter};
 
-/// The event source of the core Serverlesspresso app.
-pub const EVENT_SOURCE: &str = "awsserverlessda.serverlesspresso";
-
-/// The order events the metrics count.
-pub const DETAIL_TYPES: [&str; 3] =
-    ["OrderManager.WaitingCompletion", "OrderManager.OrderCompleted", "OrderManager.OrderCancelled"];
-
 /// cargo-lambda binary names of the two functions.
 pub const PUBLISH_METRICS_ASSET: &str = "publish-metrics";
 pub const EVENTS_LOAD_TEST_ASSET: &str = "events-load-test";
@@ -140,8 +133,85 @@ impl MetricsStackProps {
     }
 }
 
+/// The built metrics stack: the stack to synthesize, and typed handles to what is in it, for
+/// the tools (local runs, deploy commands, tests) to read instead of the rendered template.
+#[derive(Debug)]
+pub struct MetricsStack {
+    stack: Stack,
+    bus: EventBus,
+    rule: Rule,
+    queue: Queue,
+    dead_letters: Queue,
+    table: Table,
+    publish: Function,
+    load_test: Function,
+    mapping: EventSourceMapping,
+    alarms: Topic,
+}
+
+impl MetricsStack {
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    pub fn into_stack(self) -> Stack {
+        self.stack
+    }
+
+    /// The stack's name.
+    pub fn name(&self) -> &str {
+        self.stack.name()
+    }
+
+    pub fn to_template(&self) -> Result<cfn::template::Template> {
+        self.stack.to_template()
+    }
+
+    /// The bus the rule listens on (created or imported).
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// MetricsQueue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn dead_letters(&self) -> &Queue {
+        &self.dead_letters
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// PublishMetrics.
+    pub fn publish(&self) -> &Function {
+        &self.publish
+    }
+
+    /// EventsLoadTest.
+    pub fn load_test(&self) -> &Function {
+        &self.load_test
+    }
+
+    /// PublishMetrics' SQS event source.
+    pub fn mapping(&self) -> &EventSourceMapping {
+        &self.mapping
+    }
+
+    /// The topic every alarm notifies.
+    pub fn alarms(&self) -> &Topic {
+        &self.alarms
+    }
+}
+
 /// Builds the metrics stack from `props`.
-pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
+pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     let mut stack = Stack::new(
         &props.stack_name,
         "Serverlesspresso business metrics: order events from EventBridge, buffered by SQS, counted into DynamoDB",
@@ -182,7 +252,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
         .log_retention(props.log_retention)
         .build(&mut stack)?;
     table.grant_write(&mut stack, &publish)?;
-    EventSourceMapping::sqs("PublishMetricsQueueMapping", &queue, &publish)
+    let mapping = EventSourceMapping::sqs("PublishMetricsQueueMapping", &queue, &publish)
         .batch_size(props.batch_size)
         .batching_window_secs(props.batching_window_secs)
         .report_batch_item_failures(true)
@@ -199,7 +269,11 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
         .build(&mut stack)?;
     bus.grant_put_events(&mut stack, &load_test)?;
 
-    Rule::builder("OrderMetricsRule", &bus, EventPattern::new().sources(&[EVENT_SOURCE]).detail_types(&DETAIL_TYPES))
+    // The order events the metrics count, from the core app: the names the handlers read.
+    let pattern = EventPattern::new()
+        .sources(&[order_events::SOURCE])
+        .detail_types(&order_events::DetailType::ALL.map(order_events::DetailType::as_str));
+    let rule = Rule::builder("OrderMetricsRule", &bus, pattern)
         .name(&props.rule_name)
         .description("Order events for the business metrics")
         .target(SqsTarget::new("MetricsQueue", &queue).dead_letter_queue(&dead_letters))
@@ -327,13 +401,16 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<Stack> {
     stack.add_output("EventBusName", "The bus the rule listens on", bus.bus_name())?;
     stack.add_output("EventBusArn", "ARN of that bus", bus.arn())?;
     stack.add_output("AlarmTopicArn", "The topic every alarm notifies", alarms.arn())?;
-    Ok(stack)
+    Ok(MetricsStack { stack, bus, rule, queue, dead_letters, table, publish, load_test, mapping, alarms })
 }
 
 /// The stacks `synth` writes: the workshop's (importing the core app's bus) and a standalone
 /// one that creates its own bus.
 pub fn app() -> Result<Vec<Stack>> {
-    [MetricsStackProps::default(), MetricsStackProps::standalone()].iter().map(metrics_stack).collect()
+    [MetricsStackProps::default(), MetricsStackProps::standalone()]
+        .iter()
+        .map(|p| Ok(metrics_stack(p)?.into_stack()))
+        .collect()
 }
 
 /// Everything `synth` writes into `synth-out/`: the app's templates, the event schemas and the
@@ -369,7 +446,7 @@ mod tests {
     #[test]
     fn the_metrics_stack_as_a_graph() {
         let stack = metrics_stack(&Default::default()).unwrap();
-        let d = cfn::diagram::dot(stack.name(), &stack.to_template().unwrap());
+        let d = cfn::diagram::dot(stack.stack()).unwrap();
         assert!(d.starts_with("digraph \"serverlesspresso-metrics\" {\n"), "{d}");
         for edge in [
             "\"OrderMetricsRule\" -> \"MetricsQueue\" [label=\"Targets\"];",

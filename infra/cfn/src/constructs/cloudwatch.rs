@@ -95,7 +95,13 @@ pub struct AlarmBuilder {
 /// A built alarm.
 #[derive(Clone, Debug)]
 pub struct Alarm {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+}
+
+impl Alarm {
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
 }
 
 impl Alarm {
@@ -265,7 +271,13 @@ pub struct DashboardBuilder {
 
 #[derive(Clone, Debug)]
 pub struct Dashboard {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+}
+
+impl Dashboard {
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
 }
 
 impl Dashboard {

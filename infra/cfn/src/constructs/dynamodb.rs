@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
-use super::iam::{Grantee, Statement};
+use super::iam::{actions, Grant, Grantee, Principal};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Policy, Resource};
@@ -74,7 +74,12 @@ pub struct TableBuilder {
 /// A built table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+    name: Option<String>,
+    partition_key: Key,
+    sort_key: Option<Key>,
+    billing: Billing,
+    ttl_attribute: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -106,6 +111,28 @@ impl Table {
         }
     }
 
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    /// The physical name, when one was given.
+    pub fn physical_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The key schema: partition key, then the sort key if any.
+    pub fn keys(&self) -> (&Key, Option<&Key>) {
+        (&self.partition_key, self.sort_key.as_ref())
+    }
+
+    pub fn billing(&self) -> Billing {
+        self.billing
+    }
+
+    pub fn ttl_attribute(&self) -> Option<&str> {
+        self.ttl_attribute.as_deref()
+    }
+
     /// The table name (`Ref`).
     pub fn table_name(&self) -> Expr {
         self.construct.id.reference()
@@ -117,19 +144,23 @@ impl Table {
 
     /// Lets `grantee` write items: `PutItem` and `UpdateItem` (alone or inside
     /// `TransactWriteItems`, which needs the same actions).
-    pub fn grant_write(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<()> {
-        stack.owns(&self.construct)?;
-        let statement = Statement::allow(&["dynamodb:PutItem", "dynamodb:UpdateItem"], vec![self.arn()])?;
-        stack.role_mut(grantee.grant_role())?.add(statement);
-        Ok(())
+    pub fn grant_write(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
+        stack.grant(
+            Principal::Role(grantee.grant_role().clone()),
+            Some(&self.construct),
+            self.arn(),
+            actions::DYNAMODB_WRITE,
+        )
     }
 
     /// Lets `grantee` read items: `GetItem` and `Query`.
-    pub fn grant_read(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<()> {
-        stack.owns(&self.construct)?;
-        let statement = Statement::allow(&["dynamodb:GetItem", "dynamodb:Query"], vec![self.arn()])?;
-        stack.role_mut(grantee.grant_role())?.add(statement);
-        Ok(())
+    pub fn grant_read(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
+        stack.grant(
+            Principal::Role(grantee.grant_role().clone()),
+            Some(&self.construct),
+            self.arn(),
+            actions::DYNAMODB_READ,
+        )
     }
 
     fn metric(&self, name: &'static str, statistic: Statistic) -> Metric {
@@ -247,7 +278,14 @@ impl TableBuilder {
         };
         let resource = Resource::new("AWS::DynamoDB::Table", props)?.with_policies(policy, policy);
         stack.add_resource(&construct, resource);
-        Ok(Table { construct })
+        Ok(Table {
+            construct,
+            name: self.name,
+            partition_key: self.partition_key,
+            sort_key: self.sort_key,
+            billing: self.billing,
+            ttl_attribute: self.ttl_attribute,
+        })
     }
 }
 

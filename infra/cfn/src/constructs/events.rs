@@ -7,7 +7,7 @@ use std::panic::Location;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::iam::{Grantee, Statement};
+use super::iam::{actions, Grant, Grantee, Principal};
 use super::sqs::Queue;
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
@@ -25,6 +25,13 @@ fn check_bus_name(construct: &impl std::fmt::Display, name: &str) -> Result<()> 
 }
 
 impl EventBus {
+    /// The bus's physical name.
+    pub fn name(&self) -> &str {
+        match self {
+            EventBus::Created { name, .. } | EventBus::Imported { name } => name,
+        }
+    }
+
     /// A bus that exists outside this stack, by name.
     pub fn import(name: &str) -> Result<Self> {
         check_bus_name(&format!("events::EventBus (imported) `{name}`"), name)?;
@@ -62,13 +69,12 @@ impl EventBus {
     }
 
     /// Lets `grantee` put events on this bus, and nothing else.
-    pub fn grant_put_events(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<()> {
-        if let EventBus::Created { construct, .. } = self {
-            stack.owns(construct)?;
-        }
-        let statement = Statement::allow(&["events:PutEvents"], vec![self.arn()])?;
-        stack.role_mut(grantee.grant_role())?.add(statement);
-        Ok(())
+    pub fn grant_put_events(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
+        let resource = match self {
+            EventBus::Created { construct, .. } => Some(construct),
+            EventBus::Imported { .. } => None,
+        };
+        stack.grant(Principal::Role(grantee.grant_role().clone()), resource, self.arn(), actions::EVENTS_PUT)
     }
 }
 
@@ -250,7 +256,10 @@ pub struct RuleBuilder {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+    name: Option<String>,
+    bus: EventBus,
+    pattern: EventPattern,
 }
 
 impl Rule {
@@ -268,6 +277,23 @@ impl Rule {
 
     pub fn arn(&self) -> Expr {
         self.construct.id.get_att("Arn")
+    }
+
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    /// The physical name, when one was given.
+    pub fn physical_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn pattern(&self) -> &EventPattern {
+        &self.pattern
     }
 }
 
@@ -380,7 +406,7 @@ impl RuleBuilder {
                     "target IDs must be unique within the rule",
                 ));
             }
-            stack.owns(&t.queue.construct)?;
+            stack.owns(t.queue.construct())?;
             targets.push(Self::target_json(&construct, t)?);
         }
         let props = RuleProperties {
@@ -392,7 +418,7 @@ impl RuleBuilder {
             targets,
         };
         stack.add_resource(&construct, Resource::new("AWS::Events::Rule", props)?);
-        let rule = Rule { construct };
+        let rule = Rule { construct, name: self.name, bus: self.bus, pattern: self.pattern };
         for t in &self.targets {
             t.queue.grant_send_from(stack, &rule)?;
             if let Some(dlq) = &t.dead_letter_queue {

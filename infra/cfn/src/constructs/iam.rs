@@ -9,6 +9,42 @@ use super::ConstructRef;
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource};
 
+/// Named action lists, one per kind of access (in the spirit of AWS CDK's `perms.ts`): every
+/// grant takes one of these, so the actions a kind of access needs are written once.
+pub mod actions {
+    /// Writing items, alone or inside `TransactWriteItems` (which needs the same actions).
+    pub const DYNAMODB_WRITE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem"];
+    pub const DYNAMODB_READ: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
+    /// What a Lambda SQS event source needs.
+    pub const SQS_CONSUME: &[&str] = &["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"];
+    pub const SQS_SEND: &[&str] = &["sqs:SendMessage"];
+    pub const EVENTS_PUT: &[&str] = &["events:PutEvents"];
+    /// What a function needs to write its logs into an existing log group.
+    pub const LOGS_WRITE: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+}
+
+/// Who a grant is for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Principal {
+    /// An execution role of this stack (the grant extends its inline policy).
+    Role(ConstructRef),
+    /// An AWS service acting for one resource of this stack (the grant is a statement of the
+    /// target's resource policy, conditioned on `aws:SourceArn`).
+    Service { service: &'static str, source: ConstructRef, source_arn: Expr },
+}
+
+/// A permission the stack gave, as recorded: tools (the diagram, reviews) read these instead of
+/// the rendered policy documents.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub principal: Principal,
+    /// The resource of this stack the actions apply to (`None`: one outside it, by ARN).
+    pub resource: Option<ConstructRef>,
+    pub actions: &'static [&'static str],
+    /// Where the statement lives: the role, or the resource policy.
+    pub policy: ConstructRef,
+}
+
 /// Anything that can receive a grant: it has an execution role in the stack.
 pub trait Grantee {
     /// The role that grants add statements to.

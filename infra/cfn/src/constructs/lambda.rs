@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
-use super::iam::{Grantee, Role, Statement};
+use super::iam::{actions, Grantee, Principal, Role};
 use super::logs::{LogGroup, Retention};
 use super::sqs::Queue;
 use super::{validate, ConstructRef, Stack};
@@ -87,13 +87,19 @@ pub struct FunctionBuilder {
     log_retention: Retention,
 }
 
-/// A built function: the handle mappings, grants and metrics take.
+/// A built function: the handle mappings, grants and metrics take, and what tools read of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Function {
-    pub construct: ConstructRef,
-    pub role: ConstructRef,
-    pub log_group: LogGroup,
-    pub timeout_secs: u32,
+    construct: ConstructRef,
+    role: ConstructRef,
+    log_group: LogGroup,
+    name: Option<String>,
+    code: Code,
+    architecture: Architecture,
+    memory_mb: u32,
+    timeout_secs: u32,
+    reserved_concurrency: Option<u32>,
+    environment: BTreeMap<String, Expr>,
 }
 
 impl Grantee for Function {
@@ -145,6 +151,50 @@ impl Function {
     /// The function name (`Ref`).
     pub fn function_name(&self) -> Expr {
         self.construct.id.reference()
+    }
+
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    /// The execution role grants extend.
+    pub fn role(&self) -> &ConstructRef {
+        &self.role
+    }
+
+    pub fn log_group(&self) -> &LogGroup {
+        &self.log_group
+    }
+
+    /// The physical name, when one was given.
+    pub fn physical_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn code(&self) -> &Code {
+        &self.code
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
+    pub fn memory_mb(&self) -> u32 {
+        self.memory_mb
+    }
+
+    pub fn timeout_secs(&self) -> u32 {
+        self.timeout_secs
+    }
+
+    /// At most this many concurrent executions (`None`: the account's unreserved pool).
+    pub fn reserved_concurrency(&self) -> Option<u32> {
+        self.reserved_concurrency
+    }
+
+    /// The environment the template gives the function (values may be intrinsics).
+    pub fn environment(&self) -> &BTreeMap<String, Expr> {
+        &self.environment
     }
 
     pub fn arn(&self) -> Expr {
@@ -318,9 +368,13 @@ impl FunctionBuilder {
             }
             b.build_at(stack, location)?
         };
-        let mut execution = Role::new(role.clone(), "lambda.amazonaws.com");
-        execution.add(Statement::allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![log_group.arn()])?);
-        stack.add_role(execution);
+        stack.add_role(Role::new(role.clone(), "lambda.amazonaws.com"));
+        stack.grant(
+            Principal::Role(role.clone()),
+            Some(log_group.construct()),
+            log_group.arn(),
+            actions::LOGS_WRITE,
+        )?;
 
         let (code, metadata) = self.code(stack, &construct)?;
         let props = FunctionProperties {
@@ -342,7 +396,18 @@ impl FunctionBuilder {
             resource = resource.with_metadata(metadata);
         }
         stack.add_resource(&construct, resource);
-        Ok(Function { construct, role, log_group, timeout_secs: self.timeout_secs })
+        Ok(Function {
+            construct,
+            role,
+            log_group,
+            name: self.name,
+            code: self.code,
+            architecture: self.architecture,
+            memory_mb: self.memory_mb,
+            timeout_secs: self.timeout_secs,
+            reserved_concurrency: self.reserved_concurrency,
+            environment: self.environment,
+        })
     }
 }
 
@@ -360,9 +425,17 @@ pub struct EventSourceMappingBuilder {
     enabled: bool,
 }
 
+/// A built mapping: what Lambda's poller does with the queue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventSourceMapping {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+    queue: Queue,
+    function: Function,
+    batch_size: u32,
+    batching_window_secs: u32,
+    report_batch_item_failures: bool,
+    max_concurrency: Option<u32>,
+    enabled: bool,
 }
 
 #[derive(Serialize)]
@@ -383,6 +456,41 @@ impl EventSourceMapping {
     pub const BATCH_SIZE: std::ops::RangeInclusive<u32> = 1..=10_000;
     pub const BATCHING_WINDOW_SECS: std::ops::RangeInclusive<u32> = 0..=300;
     pub const MAX_CONCURRENCY: std::ops::RangeInclusive<u32> = 2..=1_000;
+
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    /// The queue polled.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The function invoked.
+    pub fn function(&self) -> &Function {
+        &self.function
+    }
+
+    pub fn batch_size(&self) -> u32 {
+        self.batch_size
+    }
+
+    pub fn batching_window_secs(&self) -> u32 {
+        self.batching_window_secs
+    }
+
+    pub fn reports_batch_item_failures(&self) -> bool {
+        self.report_batch_item_failures
+    }
+
+    /// `ScalingConfig.MaximumConcurrency`, when set.
+    pub fn max_concurrency(&self) -> Option<u32> {
+        self.max_concurrency
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
 
     /// `function` consumes `queue`; building it grants the function what consuming needs.
     pub fn sqs(id: &str, queue: &Queue, function: &Function) -> EventSourceMappingBuilder {
@@ -431,7 +539,7 @@ impl EventSourceMappingBuilder {
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<EventSourceMapping> {
         let construct = stack.claim(&self.id, "lambda::EventSourceMapping", Location::caller())?;
-        stack.owns(&self.queue.construct)?;
+        stack.owns(self.queue.construct())?;
         stack.owns(&self.function.construct)?;
         validate::in_range(&construct, "BatchSize", self.batch_size, EventSourceMapping::BATCH_SIZE)?;
         validate::in_range(
@@ -455,11 +563,11 @@ impl EventSourceMappingBuilder {
         // AWS's guidance: room for Lambda to retry a throttled batch before the message
         // becomes visible again and is handed out twice.
         let needed = 6 * self.function.timeout_secs + self.batching_window_secs;
-        if self.queue.visibility_timeout_secs < needed {
+        if self.queue.visibility_timeout_secs() < needed {
             return Err(Error::invalid(
-                &self.queue.construct,
+                self.queue.construct(),
                 "VisibilityTimeout",
-                self.queue.visibility_timeout_secs,
+                self.queue.visibility_timeout_secs(),
                 format!(
                     "must be at least {needed} s for {} (6 x its timeout of {} s + batching window of {} s)",
                     self.function.construct, self.function.timeout_secs, self.batching_window_secs
@@ -481,7 +589,16 @@ impl EventSourceMappingBuilder {
             enabled: self.enabled,
         };
         stack.add_resource(&construct, Resource::new("AWS::Lambda::EventSourceMapping", props)?);
-        Ok(EventSourceMapping { construct })
+        Ok(EventSourceMapping {
+            construct,
+            queue: self.queue,
+            function: self.function,
+            batch_size: self.batch_size,
+            batching_window_secs: self.batching_window_secs,
+            report_batch_item_failures: self.report_batch_item_failures,
+            max_concurrency: self.max_concurrency,
+            enabled: self.enabled,
+        })
     }
 }
 

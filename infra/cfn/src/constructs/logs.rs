@@ -42,7 +42,13 @@ pub struct LogGroupBuilder {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogGroup {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+}
+
+impl LogGroup {
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
 }
 
 impl LogGroup {

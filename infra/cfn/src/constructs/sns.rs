@@ -20,7 +20,13 @@ pub struct TopicBuilder {
 /// A built topic.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Topic {
-    pub construct: ConstructRef,
+    construct: ConstructRef,
+}
+
+impl Topic {
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
 use super::events::Rule;
-use super::iam::{Grantee, Statement};
+use super::iam::{actions, Grant, Grantee, Principal};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource};
@@ -29,9 +29,11 @@ pub struct QueueBuilder {
 /// A built queue: the handle other constructs and grants take.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Queue {
-    pub construct: ConstructRef,
-    pub visibility_timeout_secs: u32,
-    pub retention_secs: u32,
+    construct: ConstructRef,
+    name: Option<String>,
+    visibility_timeout_secs: u32,
+    retention_secs: u32,
+    dead_letter: Option<(ConstructRef, u32)>,
 }
 
 #[derive(Serialize)]
@@ -65,6 +67,28 @@ impl Queue {
         }
     }
 
+    pub fn construct(&self) -> &ConstructRef {
+        &self.construct
+    }
+
+    /// The physical name, when one was given.
+    pub fn physical_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn visibility_timeout_secs(&self) -> u32 {
+        self.visibility_timeout_secs
+    }
+
+    pub fn retention_secs(&self) -> u32 {
+        self.retention_secs
+    }
+
+    /// The dead-letter queue and `maxReceiveCount`, when there is a redrive policy.
+    pub fn dead_letter(&self) -> Option<(&ConstructRef, u32)> {
+        self.dead_letter.as_ref().map(|(q, n)| (q, *n))
+    }
+
     /// The queue URL (`Ref`).
     pub fn url(&self) -> Expr {
         self.construct.id.reference()
@@ -79,23 +103,24 @@ impl Queue {
     }
 
     /// Lets `grantee` receive and delete messages, as a Lambda event source needs.
-    pub fn grant_consume(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<()> {
-        stack.owns(&self.construct)?;
-        let statement =
-            Statement::allow(&["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], vec![self.arn()])?;
-        stack.role_mut(grantee.grant_role())?.add(statement);
-        Ok(())
+    pub fn grant_consume(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
+        stack.grant(
+            Principal::Role(grantee.grant_role().clone()),
+            Some(&self.construct),
+            self.arn(),
+            actions::SQS_CONSUME,
+        )
     }
 
     /// Lets EventBridge deliver to this queue, only for `rule` (`aws:SourceArn`).
     #[track_caller]
-    pub fn grant_send_from(&self, stack: &mut Stack, rule: &Rule) -> Result<()> {
-        stack.owns(&rule.construct)?;
-        let statement = Statement::allow(&["sqs:SendMessage"], vec![self.arn()])?
-            .for_service("events.amazonaws.com")
-            .from_source(rule.arn());
-        stack.queue_policy_mut(&self.construct)?.add(statement);
-        Ok(())
+    pub fn grant_send_from(&self, stack: &mut Stack, rule: &Rule) -> Result<Grant> {
+        let principal = Principal::Service {
+            service: "events.amazonaws.com",
+            source: rule.construct().clone(),
+            source_arn: rule.arn(),
+        };
+        stack.grant(principal, Some(&self.construct), self.arn(), actions::SQS_SEND)
     }
 
     fn metric(&self, name: &'static str, statistic: Statistic) -> Metric {
@@ -201,8 +226,10 @@ impl QueueBuilder {
         stack.add_resource(&construct, Resource::new("AWS::SQS::Queue", props)?);
         Ok(Queue {
             construct,
+            name: self.name,
             visibility_timeout_secs: self.visibility_timeout_secs,
             retention_secs: self.retention_secs,
+            dead_letter: self.dead_letter.map(|(q, n)| (q.construct, n)),
         })
     }
 }

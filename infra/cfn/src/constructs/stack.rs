@@ -6,7 +6,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::iam::{QueuePolicy, Role};
+use super::iam::{Grant, Principal, QueuePolicy, Role, Statement};
 use super::validate;
 use crate::error::{Error, Place, Result};
 use crate::template::{ConditionExpr, Expr, LogicalId, Output, Parameter, Resource, Template};
@@ -36,6 +36,7 @@ pub struct Stack {
     places: BTreeMap<LogicalId, Place>,
     roles: BTreeMap<LogicalId, Role>,
     queue_policies: BTreeMap<LogicalId, QueuePolicy>,
+    grants: Vec<Grant>,
 }
 
 impl Stack {
@@ -61,6 +62,7 @@ impl Stack {
             places: BTreeMap::new(),
             roles: BTreeMap::new(),
             queue_policies: BTreeMap::new(),
+            grants: Vec::new(),
         })
     }
 
@@ -101,7 +103,59 @@ impl Stack {
         self.roles.insert(role.construct().id.clone(), role);
     }
 
-    pub(crate) fn role_mut(&mut self, role: &ConstructRef) -> Result<&mut Role> {
+    /// The one way permissions are given: `actions` on `arn` (the resource `resource` of this
+    /// stack, or one outside it) for `principal`. A role's grant extends its inline policy; a
+    /// service's grant is a statement of the resource's policy (queues only), limited to the
+    /// principal's source. Granting the same twice is harmless. The grant is recorded.
+    #[track_caller]
+    pub(crate) fn grant(
+        &mut self,
+        principal: Principal,
+        resource: Option<&ConstructRef>,
+        arn: Expr,
+        actions: &'static [&'static str],
+    ) -> Result<Grant> {
+        if let Some(r) = resource {
+            self.owns(r)?;
+        }
+        let statement = Statement::allow(actions, vec![arn])?;
+        let policy = match &principal {
+            Principal::Role(role) => {
+                self.role_mut(role)?.add(statement);
+                role.clone()
+            }
+            Principal::Service { service, source, source_arn } => {
+                self.owns(source)?;
+                let queue = resource.filter(|r| r.kind == "sqs::Queue").ok_or_else(|| {
+                    Error::invalid(
+                        format!(
+                            "{} for {service}",
+                            resource.map_or("a resource outside the stack".to_owned(), |r| r.to_string())
+                        ),
+                        "Policy",
+                        actions.join(","),
+                        "only queues take resource-policy grants here",
+                    )
+                })?;
+                let statement = statement.for_service(service).from_source(source_arn.clone());
+                let policy = self.queue_policy_mut(queue)?;
+                policy.add(statement);
+                policy.construct().clone()
+            }
+        };
+        let grant = Grant { principal, resource: resource.cloned(), actions, policy };
+        if !self.grants.contains(&grant) {
+            self.grants.push(grant.clone());
+        }
+        Ok(grant)
+    }
+
+    /// Every grant made so far, in order.
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    fn role_mut(&mut self, role: &ConstructRef) -> Result<&mut Role> {
         self.owns(role)?;
         let name = self.name.clone();
         self.roles.get_mut(&role.id).ok_or_else(|| Error::ForeignConstruct { construct: role.to_string(), stack: name })
@@ -109,7 +163,7 @@ impl Stack {
 
     /// The resource policy of `queue`, created on first use as `<queue id>Policy`.
     #[track_caller]
-    pub(crate) fn queue_policy_mut(&mut self, queue: &ConstructRef) -> Result<&mut QueuePolicy> {
+    fn queue_policy_mut(&mut self, queue: &ConstructRef) -> Result<&mut QueuePolicy> {
         self.owns(queue)?;
         if !self.queue_policies.contains_key(&queue.id) {
             let construct = self.claim(&format!("{}Policy", queue.id), "sqs::QueuePolicy", Location::caller())?;
@@ -201,6 +255,35 @@ mod tests {
         let template = stack.to_template().unwrap();
         assert_eq!(template.parameters.len(), 1);
         assert_eq!(template.conditions.len(), 1);
+    }
+
+    #[test]
+    fn grants_are_recorded_once_and_drawn_from_the_record() {
+        use crate::constructs::dynamodb::{Key, Table};
+        use crate::constructs::iam::actions;
+        use crate::constructs::lambda::{Code, Function};
+        let mut stack = Stack::new("s", "").unwrap();
+        let table = Table::builder("T", Key::string("PK")).build(&mut stack).unwrap();
+        let f = Function::builder("F", Code::asset("f")).build(&mut stack).unwrap();
+        let g = table.grant_write(&mut stack, &f).unwrap();
+        assert_eq!(table.grant_write(&mut stack, &f).unwrap(), g, "granting twice is harmless");
+        assert_eq!(g.principal, Principal::Role(f.role().clone()));
+        assert_eq!(
+            (g.resource.as_ref(), g.actions, &g.policy),
+            (Some(table.construct()), actions::DYNAMODB_WRITE, f.role())
+        );
+        // The function's own log grant, then the table's.
+        assert_eq!(stack.grants().len(), 2);
+        let template = stack.to_template().unwrap();
+        let statements = &template.resource("FRole").unwrap().properties["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(statements.as_array().unwrap().len(), 2);
+        let dot = crate::diagram::dot(&stack).unwrap();
+        assert!(dot.contains("\"FRole\" -> \"T\" [label=\"dynamodb:PutItem\\ndynamodb:UpdateItem\"];"), "{dot}");
+        // A service grant needs a resource with a policy of its own: only queues here.
+        let source = f.construct().clone();
+        let principal = Principal::Service { service: "events.amazonaws.com", source, source_arn: f.arn() };
+        let err = stack.grant(principal, Some(table.construct()), table.arn(), actions::SQS_SEND).unwrap_err();
+        assert!(err.to_string().contains("only queues take resource-policy grants"), "{err}");
     }
 
     #[test]

@@ -139,7 +139,10 @@ async fn run(cli: Cli) -> Result<bool> {
 
 async fn redrive(t: &Target, timeout: Duration) -> Result<bool> {
     let sqs = aws_sdk_sqs::Client::new(&t.connection.sdk_config().await);
-    let (source, dlq) = (&t.props.queue_name, &t.props.dead_letter_queue_name);
+    let name = |q: &cfn::constructs::sqs::Queue| {
+        q.physical_name().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("{} has no physical name", q.construct()))
+    };
+    let (source, dlq) = (&name(t.app.queue())?, &name(t.app.dead_letters())?);
     let queues = deploy::redrive::queues(&sqs, source, dlq).await?;
     let mut last = None;
     let done = deploy::redrive::redrive(&sqs, &queues, Duration::from_secs(2), timeout, |p| {

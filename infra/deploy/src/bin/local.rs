@@ -104,22 +104,18 @@ async fn run(args: Args) -> Result<bool> {
         return Ok(false);
     }
 
-    let name = |id: &str| -> Result<String> {
-        let r = target.template.resource(id).ok_or_else(|| anyhow!("the template has no {id}"))?;
-        let key = match r.resource_type.as_str() {
-            "AWS::SQS::Queue" => "QueueName",
-            "AWS::DynamoDB::Table" => "TableName",
-            "AWS::Lambda::Function" => "FunctionName",
-            _ => "Name",
-        };
-        r.properties[key].as_str().map(str::to_owned).ok_or_else(|| anyhow!("{id} has no {key}"))
+    // Physical names from the stack's handles (the metrics stack names every resource).
+    let app = &target.app;
+    let named = |name: Option<&str>, what: &dyn std::fmt::Display| -> Result<String> {
+        name.map(str::to_owned).ok_or_else(|| anyhow!("{what} has no physical name"))
     };
     let lambda = aws_sdk_lambda::Client::new(&config);
-    let disabled = local::disable_mappings(&lambda, &name("PublishMetrics")?).await?;
+    let publish = named(app.publish().physical_name(), app.publish().construct())?;
+    let disabled = local::disable_mappings(&lambda, &publish).await?;
     println!("disabled moto's poller for {disabled} event source mapping(s): this run consumes the queue itself");
 
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let bus = EventBridgeBus::new(events, name("EventBus")?);
+    let bus = EventBridgeBus::new(events, app.bus().name());
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut sent = 0;
     let started = Instant::now();
@@ -162,15 +158,15 @@ async fn run(args: Args) -> Result<bool> {
                 .map(|o| o.queue_url().unwrap_or_default().to_owned())
         }
     };
-    let queue_url = url(name("MetricsQueue")?).await?;
-    let dlq_url = url(name("MetricsDeadLetterQueue")?).await?;
-    let settings = local::mapping_settings(&target.template)?;
+    let queue_url = url(named(app.queue().physical_name(), app.queue().construct())?).await?;
+    let dlq_url = url(named(app.dead_letters().physical_name(), app.dead_letters().construct())?).await?;
+    let settings = local::mapping_settings(app.mapping());
     println!(
         "consuming with {} consumer(s), batches of {}, window {:?} (scaled {}x)",
         settings.consumers, settings.batch_size, settings.batching_window, args.time_scale
     );
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    let table = name("MetricsTable")?;
+    let table = named(app.table().physical_name(), app.table().construct())?;
     let store = Arc::new(DynamoStore::new(ddb.clone(), &table));
     let consume = ConsumeOptions { settings, time_scale: args.time_scale, timeout: Duration::from_secs(args.timeout) };
     let tally = local::consume(&sqs, &queue_url, &dlq_url, store, &consume, sent).await?;

@@ -46,7 +46,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(env) => (
             metrics_stack::MetricsStackProps::for_environment(env, args.import_bus.as_deref())
                 .and_then(|props| metrics_stack::metrics_stack(&props))
-                .and_then(|stack| cfn::synth::artifacts(&[stack])),
+                .and_then(|m| cfn::synth::artifacts(&[m.into_stack()])),
             Path::new("synth-out").join(env),
         ),
     };
