@@ -92,7 +92,8 @@ fn queue_has_sse_long_polling_and_a_redrive_policy() {
 #[test]
 fn queue_policies_admit_only_eventbridge_from_this_rule() {
     let t = workshop();
-    let policies = resources_of_type(&t, "AWS::SQS::QueuePolicy");
+    let policies =
+        resources_of_type(&t, <cfn::constructs::iam::QueuePolicyProperties as cfn::template::ResourceProperties>::TYPE);
     assert_eq!(policies.len(), 2, "the queue and the rule's dead-letter queue");
     for (queue, policy) in
         [("MetricsQueue", "MetricsQueuePolicy"), ("MetricsDeadLetterQueue", "MetricsDeadLetterQueuePolicy")]
@@ -193,7 +194,9 @@ fn every_grant_lists_exact_actions_on_the_resource() {
     let load = role_statements(&t, "EventsLoadTestRole");
     assert_eq!(actions(&load[0]), ["logs:CreateLogStream", "logs:PutLogEvents"]);
     assert_eq!(load[0]["Resource"], json!([{"Fn::GetAtt": ["EventsLoadTestLogGroup", "Arn"]}]));
-    for (_, role) in resources_of_type(&t, "AWS::IAM::Role") {
+    for (_, role) in
+        resources_of_type(&t, <cfn::constructs::iam::RoleProperties as cfn::template::ResourceProperties>::TYPE)
+    {
         assert_eq!(
             role["Properties"]["AssumeRolePolicyDocument"]["Statement"],
             json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": ["sts:AssumeRole"]}])

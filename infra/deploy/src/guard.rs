@@ -1,10 +1,11 @@
 //! The data-safety guard: reads a change set's resource changes and refuses those that remove
 //! or replace a stateful resource (the table, the queues), unless the user allows it.
 
+use cfn::template::ResourceProperties;
 use serde::Deserialize;
 
 /// Resource types that hold data a replacement or removal would lose.
-pub const STATEFUL_TYPES: [&str; 2] = ["AWS::DynamoDB::Table", "AWS::SQS::Queue"];
+pub const STATEFUL_TYPES: [&str; 2] = [cfn::constructs::dynamodb::Table::TYPE, cfn::constructs::sqs::Queue::TYPE];
 
 /// One resource change, as DescribeChangeSet reports it (`Changes[].ResourceChange`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -61,7 +62,9 @@ pub struct Review {
 
 fn is_permission(resource_type: &str) -> bool {
     resource_type.starts_with("AWS::IAM::")
-        || matches!(resource_type, "AWS::SQS::QueuePolicy" | "AWS::Lambda::Permission" | "AWS::Events::EventBusPolicy")
+        || resource_type == <cfn::constructs::iam::QueuePolicyProperties as ResourceProperties>::TYPE
+        // Not emitted by the library, but permissions all the same.
+        || matches!(resource_type, "AWS::Lambda::Permission" | "AWS::Events::EventBusPolicy")
 }
 
 /// Reviews `changes`: what would be lost, and what touches permissions.

@@ -1,6 +1,5 @@
 //! CloudWatch: metrics (produced by the other constructs' handles), alarms and dashboards.
 
-use std::fmt::Write as _;
 use std::panic::Location;
 
 use serde::Serialize;
@@ -9,7 +8,7 @@ use serde_json::json;
 use super::sns::Topic;
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
-use crate::template::{Expr, Resource};
+use crate::template::{Expr, Resource, ResourceProperties};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Statistic {
@@ -99,6 +98,9 @@ pub struct Alarm {
 }
 
 impl Alarm {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <AlarmProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
     }
@@ -124,7 +126,8 @@ impl Alarm {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct AlarmProperties<'a> {
+/// The properties of `AWS::CloudWatch::Alarm`.
+pub struct AlarmProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     alarm_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +147,10 @@ struct AlarmProperties<'a> {
     alarm_actions: &'a [Expr],
     #[serde(rename = "OKActions", skip_serializing_if = "<[_]>::is_empty")]
     ok_actions: &'a [Expr],
+}
+
+impl ResourceProperties for AlarmProperties<'_> {
+    const TYPE: &'static str = "AWS::CloudWatch::Alarm";
 }
 
 impl AlarmBuilder {
@@ -227,7 +234,7 @@ impl AlarmBuilder {
             alarm_actions: &self.notify,
             ok_actions: &self.notify,
         };
-        stack.add_resource(&construct, Resource::new("AWS::CloudWatch::Alarm", props)?);
+        stack.add_resource(&construct, Resource::of(&props)?);
         Ok(Alarm { construct })
     }
 }
@@ -281,6 +288,9 @@ impl Dashboard {
 }
 
 impl Dashboard {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <DashboardProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn builder(id: &str) -> DashboardBuilder {
         DashboardBuilder { id: id.to_owned(), name: None, widgets: Vec::new() }
     }
@@ -298,9 +308,89 @@ fn sub_string(construct: &ConstructRef, expr: &Expr) -> Result<String> {
     })
 }
 
-/// `s` as a JSON string literal, whose `${...}` parts `Fn::Sub` then fills in.
-fn json_str(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
+/// The dashboard body (CloudWatch's "Dashboard Body Structure"), serialized compactly; its
+/// strings may hold `${...}` placeholders that `Fn::Sub` fills in.
+#[derive(Serialize)]
+struct Body<'a> {
+    widgets: Vec<Widget<'a>>,
+}
+
+#[derive(Serialize)]
+struct Widget<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    x: usize,
+    y: usize,
+    width: u32,
+    height: u32,
+    properties: WidgetProperties<'a>,
+}
+
+#[derive(Serialize)]
+struct WidgetProperties<'a> {
+    title: &'a str,
+    view: &'static str,
+    region: &'static str,
+    period: u32,
+    metrics: Vec<MetricLine<'a>>,
+}
+
+/// One entry of `metrics`: `[namespace, name, dimension name, value, ..., options]`, or
+/// `[{expression options}]`.
+enum MetricLine<'a> {
+    Metric { namespace: &'a str, name: &'a str, dimensions: Vec<(&'a str, String)>, options: MetricOptions<'a> },
+    Expression(ExpressionOptions<'a>),
+}
+
+#[derive(Serialize)]
+struct MetricOptions<'a> {
+    stat: Statistic,
+    label: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    /// Only `false` is written: drawn is the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visible: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct ExpressionOptions<'a> {
+    expression: &'a str,
+    label: &'a str,
+    id: &'a str,
+}
+
+impl Serialize for MetricLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        match self {
+            MetricLine::Metric { namespace, name, dimensions, options } => {
+                seq.serialize_element(namespace)?;
+                seq.serialize_element(name)?;
+                for (dimension, value) in dimensions {
+                    seq.serialize_element(dimension)?;
+                    seq.serialize_element(value)?;
+                }
+                seq.serialize_element(options)?;
+            }
+            MetricLine::Expression(options) => seq.serialize_element(options)?,
+        }
+        seq.end()
+    }
+}
+
+/// The properties of `AWS::CloudWatch::Dashboard`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DashboardProperties<'a> {
+    dashboard_body: Expr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard_name: Option<&'a str>,
+}
+
+impl ResourceProperties for DashboardProperties<'_> {
+    const TYPE: &'static str = "AWS::CloudWatch::Dashboard";
 }
 
 impl DashboardBuilder {
@@ -316,51 +406,53 @@ impl DashboardBuilder {
     }
 
     fn body(&self, construct: &ConstructRef) -> Result<String> {
-        // Written by hand rather than through serde_json: dimension values are `${...}`
-        // placeholders, and the region must be one too.
         let mut widgets = Vec::new();
         for (i, w) in self.widgets.iter().enumerate() {
-            let mut lines = Vec::new();
+            let mut metrics = Vec::new();
             let mut period = 60;
             for line in &w.lines {
-                lines.push(match line {
+                metrics.push(match line {
                     Line::Metric { metric, label, id, visible } => {
                         check_period(construct, metric.period_secs)?;
                         period = metric.period_secs;
-                        let mut entry = format!("[{},{}", json_str(metric.namespace), json_str(metric.name));
-                        for (name, value) in &metric.dimensions {
-                            let _ = write!(entry, ",{},{}", json_str(name), json_str(&sub_string(construct, value)?));
+                        let dimensions = metric
+                            .dimensions
+                            .iter()
+                            .map(|(name, value)| Ok((*name, sub_string(construct, value)?)))
+                            .collect::<Result<_>>()?;
+                        MetricLine::Metric {
+                            namespace: metric.namespace,
+                            name: metric.name,
+                            dimensions,
+                            options: MetricOptions {
+                                stat: metric.statistic,
+                                label,
+                                id: id.as_deref(),
+                                visible: (!visible).then_some(false),
+                            },
                         }
-                        let mut opts = format!(
-                            "{{\"stat\":{},\"label\":{}",
-                            json_str(&format!("{:?}", metric.statistic)),
-                            json_str(label)
-                        );
-                        if let Some(id) = id {
-                            let _ = write!(opts, ",\"id\":{}", json_str(id));
-                        }
-                        if !visible {
-                            opts.push_str(",\"visible\":false");
-                        }
-                        format!("{entry},{opts}}}]")
                     }
-                    Line::Expression { id, expression, label } => format!(
-                        "[{{\"expression\":{},\"label\":{},\"id\":{}}}]",
-                        json_str(expression),
-                        json_str(label),
-                        json_str(id)
-                    ),
+                    Line::Expression { id, expression, label } => {
+                        MetricLine::Expression(ExpressionOptions { expression, label, id })
+                    }
                 });
             }
-            widgets.push(format!(
-                "{{\"type\":\"metric\",\"x\":{},\"y\":{},\"width\":12,\"height\":6,\"properties\":{{\"title\":{},\"view\":\"timeSeries\",\"region\":\"${{AWS::Region}}\",\"period\":{period},\"metrics\":[{}]}}}}",
-                (i % 2) * 12,
-                (i / 2) * 6,
-                json_str(&w.title),
-                lines.join(",")
-            ));
+            widgets.push(Widget {
+                kind: "metric",
+                x: (i % 2) * 12,
+                y: (i / 2) * 6,
+                width: 12,
+                height: 6,
+                properties: WidgetProperties {
+                    title: &w.title,
+                    view: "timeSeries",
+                    region: "${AWS::Region}",
+                    period,
+                    metrics,
+                },
+            });
         }
-        Ok(format!("{{\"widgets\":[{}]}}", widgets.join(",")))
+        serde_json::to_string(&Body { widgets }).map_err(|e| Error::Serialize(e.to_string()))
     }
 
     #[track_caller]
@@ -379,12 +471,11 @@ impl DashboardBuilder {
         if self.widgets.is_empty() {
             return Err(Error::invalid(&construct, "DashboardBody", "no widgets", "add at least one graph"));
         }
-        let body = self.body(&construct)?;
-        let mut props = json!({ "DashboardBody": Expr::Sub(body) });
-        if let Some(name) = &self.name {
-            props["DashboardName"] = json!(name);
-        }
-        stack.add_resource(&construct, Resource::new("AWS::CloudWatch::Dashboard", props)?);
+        let props = DashboardProperties {
+            dashboard_body: Expr::Sub(self.body(&construct)?),
+            dashboard_name: self.name.as_deref(),
+        };
+        stack.add_resource(&construct, Resource::of(&props)?);
         Ok(Dashboard { construct })
     }
 }

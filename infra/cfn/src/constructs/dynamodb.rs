@@ -10,7 +10,7 @@ use super::cloudwatch::{Metric, Statistic};
 use super::iam::{actions, Grant, Grantee, Principal};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
-use crate::template::{Expr, Policy, Resource};
+use crate::template::{Expr, Policy, Resource, ResourceProperties};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum AttributeType {
@@ -84,7 +84,8 @@ pub struct Table {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct TableProperties<'a> {
+/// The properties of `AWS::DynamoDB::Table`.
+pub struct TableProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     table_name: Option<&'a str>,
     attribute_definitions: Vec<serde_json::Value>,
@@ -97,7 +98,14 @@ struct TableProperties<'a> {
     time_to_live_specification: Option<serde_json::Value>,
 }
 
+impl ResourceProperties for TableProperties<'_> {
+    const TYPE: &'static str = "AWS::DynamoDB::Table";
+}
+
 impl Table {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <TableProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn builder(id: &str, partition_key: Key) -> TableBuilder {
         TableBuilder {
             id: id.to_owned(),
@@ -276,7 +284,7 @@ impl TableBuilder {
             RemovalPolicy::Retain => Policy::Retain,
             RemovalPolicy::Delete => Policy::Delete,
         };
-        let resource = Resource::new("AWS::DynamoDB::Table", props)?.with_policies(policy, policy);
+        let resource = Resource::of(&props)?.with_policies(policy, policy);
         stack.add_resource(&construct, resource);
         Ok(Table {
             construct,

@@ -11,7 +11,18 @@ use super::iam::{actions, Grant, Grantee, Principal};
 use super::sqs::Queue;
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
-use crate::template::{Expr, Resource};
+use crate::template::{Expr, Resource, ResourceProperties};
+
+/// The properties of `AWS::Events::EventBus`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventBusProperties<'a> {
+    name: &'a str,
+}
+
+impl ResourceProperties for EventBusProperties<'_> {
+    const TYPE: &'static str = "AWS::Events::EventBus";
+}
 
 /// An event bus: one this stack creates, or one that exists already (the core app's).
 #[derive(Clone, Debug, PartialEq)]
@@ -46,7 +57,7 @@ impl EventBus {
         if name == "default" || name.starts_with("aws.") {
             return Err(Error::invalid(&construct, "Name", format!("{name:?}"), "`default` and `aws.*` are reserved"));
         }
-        stack.add_resource(&construct, Resource::new("AWS::Events::EventBus", json!({ "Name": name }))?);
+        stack.add_resource(&construct, Resource::of(&EventBusProperties { name })?);
         Ok(EventBus::Created { construct, name: name.to_owned() })
     }
 
@@ -263,6 +274,9 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <RuleProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn builder(id: &str, bus: &EventBus, pattern: EventPattern) -> RuleBuilder {
         RuleBuilder {
             id: id.to_owned(),
@@ -299,7 +313,8 @@ impl Rule {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct RuleProperties<'a> {
+/// The properties of `AWS::Events::Rule`.
+pub struct RuleProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -308,6 +323,10 @@ struct RuleProperties<'a> {
     event_pattern: Value,
     state: &'static str,
     targets: Vec<Value>,
+}
+
+impl ResourceProperties for RuleProperties<'_> {
+    const TYPE: &'static str = "AWS::Events::Rule";
 }
 
 impl RuleBuilder {
@@ -417,7 +436,7 @@ impl RuleBuilder {
             state: if self.enabled { "ENABLED" } else { "DISABLED" },
             targets,
         };
-        stack.add_resource(&construct, Resource::new("AWS::Events::Rule", props)?);
+        stack.add_resource(&construct, Resource::of(&props)?);
         let rule = Rule { construct, name: self.name, bus: self.bus, pattern: self.pattern };
         for t in &self.targets {
             t.queue.grant_send_from(stack, &rule)?;

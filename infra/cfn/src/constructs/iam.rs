@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::ConstructRef;
 use crate::error::{Error, Result};
-use crate::template::{Expr, Resource};
+use crate::template::{Expr, Resource, ResourceProperties};
 
 /// Named action lists, one per kind of access (in the spirit of AWS CDK's `perms.ts`): every
 /// grant takes one of these, so the actions a kind of access needs are written once.
@@ -130,8 +130,64 @@ impl Serialize for Statement {
     }
 }
 
-fn document(statements: &[Statement]) -> serde_json::Value {
-    json!({ "Version": "2012-10-17", "Statement": statements })
+/// An IAM policy document.
+#[derive(Serialize)]
+pub struct PolicyDocument<'a, S> {
+    #[serde(rename = "Version")]
+    version: &'static str,
+    #[serde(rename = "Statement")]
+    statement: &'a [S],
+}
+
+fn document<S>(statements: &[S]) -> PolicyDocument<'_, S> {
+    PolicyDocument { version: "2012-10-17", statement: statements }
+}
+
+/// The statement of a role's trust policy: `service` may assume the role.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeRole {
+    effect: &'static str,
+    principal: ServicePrincipal,
+    action: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServicePrincipal {
+    service: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InlinePolicy<'a> {
+    policy_name: String,
+    policy_document: PolicyDocument<'a, Statement>,
+}
+
+/// The properties of `AWS::IAM::Role`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleProperties<'a> {
+    assume_role_policy_document: PolicyDocument<'a, AssumeRole>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policies: Vec<InlinePolicy<'a>>,
+}
+
+impl ResourceProperties for RoleProperties<'_> {
+    const TYPE: &'static str = "AWS::IAM::Role";
+}
+
+/// The properties of `AWS::SQS::QueuePolicy`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueuePolicyProperties<'a> {
+    queues: [Expr; 1],
+    policy_document: PolicyDocument<'a, Statement>,
+}
+
+impl ResourceProperties for QueuePolicyProperties<'_> {
+    const TYPE: &'static str = "AWS::SQS::QueuePolicy";
 }
 
 /// Adds `statement` unless an equal one is there, so granting twice is harmless.
@@ -164,22 +220,19 @@ impl Role {
     }
 
     pub(crate) fn render(&self) -> Result<Resource> {
-        let assume = json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": { "Service": self.assumed_by },
-                "Action": ["sts:AssumeRole"],
-            }],
-        });
-        let mut props = json!({ "AssumeRolePolicyDocument": assume });
+        let trust = [AssumeRole {
+            effect: "Allow",
+            principal: ServicePrincipal { service: self.assumed_by },
+            action: ["sts:AssumeRole"],
+        }];
+        let mut policies = Vec::new();
         if !self.statements.is_empty() {
-            props["Policies"] = json!([{
-                "PolicyName": format!("{}Policy", self.construct.id),
-                "PolicyDocument": document(&self.statements),
-            }]);
+            policies.push(InlinePolicy {
+                policy_name: format!("{}Policy", self.construct.id),
+                policy_document: document(&self.statements),
+            });
         }
-        Resource::new("AWS::IAM::Role", props)
+        Resource::of(&RoleProperties { assume_role_policy_document: document(&trust), policies })
     }
 }
 
@@ -205,10 +258,10 @@ impl QueuePolicy {
     }
 
     pub(crate) fn render(&self) -> Result<Resource> {
-        Resource::new(
-            "AWS::SQS::QueuePolicy",
-            json!({ "Queues": [self.queue.id.reference()], "PolicyDocument": document(&self.statements) }),
-        )
+        Resource::of(&QueuePolicyProperties {
+            queues: [self.queue.id.reference()],
+            policy_document: document(&self.statements),
+        })
     }
 }
 

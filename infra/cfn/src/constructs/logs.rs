@@ -2,11 +2,11 @@
 
 use std::panic::Location;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{validate, ConstructRef, Stack};
 use crate::error::Result;
-use crate::template::{Expr, Resource};
+use crate::template::{Expr, Resource, ResourceProperties};
 
 /// How long a log group keeps events: only the periods CloudWatch Logs accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,19 @@ impl Retention {
     pub fn days(self) -> u32 {
         self as u32
     }
+}
+
+/// The properties of `AWS::Logs::LogGroup`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogGroupProperties<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_group_name: Option<&'a str>,
+    retention_in_days: u32,
+}
+
+impl ResourceProperties for LogGroupProperties<'_> {
+    const TYPE: &'static str = "AWS::Logs::LogGroup";
 }
 
 /// Builder of an `AWS::Logs::LogGroup`.
@@ -87,7 +100,6 @@ impl LogGroupBuilder {
     /// Builds as declared at `location` (a function's log group is declared where the function is).
     pub(crate) fn build_at(self, stack: &mut Stack, location: &'static Location<'static>) -> Result<LogGroup> {
         let construct = stack.claim(&self.id, "logs::LogGroup", location)?;
-        let mut props = json!({ "RetentionInDays": self.retention.days() });
         if let Some(name) = &self.name {
             validate::name(
                 &construct,
@@ -97,15 +109,18 @@ impl LogGroupBuilder {
                 validate::alnum_or(".-_/#"),
                 "A-Z, a-z, 0-9, ., -, _, / and #",
             )?;
-            props["LogGroupName"] = json!(name);
         }
-        stack.add_resource(&construct, Resource::new("AWS::Logs::LogGroup", props)?);
+        let props =
+            LogGroupProperties { log_group_name: self.name.as_deref(), retention_in_days: self.retention.days() };
+        stack.add_resource(&construct, Resource::of(&props)?);
         Ok(LogGroup { construct })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::template::LogicalId;
 

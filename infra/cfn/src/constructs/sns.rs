@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{validate, ConstructRef, Stack};
 use crate::error::Result;
-use crate::template::{Expr, LogicalId, Resource};
+use crate::template::{Expr, LogicalId, Resource, ResourceProperties};
 
 /// Builder of an `AWS::SNS::Topic`.
 #[derive(Clone, Debug)]
@@ -24,6 +24,9 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <TopicProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
     }
@@ -31,19 +34,29 @@ impl Topic {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct TopicProperties<'a> {
+/// The properties of `AWS::SNS::Topic`.
+pub struct TopicProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     topic_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     display_name: Option<&'a str>,
 }
 
+impl ResourceProperties for TopicProperties<'_> {
+    const TYPE: &'static str = "AWS::SNS::Topic";
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct SubscriptionProperties {
+/// The properties of `AWS::SNS::Subscription`.
+pub struct SubscriptionProperties {
     topic_arn: Expr,
     protocol: &'static str,
     endpoint: Expr,
+}
+
+impl ResourceProperties for SubscriptionProperties {
+    const TYPE: &'static str = "AWS::SNS::Subscription";
 }
 
 impl Topic {
@@ -73,7 +86,7 @@ impl Topic {
             validate::email(&construct, "Endpoint", address)?;
         }
         let props = SubscriptionProperties { topic_arn: self.arn(), protocol: "email", endpoint };
-        let mut resource = Resource::new("AWS::SNS::Subscription", props)?;
+        let mut resource = Resource::of(&props)?;
         if let Some(c) = condition {
             resource = resource.with_condition(c.as_str());
         }
@@ -105,7 +118,7 @@ impl TopicBuilder {
             validate::max_chars(&construct, "DisplayName", d, 100)?;
         }
         let props = TopicProperties { topic_name: self.name.as_deref(), display_name: self.display_name.as_deref() };
-        stack.add_resource(&construct, Resource::new("AWS::SNS::Topic", props)?);
+        stack.add_resource(&construct, Resource::of(&props)?);
         Ok(Topic { construct })
     }
 }

@@ -11,7 +11,7 @@ use super::events::Rule;
 use super::iam::{actions, Grant, Grantee, Principal};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
-use crate::template::{Expr, Resource};
+use crate::template::{Expr, Resource, ResourceProperties};
 
 /// Builder of an `AWS::SQS::Queue`. Defaults: 30 s visibility, 4 days retention, 20 s long
 /// polling, SQS-managed encryption, no dead-letter queue.
@@ -38,7 +38,8 @@ pub struct Queue {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct QueueProperties<'a> {
+/// The properties of `AWS::SQS::Queue`.
+pub struct QueueProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     queue_name: Option<&'a str>,
     visibility_timeout: u32,
@@ -49,7 +50,14 @@ struct QueueProperties<'a> {
     redrive_policy: Option<serde_json::Value>,
 }
 
+impl ResourceProperties for QueueProperties<'_> {
+    const TYPE: &'static str = "AWS::SQS::Queue";
+}
+
 impl Queue {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <QueueProperties<'static> as ResourceProperties>::TYPE;
+
     pub const VISIBILITY_TIMEOUT: std::ops::RangeInclusive<u32> = 0..=43_200;
     pub const RETENTION: std::ops::RangeInclusive<u32> = 60..=1_209_600;
     pub const RECEIVE_WAIT: std::ops::RangeInclusive<u32> = 0..=20;
@@ -223,7 +231,7 @@ impl QueueBuilder {
             sqs_managed_sse_enabled: self.encrypted,
             redrive_policy,
         };
-        stack.add_resource(&construct, Resource::new("AWS::SQS::Queue", props)?);
+        stack.add_resource(&construct, Resource::of(&props)?);
         Ok(Queue {
             construct,
             name: self.name,

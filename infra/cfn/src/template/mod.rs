@@ -84,13 +84,19 @@ pub struct Resource {
     pub update_replace_policy: Option<Policy>,
 }
 
+/// The properties of one CloudFormation resource type, carrying the type's name (in the spirit
+/// of k8s-openapi's `Resource`): the only place a type name is written.
+pub trait ResourceProperties: Serialize {
+    /// `AWS::<Service>::<Type>`.
+    const TYPE: &'static str;
+}
+
 impl Resource {
-    /// A resource of `resource_type` whose properties are `properties` serialized; properties
-    /// that serialize to nothing are an empty object.
-    pub fn new(resource_type: &str, properties: impl Serialize) -> Result<Self, Error> {
+    /// A resource whose properties are `properties` serialized, of their type.
+    pub fn of<P: ResourceProperties>(properties: &P) -> Result<Self, Error> {
         let properties = serde_json::to_value(properties).map_err(|e| Error::Serialize(e.to_string()))?;
         Ok(Resource {
-            resource_type: resource_type.to_owned(),
+            resource_type: P::TYPE.to_owned(),
             condition: None,
             depends_on: Vec::new(),
             metadata: None,
@@ -294,6 +300,16 @@ mod tests {
         assert!(err.contains("255"), "{err}");
     }
 
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct TestQueue {
+        queue_name: Expr,
+    }
+
+    impl ResourceProperties for TestQueue {
+        const TYPE: &'static str = "AWS::SQS::Queue";
+    }
+
     #[test]
     fn yaml_and_json_say_the_same() {
         let mut t = Template::new("d");
@@ -305,7 +321,7 @@ mod tests {
         );
         t.resources.insert(
             q.clone(),
-            Resource::new("AWS::SQS::Queue", json!({"QueueName": q.reference()}))
+            Resource::of(&TestQueue { queue_name: q.reference() })
                 .unwrap()
                 .depends_on(&LogicalId::new("B").unwrap())
                 .depends_on(&LogicalId::new("A").unwrap())
