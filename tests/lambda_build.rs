@@ -25,7 +25,7 @@ fn cargo_lambda_build(lambda_dir: &Path) {
         Command::new(support::tool("cargo-lambda"))
             .args(["lambda", "build", "--release", "--arm64", "--output-format", "zip", "--lambda-dir"])
             .arg(lambda_dir)
-            .args(["-p", "publish-metrics", "-p", "events-load-test"])
+            .args(order_events::assets::ALL.iter().flat_map(|name| ["-p", name]))
             .current_dir(support::workspace_root())
             .env("PATH", path)
             .env("CARGO_TARGET_DIR", target_dir().join("lambda-build")),

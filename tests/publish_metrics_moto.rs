@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use publish_metrics::fake::events::{batch, state, waiting};
 use publish_metrics::model::{check, redeliver_all, run as run_model, scenario, Faulty};
 use publish_metrics::{
     process, Chunk, Dynamo, DynamoStore, Invocation, Outcome, RetryPolicy, Store, TxError, WriteError,
@@ -17,34 +17,6 @@ use support::aws::{counters, create_metrics_table};
 use support::moto::Moto;
 
 const TABLE: &str = "serverlesspresso-metrics-table";
-
-fn waiting(id: &str, drink: &str, time: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
-        "detail-type": "OrderManager.WaitingCompletion", "time": time, "region": "us-east-1", "resources": [],
-        "detail": {"Message": "m", "orderId": id, "ORDERSTATE": "Completed", "userId": "1", "drinkOrder": {"userId": "1", "drink": drink}},
-    })
-    .to_string()
-}
-
-fn state(id: &str, detail_type: &str, time: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
-        "detail-type": detail_type, "time": time, "detail": {"orderId": id, "orderNumber": 7, "state": "x"},
-    })
-    .to_string()
-}
-
-fn batch(bodies: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(b.clone());
-        event.records.push(m);
-    }
-    event
-}
 
 fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()

@@ -8,8 +8,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let bus_name =
-        std::env::var("EVENT_BUS_NAME").map_err(|_| "EVENT_BUS_NAME is not set: the stack sets it to the bus")?;
+    let var = order_events::env::EVENT_BUS_NAME;
+    let bus_name = std::env::var(var).map_err(|_| format!("{var} is not set: the stack sets it to the bus"))?;
     // Built once per container, reused by every invocation.
     let config = aws_config::load_from_env().await;
     let bus = EventBridgeBus::new(events_load_test::client(&config), bus_name);

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The source of every order event.
 pub const SOURCE: &str = "awsserverlessda.serverlesspresso";
@@ -25,6 +25,21 @@ pub const COUNTER_ATTRIBUTE: &str = "val";
 pub const TTL_ATTRIBUTE: &str = "ttl";
 /// The sort key value of every dedupe record.
 pub const DEDUPE_SK: &str = "Dedupe";
+
+/// The environment variables the stack gives the handlers.
+pub mod env {
+    /// PublishMetrics: the metrics table's name.
+    pub const TABLE_NAME: &str = "TABLE_NAME";
+    /// EventsLoadTest: the bus to put order events on.
+    pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+}
+
+/// The handlers' cargo-lambda binary names: `target/lambda/<name>/bootstrap.zip`.
+pub mod assets {
+    pub const PUBLISH_METRICS: &str = "publish-metrics";
+    pub const EVENTS_LOAD_TEST: &str = "events-load-test";
+    pub const ALL: [&str; 2] = [PUBLISH_METRICS, EVENTS_LOAD_TEST];
+}
 
 /// What PublishMetrics publishes per invocation as CloudWatch metrics (Embedded Metric Format
 /// in its logs), with the function's name as the `FunctionName` dimension.
@@ -70,20 +85,6 @@ impl DetailType {
     }
 }
 
-/// An ID that the apps send as a string ("1000") or a number (1000).
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        N(serde_json::Number),
-    }
-    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
-        Id::S(s) => s,
-        Id::N(n) => n.to_string(),
-    }))
-}
-
 /// An ID, sent as a string ("1000") or a number (1000).
 #[derive(JsonSchema)]
 #[serde(untagged)]
@@ -94,16 +95,11 @@ enum IdSchema {
 }
 
 /// The drink of an order.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct DrinkOrder {
     /// One of the menu's drinks, e.g. "Latte".
     pub drink: String,
-    #[serde(
-        rename = "userId",
-        default,
-        deserialize_with = "string_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -114,24 +110,14 @@ pub struct DrinkOrder {
 
 /// The detail of `OrderManager.WaitingCompletion`: the drink is required, it is what is counted.
 /// Fields other than these are ignored.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct WaitingCompletionDetail {
-    #[serde(
-        rename = "orderId",
-        default,
-        deserialize_with = "string_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<IdSchema>")]
     pub order_id: Option<String>,
     #[serde(rename = "drinkOrder")]
     pub drink_order: DrinkOrder,
-    #[serde(
-        rename = "userId",
-        default,
-        deserialize_with = "string_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -140,24 +126,14 @@ pub struct WaitingCompletionDetail {
 
 /// The detail of `OrderManager.OrderCompleted` and `OrderManager.OrderCancelled`: only the day
 /// is counted, so every field is optional.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct OrderStateDetail {
-    #[serde(
-        rename = "orderId",
-        default,
-        deserialize_with = "string_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "orderId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<IdSchema>")]
     pub order_id: Option<String>,
     #[serde(rename = "drinkOrder", default, skip_serializing_if = "Option::is_none")]
     pub drink_order: Option<DrinkOrder>,
-    #[serde(
-        rename = "userId",
-        default,
-        deserialize_with = "string_or_number",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<IdSchema>")]
     pub user_id: Option<String>,
 }

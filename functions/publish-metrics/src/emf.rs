@@ -46,6 +46,7 @@ mod tests {
                 Failure { message_id: "m3".into(), reason: "throttled".into() },
             ],
             transactions: vec![12],
+            wcu: 24,
         };
         let line = document(&outcome, "PublishMetrics", 1_714_557_600_000);
         assert!(!line.contains('\n'));

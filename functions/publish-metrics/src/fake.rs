@@ -200,6 +200,44 @@ impl Dynamo for MemoryDynamo {
     }
 }
 
+/// Order events and SQS batches as the tests send them.
+pub mod events {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+
+    /// An `OrderManager.WaitingCompletion` event in the workshop load test's shape; the event ID
+    /// is also the order ID.
+    pub fn waiting(id: &str, drink: &str, time: &str) -> String {
+        serde_json::json!({
+            "version": "0", "id": id, "source": order_events::SOURCE,
+            "detail-type": "OrderManager.WaitingCompletion", "time": time, "region": "us-east-1", "resources": [],
+            "detail": {"Message": "m", "orderId": id, "ORDERSTATE": "Completed", "userId": "1",
+                "drinkOrder": {"userId": "1", "drink": drink}},
+        })
+        .to_string()
+    }
+
+    /// An event of `detail_type` whose order ID is its event ID.
+    pub fn state(id: &str, detail_type: &str, time: &str) -> String {
+        serde_json::json!({
+            "version": "0", "id": id, "source": order_events::SOURCE,
+            "detail-type": detail_type, "time": time, "detail": {"orderId": id, "orderNumber": 7, "state": "x"},
+        })
+        .to_string()
+    }
+
+    /// An SQS batch of `bodies`, message IDs `m0`, `m1`, ...
+    pub fn batch(bodies: &[String]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for (i, b) in bodies.iter().enumerate() {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(b.clone());
+            event.records.push(m);
+        }
+        event
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_dynamodb::types::{Put, Update};

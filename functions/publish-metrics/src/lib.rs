@@ -164,6 +164,9 @@ pub struct Outcome {
     pub failed: Vec<Failure>,
     /// TransactWriteItems calls that succeeded, with their item counts.
     pub transactions: Vec<usize>,
+    /// Write capacity those transactions consumed, by DynamoDB's size rules
+    /// ([`store::chunk_wcu`]).
+    pub wcu: u64,
 }
 
 impl Outcome {
@@ -259,6 +262,7 @@ async fn write_chunk<S: Store>(
         Ok(()) => {
             outcome.counted += chunk.events.len();
             outcome.transactions.push(chunk.items());
+            outcome.wcu += store::chunk_wcu(&chunk);
         }
         Err(WriteError::AlreadyCounted(keys)) => {
             let (dups, rest): (Vec<_>, Vec<_>) = chunk.events.into_iter().partition(|p| keys.contains(&p.event.dedupe));

@@ -10,8 +10,8 @@ use publish_metrics::{emf, process, DynamoStore, Invocation, RetryPolicy};
 async fn main() -> Result<(), Error> {
     // JSON lines when the function's LogFormat is JSON (as the stack sets it).
     lambda_runtime::tracing::init_default_subscriber();
-    let table =
-        std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set: the stack sets it to the metrics table")?;
+    let var = order_events::env::TABLE_NAME;
+    let table = std::env::var(var).map_err(|_| format!("{var} is not set: the stack sets it to the metrics table"))?;
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "PublishMetrics".to_owned());
     // Built once per container, reused by every invocation.
     let config = aws_config::load_from_env().await;

@@ -109,6 +109,13 @@ pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
     }
 }
 
+/// Write capacity the transaction of `chunk` consumes ([`transaction_wcu`] of its items; the
+/// table name does not count toward item size).
+pub fn chunk_wcu(chunk: &Chunk) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    DynamoStore::new((), "").transaction(chunk, now).map_or(0, |items| transaction_wcu(&items))
+}
+
 /// Cancellation codes worth retrying.
 const TRANSIENT_CODES: [&str; 4] =
     ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"];

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use order_events::DedupeKey;
 
 use super::*;
+use crate::fake::events::{batch, state, waiting};
 use crate::fake::MemoryDynamo;
 
 type Fake = DynamoStore<MemoryDynamo>;
@@ -16,34 +16,6 @@ fn store() -> Fake {
 
 fn counters(store: &Fake) -> BTreeMap<String, i128> {
     store.client().counters()
-}
-
-pub(crate) fn waiting(id: &str, drink: &str, time: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
-        "detail-type": "OrderManager.WaitingCompletion", "time": time, "region": "us-east-1", "resources": [],
-        "detail": {"orderId": id, "drinkOrder": {"drink": drink}},
-    })
-    .to_string()
-}
-
-fn state(id: &str, detail_type: &str, time: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
-        "detail-type": detail_type, "time": time, "detail": {"orderId": id},
-    })
-    .to_string()
-}
-
-fn batch(bodies: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(b.clone());
-        event.records.push(m);
-    }
-    event
 }
 
 const T: &str = "2024-05-01T10:00:00Z";
@@ -79,6 +51,7 @@ async fn a_batch_of_ten_is_one_aggregated_transaction() {
     let out = run(&store, &ten()).await;
     assert_eq!(out.counted, 10);
     assert_eq!(out.transactions, vec![10 + 4], "10 dedupe records + TotalSales and 3 drinks");
+    assert_eq!(out.wcu, 2 * 14, "each item under 1 KB, transactional: 2 WCU each");
     assert!(out.response().batch_item_failures.is_empty());
     assert_eq!(
         counters(&store),

@@ -28,6 +28,14 @@ pub enum Error {
     #[error("{construct}: {property} = {value} is invalid: {reason}")]
     InvalidProperty { construct: String, property: &'static str, value: String, reason: String },
 
+    /// An event pattern EventBridge would refuse.
+    #[error("{construct}: EventPattern is invalid: {source}")]
+    InvalidPattern {
+        construct: String,
+        #[source]
+        source: crate::constructs::events::PatternError,
+    },
+
     /// A construct handle used in a stack that did not create it.
     #[error("{construct} belongs to another stack; pass a handle built in stack `{stack}`")]
     ForeignConstruct { construct: String, stack: String },

@@ -22,17 +22,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// The app's stack (`standalone`: the one creating its own bus), named `stack_name` or by
-    /// default after its template.
-    pub fn new(standalone: bool, stack_name: Option<String>, connection: Connection) -> Result<Self> {
-        let props = if standalone {
-            metrics_stack::MetricsStackProps::standalone()
-        } else {
-            metrics_stack::MetricsStackProps::default()
-        };
-        let stack = metrics_stack::metrics_stack(&props).context("the stack is invalid")?;
+    /// The selected stack of the app, named `--stack-name` or by default its own name.
+    pub fn new(selection: &crate::StackArgs, connection: Connection) -> Result<Self> {
+        let stack = metrics_stack::metrics_stack(&selection.stack.props()).context("the stack is invalid")?;
         Ok(Target {
-            name: stack_name.unwrap_or_else(|| stack.name().to_owned()),
+            name: selection.stack_name.clone().unwrap_or_else(|| stack.name().to_owned()),
             template: stack.to_template().context("cannot render the template")?,
             app: stack,
             connection,

@@ -31,16 +31,53 @@ pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
     }
 }
 
-/// Where to deploy: region, profile and endpoint, each optional (the default chain otherwise).
-#[derive(Clone, Debug, Default)]
+/// Where the commands connect: region, profile and endpoint, each optional (the SDK's default
+/// chain otherwise). The same arguments for every binary (flattened into each one's CLI).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct Connection {
+    /// AWS region [default: the SDK's chain: AWS_REGION, the profile, ...].
+    #[arg(long, global = true)]
     pub region: Option<String>,
+    /// Named profile of the shared AWS config and credentials files.
+    #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// A local endpoint such as moto's; `AWS_ENDPOINT_URL` works too.
+    /// Another endpoint (a local one such as moto's); AWS_ENDPOINT_URL works too.
+    #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
     /// Use the fixed credentials local endpoints accept instead of the default chain (which
     /// would look for real ones, up to the instance metadata endpoint).
+    #[arg(long, global = true)]
     pub local_credentials: bool,
+}
+
+/// Which of the app's stacks a command acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StackChoice {
+    /// `serverlesspresso-metrics`: imports the core app's bus (the workshop).
+    #[default]
+    Workshop,
+    /// `serverlesspresso-metrics-standalone`: creates its own bus (a fresh account, local runs).
+    Standalone,
+}
+
+impl StackChoice {
+    pub fn props(self) -> metrics_stack::MetricsStackProps {
+        match self {
+            StackChoice::Workshop => metrics_stack::MetricsStackProps::default(),
+            StackChoice::Standalone => metrics_stack::MetricsStackProps::standalone(),
+        }
+    }
+}
+
+/// The stack selection, shared by the binaries that act on a stack.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct StackArgs {
+    /// Which of the app's stacks.
+    #[arg(long, value_enum, default_value_t, global = true)]
+    pub stack: StackChoice,
+    /// CloudFormation stack name [default: the stack's own].
+    #[arg(long, global = true)]
+    pub stack_name: Option<String>,
 }
 
 impl Connection {

@@ -54,6 +54,8 @@ pub struct Tally {
     pub failures: usize,
     pub transactions: usize,
     pub transaction_items: usize,
+    /// Write capacity consumed, by DynamoDB's size rules.
+    pub wcu: u64,
 }
 
 /// Queue depth as SQS reports it.
@@ -164,6 +166,7 @@ async fn consumer<S: Store + Send + Sync + 'static>(
         t.failures += failed.len();
         t.transactions += outcome.transactions.len();
         t.transaction_items += outcome.transactions.iter().sum::<usize>();
+        t.wcu += outcome.wcu;
     }
     Ok(())
 }

@@ -119,10 +119,15 @@ pub fn csv(days: &[Day]) -> String {
     out
 }
 
+/// Plotters failed to draw (its errors are generic over the backend; their text is kept).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the chart: {0}")]
+pub struct ChartError(String);
+
 /// An SVG line chart of daily orders per drink, one line per drink.
-pub fn chart(days: &[Day]) -> Result<String, String> {
+pub fn chart(days: &[Day]) -> Result<String, ChartError> {
     use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let err = |e: &dyn std::fmt::Display| ChartError(e.to_string());
     let drinks = drinks(days);
     let labels: Vec<String> = days.iter().map(|d| d.day.to_string()).collect();
     let max = days.iter().flat_map(|d| d.drinks.values()).copied().max().unwrap_or(0).max(1);

@@ -54,7 +54,10 @@ async fn aws_cloudformation_deploy_ships_the_template_and_zips() {
     let stacks = cfn.describe_stacks().stack_name("serverlesspresso-metrics-standalone").send().await.unwrap();
     assert_eq!(stacks.stacks()[0].stack_status(), Some(&StackStatus::CreateComplete), "{log}");
     let lambda_client = aws_sdk_lambda::Client::new(&config);
-    for (function, name) in [("PublishMetrics", "publish-metrics"), ("EventsLoadTest", "events-load-test")] {
+    for (function, name) in [
+        ("PublishMetrics", order_events::assets::PUBLISH_METRICS),
+        ("EventsLoadTest", order_events::assets::EVENTS_LOAD_TEST),
+    ] {
         let f = lambda_client.get_function().function_name(function).send().await.unwrap();
         let zip = std::fs::read(lambda.path().join(name).join("bootstrap.zip")).unwrap();
         let size = f.configuration().unwrap().code_size();

@@ -7,28 +7,16 @@
 
 use test_support as support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::moto::Moto;
+use support::text;
 
 const STACK: &str = "serverlesspresso-metrics-standalone";
 const BUCKET: &str = "serverlesspresso-assets-test";
 
 fn deploy(moto: &Moto, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(args)
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("deploy runs");
-    eprintln!("$ deploy {}\n{}{}", args.join(" "), text(&out.stdout), text(&out.stderr));
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), &moto.endpoint, args)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +32,7 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("public access blocked"), "{stdout}");
 
-    let first = ["--standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    let first = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
     let out = deploy(&moto, &first);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
@@ -62,21 +50,21 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     assert!(stdout.contains("already there"), "{stdout}");
     assert!(stdout.contains(&format!("no changes: {STACK} is up to date")), "{stdout}");
 
-    let out = deploy(&moto, &["diff", "--template", "--standalone"]);
+    let out = deploy(&moto, &["diff", "--template", "--stack", "standalone"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("no differences"), "{}", text(&out.stdout));
 
-    let out = deploy(&moto, &["outputs", "--json", "--standalone"]);
+    let out = deploy(&moto, &["outputs", "--json", "--stack", "standalone"]);
     assert!(out.status.success());
     let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outputs --json is JSON");
     assert!(outputs.is_object());
 
     // Without --yes and without a terminal, destroy refuses.
-    let out = deploy(&moto, &["destroy", "--standalone"]);
+    let out = deploy(&moto, &["destroy", "--stack", "standalone"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
 
-    let out = deploy(&moto, &["destroy", "--yes", "--standalone"]);
+    let out = deploy(&moto, &["destroy", "--yes", "--stack", "standalone"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(stdout.contains("retained (DeletionPolicy: Retain), still in the account: MetricsTable"), "{stdout}");

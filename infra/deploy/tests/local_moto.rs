@@ -69,7 +69,8 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     support::fake_zips(zips.path());
     let connection =
         Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
-    let target = Target::new(true, None, connection.clone()).unwrap();
+    let selection = deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None };
+    let target = Target::new(&selection, connection.clone()).unwrap();
     let (_, s3) = connection.clients().await;
     deploy::cloudformation::bootstrap(&s3, "fault-assets", None).await.unwrap();
     let options = DeployOptions {

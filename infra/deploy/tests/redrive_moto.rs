@@ -6,30 +6,18 @@
 
 use test_support as support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use support::moto::Moto;
+use support::text;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn deploy(endpoint: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("deploy runs");
-    eprintln!("$ deploy {}\n{}{}", args.join(" "), text(&out.stdout), text(&out.stderr));
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), endpoint, args)
 }
 
 /// A finished task, as ListMessageMoveTasks reports it.
@@ -221,7 +209,7 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
     // Nothing to move: no task is started.
     let out = tokio::task::spawn_blocking({
         let endpoint = endpoint.clone();
-        move || deploy(&endpoint, &["redrive", "--standalone"])
+        move || deploy(&endpoint, &["redrive", "--stack", "standalone"])
     })
     .await
     .unwrap();
@@ -235,7 +223,7 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
     }
     let out = tokio::task::spawn_blocking({
         let endpoint = endpoint.clone();
-        move || deploy(&endpoint, &["redrive", "--standalone"])
+        move || deploy(&endpoint, &["redrive", "--stack", "standalone"])
     })
     .await
     .unwrap();

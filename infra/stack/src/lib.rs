@@ -15,8 +15,7 @@ use cfn::error::{Error, Result};
 use cfn::template::{ConditionExpr, Expr, Parameter};
 
 /// cargo-lambda binary names of the two functions.
-pub const PUBLISH_METRICS_ASSET: &str = "publish-metrics";
-pub const EVENTS_LOAD_TEST_ASSET: &str = "events-load-test";
+pub use order_events::assets::{EVENTS_LOAD_TEST as EVENTS_LOAD_TEST_ASSET, PUBLISH_METRICS as PUBLISH_METRICS_ASSET};
 
 pub use order_events::TTL_ATTRIBUTE;
 
@@ -248,7 +247,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .memory_mb(props.publish_memory_mb)
         .timeout_secs(props.publish_timeout_secs)
         .reserved_concurrency(props.publish_reserved_concurrency)
-        .env("TABLE_NAME", table.table_name())
+        .env(order_events::env::TABLE_NAME, table.table_name())
         .log_retention(props.log_retention)
         .build(&mut stack)?;
     table.grant_write(&mut stack, &publish)?;
@@ -264,7 +263,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .architecture(props.architecture)
         .memory_mb(256)
         .timeout_secs(120)
-        .env("EVENT_BUS_NAME", bus.bus_name())
+        .env(order_events::env::EVENT_BUS_NAME, bus.bus_name())
         .log_retention(props.log_retention)
         .build(&mut stack)?;
     bus.grant_put_events(&mut stack, &load_test)?;

@@ -20,7 +20,7 @@ pub fn workspace_root() -> PathBuf {
 /// built and checked by `tests/lambda_build.rs`.
 pub fn fake_zips(dir: &Path) {
     use std::io::Write;
-    for name in ["publish-metrics", "events-load-test"] {
+    for name in order_events::assets::ALL {
         let path = dir.join(name).join("bootstrap.zip");
         fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
         let mut elf = b"\x7fELF".to_vec();
@@ -32,6 +32,26 @@ pub fn fake_zips(dir: &Path) {
         w.write_all(&elf).expect("written");
         w.finish().expect("a zip");
     }
+}
+
+/// Runs one of the deploy crate's binaries (`binary`, from `env!("CARGO_BIN_EXE_...")`) against
+/// the local `endpoint` with test credentials, echoing what it printed.
+pub fn run_against(binary: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(binary)
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("the binary runs");
+    eprintln!("$ {} {}\n{}{}", binary.display(), args.join(" "), text(&out.stdout), text(&out.stderr));
+    out
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The app's artifacts, as `synth` writes them into `synth-out/`.

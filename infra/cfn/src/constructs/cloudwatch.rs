@@ -302,7 +302,7 @@ fn sub_string(construct: &ConstructRef, expr: &Expr) -> Result<String> {
         Error::invalid(
             construct,
             "DashboardBody",
-            format!("{expr:?}"),
+            serde_json::to_string(expr).unwrap_or_default(),
             "a dimension must be a literal, Ref, GetAtt or Sub",
         )
     })

@@ -163,7 +163,7 @@ impl EventPattern {
     }
 
     /// The pattern as EventBridge reads it, or why it is invalid.
-    pub fn to_json(&self) -> std::result::Result<Value, String> {
+    pub fn to_json(&self) -> std::result::Result<Value, PatternError> {
         let mut root = Map::new();
         for (key, matchers) in [("source", &self.source), ("detail-type", &self.detail_type)] {
             if !matchers.is_empty() {
@@ -178,37 +178,54 @@ impl EventPattern {
             root.insert("detail".to_owned(), Value::Object(detail));
         }
         if root.is_empty() {
-            return Err("the pattern has no field; match at least a source or a detail-type".to_owned());
+            return Err(PatternError::NoField);
         }
         Ok(Value::Object(root))
     }
 }
 
-fn matchers_json(field: &str, matchers: &[Matcher]) -> std::result::Result<Value, String> {
+/// Why an event pattern is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("the pattern has no field; match at least a source or a detail-type")]
+    NoField,
+    #[error("field `{0}` has no value to match")]
+    NoValue(String),
+    #[error("field `{field}`: {reason}")]
+    BadMatcher { field: String, reason: &'static str },
+    #[error("detail field `{0}` has an empty path segment")]
+    EmptySegment(String),
+    #[error("detail field `{path}` nests under `{part}`, which is matched as a value")]
+    NestsUnderValue { path: String, part: String },
+    #[error("detail field `{0}` is both matched and nested into")]
+    MatchedAndNested(String),
+}
+
+fn matchers_json(field: &str, matchers: &[Matcher]) -> std::result::Result<Value, PatternError> {
     if matchers.is_empty() {
-        return Err(format!("field `{field}` has no value to match"));
+        return Err(PatternError::NoValue(field.to_owned()));
     }
     if let Some(reason) = matchers.iter().find_map(Matcher::check) {
-        return Err(format!("field `{field}`: {reason}"));
+        return Err(PatternError::BadMatcher { field: field.to_owned(), reason });
     }
     Ok(Value::Array(matchers.iter().map(Matcher::to_json).collect()))
 }
 
-fn insert_path(into: &mut Map<String, Value>, path: &str, value: Value) -> std::result::Result<(), String> {
+fn insert_path(into: &mut Map<String, Value>, path: &str, value: Value) -> std::result::Result<(), PatternError> {
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("detail field `{path}` has an empty path segment"));
+        return Err(PatternError::EmptySegment(path.to_owned()));
     }
-    let (last, parents) = parts.split_last().ok_or_else(|| format!("detail field `{path}` is empty"))?;
+    let (last, parents) = parts.split_last().ok_or_else(|| PatternError::EmptySegment(path.to_owned()))?;
     let mut node = into;
     for part in parents {
         let entry = node.entry((*part).to_owned()).or_insert_with(|| Value::Object(Map::new()));
         node = entry
             .as_object_mut()
-            .ok_or_else(|| format!("detail field `{path}` nests under `{part}`, which is matched as a value"))?;
+            .ok_or_else(|| PatternError::NestsUnderValue { path: path.to_owned(), part: (*part).to_owned() })?;
     }
     if node.contains_key(*last) {
-        return Err(format!("detail field `{path}` is both matched and nested into"));
+        return Err(PatternError::MatchedAndNested(path.to_owned()));
     }
     node.insert((*last).to_owned(), value);
     Ok(())
@@ -397,7 +414,7 @@ impl RuleBuilder {
         let pattern = self
             .pattern
             .to_json()
-            .map_err(|reason| Error::invalid(&construct, "EventPattern", format!("{:?}", self.pattern), reason))?;
+            .map_err(|source| Error::InvalidPattern { construct: construct.to_string(), source })?;
         let len = pattern.to_string().len();
         if len > EventPattern::MAX_LEN {
             return Err(Error::invalid(
@@ -502,7 +519,7 @@ mod tests {
         ];
         for (p, want) in cases {
             let err = p.to_json().unwrap_err();
-            assert!(err.contains(want), "{err}");
+            assert!(err.to_string().contains(want), "{err}");
         }
     }
 
@@ -596,6 +613,19 @@ mod tests {
         let p = pattern().detail_types(&values);
         let err = Rule::builder("R", &s.bus, p).target(SqsTarget::new("t", &s.queue)).build(&mut s.stack).unwrap_err();
         assert!(err.to_string().contains("at most 4096 characters"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_pattern_names_the_rule_and_keeps_its_cause() {
+        let mut s = setup();
+        let p = EventPattern::new().detail_field("drinkOrder..drink", vec![Matcher::exact("Latte")]);
+        let err = Rule::builder("R", &s.bus, p).target(SqsTarget::new("t", &s.queue)).build(&mut s.stack).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "events::Rule `R`: EventPattern is invalid: detail field `drinkOrder..drink` has an empty path segment"
+        );
+        let cause = std::error::Error::source(&err).expect("the pattern error is kept");
+        assert_eq!(cause.to_string(), "detail field `drinkOrder..drink` has an empty path segment");
     }
 
     #[test]

@@ -17,6 +17,8 @@ struct Args {
     /// Print only `Parameter=key` pairs, for `aws cloudformation deploy --parameter-overrides`.
     #[arg(long)]
     parameter_overrides: bool,
+    #[command(flatten)]
+    stack: deploy::StackArgs,
 }
 
 fn main() -> ExitCode {
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let stack = metrics_stack::metrics_stack(&Default::default()).context("the stack is invalid")?;
+    let stack = metrics_stack::metrics_stack(&args.stack.stack.props()).context("the stack is invalid")?;
     let template = stack.to_template().context("cannot render the template")?;
     let lambda_dir = args.lambda_dir.unwrap_or_else(deploy::assets::default_lambda_dir);
     let mut overrides = Vec::new();

@@ -9,36 +9,20 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation as cf;
 use deploy::commands::{self, DeployOptions, Target};
-use deploy::Connection;
+use deploy::{Connection, StackArgs};
 
 #[derive(Parser)]
 #[command(version, about = "Deploy the Serverlesspresso metrics stack with CloudFormation")]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
-    common: Common,
+    stack: StackArgs,
+    #[command(flatten)]
+    connection: Connection,
     #[command(flatten)]
     deploy: DeployArgs,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Args, Clone)]
-struct Common {
-    /// Deploy the stack that creates its own bus (serverlesspresso-metrics-standalone) instead
-    /// of the one that imports the core app's (serverlesspresso-metrics).
-    #[arg(long, global = true)]
-    standalone: bool,
-    /// CloudFormation stack name [default: the template's name].
-    #[arg(long, global = true)]
-    stack_name: Option<String>,
-    #[arg(long, global = true)]
-    region: Option<String>,
-    #[arg(long, global = true)]
-    profile: Option<String>,
-    /// Another endpoint (a local one such as moto's); AWS_ENDPOINT_URL works too.
-    #[arg(long, global = true)]
-    endpoint_url: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -113,14 +97,7 @@ impl DeployArgs {
 }
 
 async fn run(cli: Cli) -> Result<bool> {
-    let c = &cli.common;
-    let connection = Connection {
-        region: c.region.clone(),
-        profile: c.profile.clone(),
-        endpoint_url: c.endpoint_url.clone(),
-        local_credentials: false,
-    };
-    let t = Target::new(c.standalone, c.stack_name.clone(), connection)?;
+    let t = Target::new(&cli.stack, cli.connection.clone())?;
     let ok = match cli.command {
         None => commands::deploy(&t, &cli.deploy.options()).await?,
         Some(Command::Deploy(args)) => commands::deploy(&t, &args.options()).await?,

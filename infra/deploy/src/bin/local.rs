@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use deploy::commands::{self, DeployOptions, Target};
 use deploy::local::{self, ConsumeOptions, MotoServer};
-use deploy::Connection;
+use deploy::{Connection, StackArgs, StackChoice};
 use events_load_test::{EventBridgeBus, Input, RetryPolicy};
 use order_events::DetailType;
 use publish_metrics::DynamoStore;
@@ -22,10 +22,10 @@ use publish_metrics::DynamoStore;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Use this endpoint instead of starting moto (it should be empty: counts are compared
-    /// with what this run sends).
-    #[arg(long)]
-    endpoint_url: Option<String>,
+    /// With --endpoint-url, that endpoint instead of starting moto (it should be empty: counts
+    /// are compared with what this run sends). Local credentials are always used.
+    #[command(flatten)]
+    connection: Connection,
     /// The moto_server to start [default: the test tools' venv, then PATH].
     #[arg(long)]
     moto_server: Option<PathBuf>,
@@ -77,7 +77,7 @@ fn moto_server(given: Option<PathBuf>) -> PathBuf {
 async fn run(args: Args) -> Result<bool> {
     // Kept alive until the end of the run; dropping it stops the server.
     let mut _moto = None;
-    let endpoint = match args.endpoint_url.clone() {
+    let endpoint = match args.connection.endpoint_url.clone() {
         Some(e) => e,
         None => {
             let server = MotoServer::start(&moto_server(args.moto_server.clone()))?;
@@ -87,8 +87,10 @@ async fn run(args: Args) -> Result<bool> {
             e
         }
     };
-    let connection = Connection { endpoint_url: Some(endpoint), local_credentials: true, ..Default::default() };
-    let target = Target::new(true, None, connection.clone())?;
+    let connection = Connection { endpoint_url: Some(endpoint), local_credentials: true, ..args.connection.clone() };
+    // The stack that creates its own bus: nothing else exists on a fresh endpoint.
+    let selection = StackArgs { stack: StackChoice::Standalone, stack_name: None };
+    let target = Target::new(&selection, connection.clone())?;
     let config = connection.sdk_config().await;
 
     let bucket = "serverlesspresso-local-assets";
@@ -187,7 +189,7 @@ async fn run(args: Args) -> Result<bool> {
         ok &= e == c;
         println!("{k:<20} {e:>9} {c:>9}{}", if e == c { "" } else { "  MISMATCH" });
     }
-    let wcu = 2 * tally.transaction_items;
+    let wcu = tally.wcu;
     println!(
         "\n{} events in {:.1} s: {} batches, {} transactions ({} items, {} WCU computed, {:.2} WCU per event)",
         sent,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, ValueEnum};
-use deploy::{local, report, Connection};
+use deploy::{local, report, Connection, StackArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -18,9 +18,13 @@ enum Format {
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The metrics table.
-    #[arg(long, default_value = "serverlesspresso-metrics-table")]
-    table: String,
+    /// The metrics table [default: the selected stack's].
+    #[arg(long)]
+    table: Option<String>,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    connection: Connection,
     /// First day (YYYY-MM-DD), inclusive.
     #[arg(long)]
     from: Option<NaiveDate>,
@@ -32,16 +36,6 @@ struct Args {
     /// Also draw daily orders per drink as an SVG chart into this file.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<std::path::PathBuf>,
-    #[arg(long)]
-    region: Option<String>,
-    #[arg(long)]
-    profile: Option<String>,
-    /// A local endpoint (such as the one `local` started); AWS_ENDPOINT_URL works too.
-    #[arg(long)]
-    endpoint_url: Option<String>,
-    /// Use the fixed credentials local endpoints accept.
-    #[arg(long)]
-    local_credentials: bool,
 }
 
 fn main() -> ExitCode {
@@ -49,23 +43,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<bool> {
-    let connection = Connection {
-        region: args.region,
-        profile: args.profile,
-        endpoint_url: args.endpoint_url,
-        local_credentials: args.local_credentials,
+    let table = match args.table {
+        Some(t) => t,
+        None => {
+            let app = metrics_stack::metrics_stack(&args.stack.stack.props()).context("the stack is invalid")?;
+            let table = app.table();
+            table
+                .physical_name()
+                .map(str::to_owned)
+                .with_context(|| format!("{} has no physical name", table.construct()))?
+        }
     };
-    let ddb = aws_sdk_dynamodb::Client::new(&connection.sdk_config().await);
-    let counters = local::counters(&ddb, &args.table).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(&args.connection.sdk_config().await);
+    let counters = local::counters(&ddb, &table).await?;
     let days = report::days(&counters, args.from, args.to);
     match args.format {
-        Format::Table if days.is_empty() => println!("no metrics in {} for that range", args.table),
+        Format::Table if days.is_empty() => println!("no metrics in {table} for that range"),
         Format::Table => print!("{}", report::table(&days)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&days).context("cannot serialize the report")?),
         Format::Csv => print!("{}", report::csv(&days)),
     }
     if let Some(path) = args.chart {
-        let svg = report::chart(&days).map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
+        let svg = report::chart(&days)?;
         std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
