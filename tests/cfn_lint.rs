@@ -58,3 +58,22 @@ fn the_linter_reports_a_broken_template() {
     let rules: Vec<&str> = findings.as_array().unwrap().iter().filter_map(|f| f["Rule"]["Id"].as_str()).collect();
     assert!(rules.contains(&"E3034"), "{findings:#}");
 }
+
+/// The guard's stateful resource types are the list the pinned cfn-lint ships.
+#[test]
+fn the_guards_stateful_types_are_cfn_lints() {
+    let site = support::venv().join("lib");
+    let python = std::fs::read_dir(&site)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .unwrap();
+    let path = python.path().join("site-packages/cfnlint/data/AdditionalSpecs/StatefulResources.json");
+    let shipped: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let shipped: Vec<&str> = shipped["ResourceTypes"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut ours = deploy::guard::STATEFUL_TYPES.to_vec();
+    ours.sort_unstable();
+    let mut theirs = shipped.clone();
+    theirs.sort_unstable();
+    assert_eq!(ours, theirs, "update deploy::guard::STATEFUL_TYPES from {}", path.display());
+}

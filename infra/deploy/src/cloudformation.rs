@@ -186,10 +186,13 @@ pub async fn plan(
     let mut changes = Vec::new();
     let mut waited = 0;
     loop {
+        // With the properties' before and after values, so the guard can see what an in-place
+        // change does (a shortened retention, a redrive policy removed).
         let out = cfn
             .describe_change_set()
             .change_set_name(&id)
             .stack_name(stack)
+            .include_property_values(true)
             .send()
             .await
             .map_err(|e| anyhow!("cannot describe change set {name}: {}", sdk(&e)))?;
@@ -198,8 +201,14 @@ pub async fn plan(
                 changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
                 let mut token = out.next_token().map(str::to_owned);
                 while let Some(t) = token {
-                    let page =
-                        cfn.describe_change_set().change_set_name(&id).stack_name(stack).next_token(t).send().await?;
+                    let page = cfn
+                        .describe_change_set()
+                        .change_set_name(&id)
+                        .stack_name(stack)
+                        .include_property_values(true)
+                        .next_token(t)
+                        .send()
+                        .await?;
                     changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
                     token = page.next_token().map(str::to_owned);
                 }
@@ -223,20 +232,36 @@ pub async fn plan(
             }
         }
     }
-    if changes.is_empty() {
-        delete_change_set(cfn, stack, &id).await;
-        return Ok(None);
-    }
+    // An executable change set with no resource changes (only outputs changed, say) is still a
+    // change: CloudFormation said so by completing it. "Nothing to do" is only its FAILED
+    // answer above, or the deployed template and parameters being this one (checked first).
     Ok(Some(PlannedChange { id, review: guard::review(changes) }))
 }
 
 fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
+    let details = c
+        .details()
+        .iter()
+        .filter_map(|d| d.target())
+        .map(|t| guard::Detail {
+            target: guard::Target {
+                attribute: t.attribute().map(|a| a.as_str().to_owned()),
+                name: t.name().map(str::to_owned),
+                path: t.path().map(str::to_owned),
+                before_value: t.before_value().map(str::to_owned),
+                after_value: t.after_value().map(str::to_owned),
+                attribute_change_type: t.attribute_change_type().map(|a| a.as_str().to_owned()),
+            },
+        })
+        .collect();
     ResourceChange {
         action: c.action().map(|a| a.as_str().to_owned()).unwrap_or_default(),
         logical_resource_id: c.logical_resource_id().unwrap_or_default().to_owned(),
         physical_resource_id: c.physical_resource_id().map(str::to_owned),
         resource_type: c.resource_type().unwrap_or_default().to_owned(),
         replacement: c.replacement().map(|r| r.as_str().to_owned()),
+        policy_action: c.policy_action().map(|p| p.as_str().to_owned()),
+        details,
     }
 }
 

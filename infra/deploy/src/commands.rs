@@ -41,7 +41,8 @@ pub struct DeployOptions {
     /// Extra template parameters, `KEY=VALUE`.
     pub parameters: Vec<String>,
     pub yes: bool,
-    pub allow_replace: bool,
+    /// Logical IDs whose data loss the user accepts (`--allow-replace ID`, repeatable).
+    pub allow_replace: Vec<String>,
     pub lambda_dir: Option<PathBuf>,
 }
 
@@ -140,13 +141,17 @@ pub async fn deploy(t: &Target, args: &DeployOptions) -> Result<bool> {
         return Ok(true);
     };
     print_review(&planned.review);
-    if !planned.review.refused.is_empty() && !args.allow_replace {
+    let refused: Vec<_> = planned.review.refusals_except(&args.allow_replace).collect();
+    if !refused.is_empty() {
         cf::delete_change_set(&cfn, &t.name, &planned.id).await;
         eprintln!("refused: this change would lose data:");
-        for r in &planned.review.refused {
-            eprintln!("  {} ({}) would be {}", r.change.logical_resource_id, r.change.resource_type, r.why);
+        for r in &refused {
+            eprintln!("  {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
         }
-        eprintln!("the change set was deleted; re-run with --allow-replace if losing that data is intended");
+        let ids: std::collections::BTreeSet<&str> =
+            refused.iter().map(|r| r.change.logical_resource_id.as_str()).collect();
+        let flags: Vec<String> = ids.iter().map(|id| format!("--allow-replace {id}")).collect();
+        eprintln!("the change set was deleted; re-run with {} if losing that data is intended", flags.join(" "));
         return Ok(false);
     }
     if !args.yes {
@@ -191,7 +196,7 @@ pub async fn diff(t: &Target, args: &DeployOptions, template_only: bool) -> Resu
             print_review(&planned.review);
             for r in &planned.review.refused {
                 println!(
-                    "deploy would refuse: {} ({}) would be {}",
+                    "deploy would refuse: {} ({}): {}",
                     r.change.logical_resource_id, r.change.resource_type, r.why
                 );
             }

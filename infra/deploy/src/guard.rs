@@ -1,11 +1,50 @@
-//! The data-safety guard: reads a change set's resource changes and refuses those that remove
-//! or replace a stateful resource (the table, the queues), unless the user allows it.
+//! The data-safety guard: reads a change set's resource changes and refuses those that would
+//! lose data held by a stateful resource (removal, replacement, a deletion policy action, or an
+//! in-place change that destroys data), unless the user names that resource. It fails closed:
+//! a stateful `Modify` whose answer lacks what the guard needs counts as a possible replacement.
 
 use cfn::template::ResourceProperties;
 use serde::Deserialize;
 
-/// Resource types that hold data a replacement or removal would lose.
-pub const STATEFUL_TYPES: [&str; 2] = [cfn::constructs::dynamodb::Table::TYPE, cfn::constructs::sqs::Queue::TYPE];
+/// Resource types that hold data a replacement or removal would lose: the list cfn-lint ships
+/// (`cfnlint/data/AdditionalSpecs/StatefulResources.json`, cfn-lint 1.58.0); a test checks this
+/// copy against the installed cfn-lint.
+pub const STATEFUL_TYPES: &[&str] = &[
+    "AWS::Backup::BackupVault",
+    "AWS::CloudFormation::Stack",
+    "AWS::Cognito::UserPool",
+    "AWS::DocDB::DBCluster",
+    "AWS::DocDB::DBInstance",
+    "AWS::DynamoDB::GlobalTable",
+    "AWS::DynamoDB::Table",
+    "AWS::EC2::Volume",
+    "AWS::EFS::FileSystem",
+    "AWS::EMR::Cluster",
+    "AWS::ElastiCache::CacheCluster",
+    "AWS::ElastiCache::ReplicationGroup",
+    "AWS::Elasticsearch::Domain",
+    "AWS::FSx::FileSystem",
+    "AWS::KMS::Key",
+    "AWS::Kinesis::Stream",
+    "AWS::Logs::LogGroup",
+    "AWS::Neptune::DBCluster",
+    "AWS::Neptune::DBInstance",
+    "AWS::OpenSearchService::Domain",
+    "AWS::Organizations::Account",
+    "AWS::QLDB::Ledger",
+    "AWS::RDS::DBCluster",
+    "AWS::RDS::DBInstance",
+    "AWS::Redshift::Cluster",
+    "AWS::S3::Bucket",
+    "AWS::SDB::Domain",
+    "AWS::SQS::Queue",
+    "AWS::SecretsManager::Secret",
+];
+
+/// Whether `resource_type` holds data.
+pub fn is_stateful(resource_type: &str) -> bool {
+    STATEFUL_TYPES.contains(&resource_type)
+}
 
 /// One resource change, as DescribeChangeSet reports it (`Changes[].ResourceChange`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -20,6 +59,59 @@ pub struct ResourceChange {
     /// `True`, `False` or `Conditional`; absent for adds and removals.
     #[serde(default)]
     pub replacement: Option<String>,
+    /// What CloudFormation does with the resource under its deletion policies: `Delete`,
+    /// `Retain`, `Snapshot`, `ReplaceAndDelete`, `ReplaceAndRetain`, `ReplaceAndSnapshot`.
+    #[serde(default)]
+    pub policy_action: Option<String>,
+    /// Property-level changes (with values when the change set is described with
+    /// `IncludePropertyValues`).
+    #[serde(default)]
+    pub details: Vec<Detail>,
+}
+
+/// One entry of `ResourceChange.Details`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Detail {
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// What a detail changes (`ResourceTargetDefinition`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Target {
+    /// `Properties`, `Metadata`, `Tags`, ...
+    #[serde(default)]
+    pub attribute: Option<String>,
+    /// The top-level property.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The property path, e.g. `/Properties/RedrivePolicy/maxReceiveCount`.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub before_value: Option<String>,
+    #[serde(default)]
+    pub after_value: Option<String>,
+    /// `Add`, `Remove`, `Modify`, `SyncWithActual`.
+    #[serde(default)]
+    pub attribute_change_type: Option<String>,
+}
+
+impl Target {
+    fn is(&self, property: &str) -> bool {
+        self.name.as_deref() == Some(property)
+    }
+
+    fn removed(&self) -> bool {
+        self.attribute_change_type.as_deref() == Some("Remove")
+    }
+
+    /// The path's last segment (the property itself for a top-level change).
+    fn leaf(&self) -> Option<&str> {
+        self.path.as_deref().and_then(|p| p.rsplit('/').next()).or(self.name.as_deref())
+    }
 }
 
 /// A DescribeChangeSet response, as far as the guard reads it.
@@ -47,7 +139,7 @@ impl ChangeSetDescription {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub change: ResourceChange,
-    pub why: &'static str,
+    pub why: String,
 }
 
 /// What the guard makes of a change set.
@@ -67,28 +159,117 @@ fn is_permission(resource_type: &str) -> bool {
         || matches!(resource_type, "AWS::Lambda::Permission" | "AWS::Events::EventBusPolicy")
 }
 
-/// Reviews `changes`: what would be lost, and what touches permissions.
+fn number(v: Option<&str>) -> Option<u64> {
+    v.and_then(|v| v.trim().trim_matches('"').parse().ok())
+}
+
+fn json_field(v: Option<&str>, field: &str) -> Option<serde_json::Value> {
+    v.and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok()).and_then(|j| j.get(field).cloned())
+}
+
+fn is_true(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v.trim().trim_matches('"').eq_ignore_ascii_case("true"))
+}
+
+/// SQS keeps messages 4 days unless told otherwise.
+const SQS_DEFAULT_RETENTION: u64 = 345_600;
+
+/// In-place changes that destroy data although nothing is replaced, from the details' values.
+fn destructive_in_place(c: &ResourceChange) -> Vec<String> {
+    let mut found = Vec::new();
+    for t in c.details.iter().map(|d| &d.target).filter(|t| t.attribute.as_deref() == Some("Properties")) {
+        match c.resource_type.as_str() {
+            "AWS::SQS::Queue" if t.is("MessageRetentionPeriod") => {
+                let before = number(t.before_value.as_deref()).unwrap_or(SQS_DEFAULT_RETENTION);
+                let after = if t.removed() { Some(SQS_DEFAULT_RETENTION) } else { number(t.after_value.as_deref()) };
+                match after {
+                    Some(after) if after >= before => {}
+                    Some(after) => found.push(format!(
+                        "MessageRetentionPeriod shortened from {before} s to {after} s: SQS deletes the messages older than that"
+                    )),
+                    None => found.push("MessageRetentionPeriod changes to a value the change set does not show".to_owned()),
+                }
+            }
+            "AWS::SQS::Queue" if t.is("RedrivePolicy") => {
+                let (before, after) = if t.leaf() == Some("maxReceiveCount") {
+                    (number(t.before_value.as_deref()), number(t.after_value.as_deref()))
+                } else {
+                    let count = |v: Option<&str>| json_field(v, "maxReceiveCount").and_then(|n| n.as_u64());
+                    (count(t.before_value.as_deref()), count(t.after_value.as_deref()))
+                };
+                if t.removed() || (before.is_some() && after.is_none() && t.leaf() != Some("deadLetterTargetArn")) {
+                    found.push("the redrive policy is removed: failing messages would never reach the DLQ".to_owned());
+                } else if let (Some(b), Some(a)) = (before, after) {
+                    if a < b {
+                        found.push(format!(
+                            "maxReceiveCount lowered from {b} to {a}: healthy messages may reach the DLQ"
+                        ));
+                    }
+                }
+            }
+            "AWS::DynamoDB::Table" if t.is("PointInTimeRecoverySpecification") => {
+                let enabled = |v: Option<&str>| {
+                    is_true(v)
+                        || json_field(v, "PointInTimeRecoveryEnabled").is_some_and(|e| e == serde_json::json!(true))
+                };
+                if enabled(t.before_value.as_deref()) && (t.removed() || !enabled(t.after_value.as_deref())) {
+                    found.push("point-in-time recovery is turned off".to_owned());
+                }
+            }
+            "AWS::DynamoDB::Table"
+                if t.is("DeletionProtectionEnabled")
+                    && is_true(t.before_value.as_deref())
+                    && (t.removed() || !is_true(t.after_value.as_deref())) =>
+            {
+                found.push("deletion protection is turned off".to_owned());
+            }
+            "AWS::DynamoDB::Table" if t.is("TimeToLiveSpecification") => {
+                found.push("the TTL specification changes: items may expire that were kept, or the reverse".to_owned());
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Reviews `changes`: what would lose data, and what touches permissions.
 pub fn review(changes: Vec<ResourceChange>) -> Review {
     let mut refused = Vec::new();
     let mut iam = Vec::new();
     for c in &changes {
-        if STATEFUL_TYPES.contains(&c.resource_type.as_str()) {
-            let why = match (c.action.as_str(), c.replacement.as_deref()) {
-                ("Remove", _) => Some("removed from the stack"),
-                ("Modify", Some("True")) => Some("replaced: a new, empty resource takes its place"),
-                ("Modify", Some("Conditional")) => Some("may be replaced (Replacement: Conditional)"),
-                ("Dynamic", _) => Some("may be replaced (the change is only known at deploy time)"),
-                _ => None,
+        if is_stateful(&c.resource_type) {
+            let mut why: Vec<String> = match (c.action.as_str(), c.replacement.as_deref()) {
+                ("Remove", _) => vec!["removed from the stack".to_owned()],
+                ("Modify", Some("True")) => vec!["replaced: a new, empty resource takes its place".to_owned()],
+                ("Modify", Some("Conditional")) => vec!["may be replaced (Replacement: Conditional)".to_owned()],
+                ("Modify", None) => {
+                    vec!["may be replaced (the change set gives no Replacement: taken as Conditional)".to_owned()]
+                }
+                ("Dynamic", _) => vec!["may be replaced (the change is only known at deploy time)".to_owned()],
+                _ => Vec::new(),
             };
-            if let Some(why) = why {
-                refused.push(Refusal { change: c.clone(), why });
+            if why.is_empty() {
+                if let Some(p @ ("Delete" | "ReplaceAndDelete")) = c.policy_action.as_deref() {
+                    why.push(format!("deleted with its data (PolicyAction: {p})"));
+                }
             }
+            if c.action == "Modify" {
+                why.extend(destructive_in_place(c));
+            }
+            refused.extend(why.into_iter().map(|why| Refusal { change: c.clone(), why }));
         }
         if is_permission(&c.resource_type) {
             iam.push(c.clone());
         }
     }
     Review { changes, refused, iam }
+}
+
+impl Review {
+    /// The refusals left once the user allows the resources named in `allowed` (logical IDs).
+    pub fn refusals_except<'a>(&'a self, allowed: &'a [String]) -> impl Iterator<Item = &'a Refusal> {
+        self.refused.iter().filter(move |r| !allowed.contains(&r.change.logical_resource_id))
+    }
 }
 
 impl Review {
@@ -258,5 +439,120 @@ mod tests {
             r.table(),
             "ACTION  LOGICAL ID    TYPE                  REPLACEMENT\nAdd     MetricsTable  AWS::DynamoDB::Table  -\n"
         );
+    }
+
+    fn modify(id: &str, ty: &str, details: serde_json::Value) -> serde_json::Value {
+        json!({
+            "Action": "Modify", "LogicalResourceId": id, "PhysicalResourceId": "p", "ResourceType": ty,
+            "Replacement": "False", "Scope": ["Properties"], "Details": details,
+        })
+    }
+
+    fn property(name: &str, before: Option<&str>, after: Option<&str>, change: &str) -> serde_json::Value {
+        json!([{"Target": {"Attribute": "Properties", "Name": name, "Path": format!("/Properties/{name}"),
+            "RequiresRecreation": "Never", "BeforeValue": before, "AfterValue": after, "AttributeChangeType": change},
+            "Evaluation": "Static", "ChangeSource": "DirectModification"}])
+    }
+
+    fn whys(change: serde_json::Value) -> Vec<String> {
+        review(described(change)).refused.into_iter().map(|r| r.why).collect()
+    }
+
+    #[test]
+    fn a_stateful_modify_without_replacement_fails_closed() {
+        let mut c = table_replacement();
+        c.as_object_mut().unwrap().remove("Replacement");
+        let w = whys(c);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("taken as Conditional"), "{w:?}");
+        // A stateless resource's Modify without the field is not the guard's business.
+        let mut c = table_replacement();
+        c.as_object_mut().unwrap().remove("Replacement");
+        c["ResourceType"] = "AWS::Lambda::Function".into();
+        assert!(whys(c).is_empty());
+    }
+
+    #[test]
+    fn a_deleting_policy_action_is_refused() {
+        for (action, refused) in [("Delete", true), ("ReplaceAndDelete", true), ("Retain", false), ("Snapshot", false)]
+        {
+            let mut c = modify("MetricsTable", "AWS::DynamoDB::Table", json!([]));
+            c["PolicyAction"] = action.into();
+            assert_eq!(!whys(c).is_empty(), refused, "{action}");
+        }
+    }
+
+    #[test]
+    fn shortening_a_queues_retention_is_refused_lengthening_is_not() {
+        let q = |before, after, change| {
+            modify("MetricsQueue", "AWS::SQS::Queue", property("MessageRetentionPeriod", before, after, change))
+        };
+        assert!(whys(q(Some("345600"), Some("345599"), "Modify"))[0].contains("shortened from 345600 s to 345599 s"));
+        assert!(whys(q(Some("345600"), Some("345600"), "Modify")).is_empty());
+        assert!(whys(q(Some("345600"), Some("1209600"), "Modify")).is_empty());
+        // Removing the property falls back to SQS's 4 days: shorter than 14, not than 1.
+        assert!(!whys(q(Some("1209600"), None, "Remove")).is_empty());
+        assert!(whys(q(Some("86400"), None, "Remove")).is_empty());
+        // Added where there was none: compared with the default.
+        assert!(!whys(q(None, Some("60"), "Add")).is_empty());
+        // No value to compare: fail closed.
+        assert!(whys(q(Some("345600"), None, "Modify"))[0].contains("does not show"));
+    }
+
+    #[test]
+    fn removing_or_loosening_the_redrive_policy_is_refused() {
+        let policy =
+            |n: u32| format!("{{\"deadLetterTargetArn\":\"arn:aws:sqs:us-east-1:1:dlq\",\"maxReceiveCount\":{n}}}");
+        let q = |before: Option<String>, after: Option<String>, change| {
+            modify(
+                "MetricsQueue",
+                "AWS::SQS::Queue",
+                property("RedrivePolicy", before.as_deref(), after.as_deref(), change),
+            )
+        };
+        assert!(whys(q(Some(policy(10)), None, "Remove"))[0].contains("redrive policy is removed"));
+        assert!(whys(q(Some(policy(10)), Some(policy(9)), "Modify"))[0].contains("lowered from 10 to 9"));
+        assert!(whys(q(Some(policy(10)), Some(policy(10)), "Modify")).is_empty());
+        assert!(whys(q(Some(policy(10)), Some(policy(20)), "Modify")).is_empty());
+        // The same as a path into the policy.
+        let mut leaf = property("RedrivePolicy", Some("10"), Some("5"), "Modify");
+        leaf[0]["Target"]["Path"] = "/Properties/RedrivePolicy/maxReceiveCount".into();
+        assert!(!whys(modify("MetricsQueue", "AWS::SQS::Queue", leaf.clone())).is_empty());
+        leaf[0]["Target"]["AfterValue"] = "11".into();
+        assert!(whys(modify("MetricsQueue", "AWS::SQS::Queue", leaf)).is_empty());
+    }
+
+    #[test]
+    fn turning_off_recovery_or_protection_or_changing_ttl_is_refused() {
+        let t = |name, before: Option<&str>, after: Option<&str>, change| {
+            modify("MetricsTable", "AWS::DynamoDB::Table", property(name, before, after, change))
+        };
+        let pitr = |on: bool| format!("{{\"PointInTimeRecoveryEnabled\":{on}}}");
+        assert!(whys(t("PointInTimeRecoverySpecification", Some(&pitr(true)), Some(&pitr(false)), "Modify"))[0]
+            .contains("point-in-time recovery is turned off"));
+        assert!(!whys(t("PointInTimeRecoverySpecification", Some(&pitr(true)), None, "Remove")).is_empty());
+        assert!(whys(t("PointInTimeRecoverySpecification", Some(&pitr(false)), Some(&pitr(true)), "Modify")).is_empty());
+        assert!(whys(t("DeletionProtectionEnabled", Some("true"), Some("false"), "Modify"))[0]
+            .contains("deletion protection"));
+        assert!(whys(t("DeletionProtectionEnabled", Some("false"), Some("true"), "Modify")).is_empty());
+        assert!(!whys(t("TimeToLiveSpecification", Some("{}"), Some("{}"), "Modify")).is_empty());
+        // Throughput is not data.
+        assert!(whys(t("ProvisionedThroughput", Some("{}"), Some("{}"), "Modify")).is_empty());
+    }
+
+    #[test]
+    fn only_the_named_resources_are_let_through() {
+        let r = review(described(table_replacement()));
+        assert_eq!(r.refusals_except(&[]).count(), 1);
+        assert_eq!(r.refusals_except(&["MetricsQueue".to_owned()]).count(), 1);
+        assert_eq!(r.refusals_except(&["MetricsTable".to_owned()]).count(), 0);
+    }
+
+    #[test]
+    fn stateful_types_are_cfn_lints_list() {
+        assert!(is_stateful(cfn::constructs::dynamodb::Table::TYPE));
+        assert!(is_stateful(cfn::constructs::sqs::Queue::TYPE));
+        assert!(is_stateful("AWS::Logs::LogGroup"));
+        assert!(!is_stateful("AWS::Lambda::Function"));
     }
 }

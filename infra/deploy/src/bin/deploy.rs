@@ -36,9 +36,10 @@ struct DeployArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
-    /// Allow removing or replacing the table or a queue (their data would be lost).
-    #[arg(long)]
-    allow_replace: bool,
+    /// Let the named resource (a logical ID, repeatable) through the data-safety guard:
+    /// removing, replacing or destructively changing it loses its data.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    allow_replace: Vec<String>,
     /// Where cargo-lambda wrote the zips [default: $CARGO_TARGET_DIR/lambda or target/lambda].
     #[arg(long)]
     lambda_dir: Option<PathBuf>,
@@ -90,7 +91,7 @@ impl DeployArgs {
             asset_bucket: self.asset_bucket.clone(),
             parameters: self.parameters.clone(),
             yes: self.yes,
-            allow_replace: self.allow_replace,
+            allow_replace: self.allow_replace.clone(),
             lambda_dir: self.lambda_dir.clone(),
         }
     }
