@@ -132,6 +132,7 @@ fn table_is_provisioned_retained_and_recoverable() {
     assert_eq!(p["BillingMode"], "PROVISIONED");
     assert_eq!(p["ProvisionedThroughput"], json!({"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}));
     assert_eq!(p["PointInTimeRecoverySpecification"], json!({"PointInTimeRecoveryEnabled": true}));
+    assert_eq!(p["DeletionProtectionEnabled"], true, "DynamoDB refuses to delete the table, whoever asks");
     assert_eq!(p["TimeToLiveSpecification"], json!({"AttributeName": "ttl", "Enabled": true}));
 }
 

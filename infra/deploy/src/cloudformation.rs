@@ -357,6 +357,17 @@ pub async fn follow(cfn: &Cfn, stack: &str, mut seen: HashSet<String>, deleting:
     }
 }
 
+/// Sets the stack's policy (what CloudFormation lets an update do to each resource).
+pub async fn set_stack_policy(cfn: &Cfn, stack: &str, policy: &serde_json::Value) -> Result<()> {
+    cfn.set_stack_policy()
+        .stack_name(stack)
+        .stack_policy_body(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot set the stack policy of {stack}: {}", sdk(&e)))?;
+    Ok(())
+}
+
 /// The stack's outputs.
 pub async fn outputs(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
     let s = describe(cfn, stack).await?.ok_or_else(|| anyhow!("there is no stack {stack}"))?;

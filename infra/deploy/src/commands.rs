@@ -163,12 +163,26 @@ pub async fn deploy(t: &Target, args: &DeployOptions) -> Result<bool> {
             return Ok(false);
         }
     }
+    // Layer 3: the stack policy protects every stateful resource on the server; a resource the
+    // user named with --allow-replace is left out for this update only.
+    let protected = guard::stack_policy(&t.template, &[]);
+    let exists = cf::stack_status(&cfn, &t.name).await?.is_some_and(|s| s != StackStatus::ReviewInProgress);
+    if exists {
+        cf::set_stack_policy(&cfn, &t.name, &guard::stack_policy(&t.template, &args.allow_replace)).await?;
+    }
     let seen = cf::event_ids(&cfn, &t.name).await;
     if let Err(e) = cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
         cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        if exists {
+            cf::set_stack_policy(&cfn, &t.name, &protected).await?;
+        }
         bail!("cannot execute the change set (deleted it): {}", cf::sdk(&e));
     }
-    if !cf::follow(&cfn, &t.name, seen, false).await? {
+    let ok = cf::follow(&cfn, &t.name, seen, false).await?;
+    if cf::stack_status(&cfn, &t.name).await?.is_some() {
+        cf::set_stack_policy(&cfn, &t.name, &protected).await?;
+    }
+    if !ok {
         return Ok(false);
     }
     println!("\n{} deployed", t.name);

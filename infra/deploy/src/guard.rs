@@ -318,6 +318,29 @@ pub fn table(changes: &[ResourceChange]) -> String {
     out
 }
 
+/// Layer 3, the server: a stack policy that lets every update through except replacing or
+/// deleting a stateful resource of `template`, so CloudFormation itself refuses those, even from
+/// another tool. The logical IDs in `allowed` are left out (for one update, by name).
+pub fn stack_policy(template: &cfn::template::Template, allowed: &[String]) -> serde_json::Value {
+    let protected: Vec<String> = template
+        .resources
+        .iter()
+        .filter(|(id, r)| is_stateful(&r.resource_type) && !allowed.iter().any(|a| a == id.as_str()))
+        .map(|(id, _)| format!("LogicalResourceId/{id}"))
+        .collect();
+    let mut statements =
+        vec![serde_json::json!({"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"})];
+    if !protected.is_empty() {
+        statements.push(serde_json::json!({
+            "Effect": "Deny",
+            "Action": ["Update:Replace", "Update:Delete"],
+            "Principal": "*",
+            "Resource": protected,
+        }));
+    }
+    serde_json::json!({ "Statement": statements })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +569,30 @@ mod tests {
         assert_eq!(r.refusals_except(&[]).count(), 1);
         assert_eq!(r.refusals_except(&["MetricsQueue".to_owned()]).count(), 1);
         assert_eq!(r.refusals_except(&["MetricsTable".to_owned()]).count(), 0);
+    }
+
+    #[test]
+    fn the_stack_policy_denies_replacing_or_deleting_each_stateful_resource() {
+        let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
+        let template = stack.to_template().unwrap();
+        let policy = stack_policy(&template, &[]);
+        let deny = &policy["Statement"][1];
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(deny["Action"], json!(["Update:Replace", "Update:Delete"]));
+        let resources: Vec<&str> = deny["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        for id in ["MetricsTable", "MetricsQueue", "MetricsDeadLetterQueue", "PublishMetricsLogGroup"] {
+            assert!(resources.contains(&format!("LogicalResourceId/{id}").as_str()), "{id}: {resources:?}");
+        }
+        assert!(!resources.iter().any(|r| r.ends_with("/PublishMetrics")), "functions hold no data");
+        assert_eq!(
+            policy["Statement"][0],
+            json!({"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"})
+        );
+        // Named resources are let through for one update; the rest stay protected.
+        let temporary = stack_policy(&template, &["MetricsTable".to_owned()]);
+        let resources = temporary["Statement"][1]["Resource"].as_array().unwrap();
+        assert!(!resources.contains(&json!("LogicalResourceId/MetricsTable")));
+        assert!(resources.contains(&json!("LogicalResourceId/MetricsQueue")));
     }
 
     #[test]

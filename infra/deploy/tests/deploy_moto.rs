@@ -43,6 +43,19 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
 
     check_resources(&config).await;
 
+    // Layer 3: the stack policy denies replacing or deleting each stateful resource.
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let policy = cfn.get_stack_policy().stack_name(STACK).send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.stack_policy_body().expect("a stack policy")).unwrap();
+    let deny = &policy["Statement"][1];
+    assert_eq!(deny["Action"], serde_json::json!(["Update:Replace", "Update:Delete"]));
+    for id in ["MetricsTable", "MetricsQueue", "MetricsDeadLetterQueue"] {
+        assert!(
+            deny["Resource"].as_array().unwrap().contains(&format!("LogicalResourceId/{id}").into()),
+            "{id}: {policy}"
+        );
+    }
+
     // Nothing changed: no change set, exit 0, assets already there.
     let out = deploy(&moto, &first);
     assert!(out.status.success());

@@ -67,6 +67,7 @@ pub struct TableBuilder {
     name: Option<String>,
     billing: Billing,
     point_in_time_recovery: bool,
+    deletion_protection: bool,
     ttl_attribute: Option<String>,
     removal: RemovalPolicy,
 }
@@ -94,6 +95,7 @@ pub struct TableProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     provisioned_throughput: Option<serde_json::Value>,
     point_in_time_recovery_specification: serde_json::Value,
+    deletion_protection_enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     time_to_live_specification: Option<serde_json::Value>,
 }
@@ -114,6 +116,7 @@ impl Table {
             name: None,
             billing: Billing::OnDemand,
             point_in_time_recovery: true,
+            deletion_protection: true,
             ttl_attribute: None,
             removal: RemovalPolicy::Retain,
         }
@@ -211,6 +214,12 @@ impl TableBuilder {
         self
     }
 
+    /// Deletion protection (on by default): DynamoDB refuses to delete the table, whoever asks.
+    pub fn deletion_protection(mut self, on: bool) -> Self {
+        self.deletion_protection = on;
+        self
+    }
+
     pub fn point_in_time_recovery(mut self, on: bool) -> Self {
         self.point_in_time_recovery = on;
         self
@@ -275,6 +284,7 @@ impl TableBuilder {
             billing_mode: if provisioned_throughput.is_some() { "PROVISIONED" } else { "PAY_PER_REQUEST" },
             provisioned_throughput,
             point_in_time_recovery_specification: json!({ "PointInTimeRecoveryEnabled": self.point_in_time_recovery }),
+            deletion_protection_enabled: self.deletion_protection,
             time_to_live_specification: self
                 .ttl_attribute
                 .as_ref()
@@ -336,6 +346,7 @@ mod tests {
                 "BillingMode": "PROVISIONED",
                 "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
+                "DeletionProtectionEnabled": true,
                 "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": true},
             })
         );
@@ -343,12 +354,15 @@ mod tests {
 
     #[test]
     fn on_demand_and_delete() {
-        let stack = build(|b| b.removal_policy(RemovalPolicy::Delete).point_in_time_recovery(false)).unwrap();
+        let stack =
+            build(|b| b.removal_policy(RemovalPolicy::Delete).point_in_time_recovery(false).deletion_protection(false))
+                .unwrap();
         let r = resource(&stack);
         assert_eq!(r.properties["BillingMode"], "PAY_PER_REQUEST");
         assert!(r.properties.get("ProvisionedThroughput").is_none());
         assert_eq!(r.deletion_policy, Some(Policy::Delete));
         assert_eq!(r.properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], false);
+        assert_eq!(r.properties["DeletionProtectionEnabled"], false);
     }
 
     #[test]
