@@ -77,3 +77,32 @@ fn the_guards_stateful_types_are_cfn_lints() {
     theirs.sort_unstable();
     assert_eq!(ours, theirs, "update deploy::guard::STATEFUL_TYPES from {}", path.display());
 }
+
+/// The offline diff's create-only properties cover every create-only property the provider
+/// schemas of the pinned cfn-lint list for each emitted type.
+#[test]
+fn the_offline_diffs_create_only_table_covers_the_provider_schemas() {
+    let site = support::venv().join("lib");
+    let python = std::fs::read_dir(&site)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .unwrap();
+    let schemas = python.path().join("site-packages/cfnlint/data/schemas");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schemas.join("providers/us-east-1.json")).unwrap()).unwrap();
+    for (resource_type, ours) in deploy::offline::CREATE_ONLY {
+        let file = index[resource_type].as_str().unwrap_or_else(|| panic!("no provider schema for {resource_type}"));
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(schemas.join(format!("resources/{file}.json"))).unwrap())
+                .unwrap();
+        for path in schema["createOnlyProperties"].as_array().into_iter().flatten() {
+            let property = path.as_str().unwrap().trim_start_matches("/properties/");
+            let top = property.split('/').next().unwrap();
+            assert!(
+                ours.contains(&top),
+                "{resource_type}: create-only {property} is missing from deploy::offline::CREATE_ONLY"
+            );
+        }
+    }
+}

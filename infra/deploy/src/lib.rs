@@ -7,6 +7,7 @@ pub mod cloudformation;
 pub mod commands;
 pub mod guard;
 pub mod local;
+pub mod offline;
 pub mod redrive;
 pub mod report;
 

@@ -45,6 +45,14 @@ struct DeployArgs {
     lambda_dir: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    /// A change the data-safety guard refuses.
+    Destructive,
+    /// Any change.
+    AnyChange,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Publish assets, review a change set, execute it, print the outputs (the default).
@@ -56,6 +64,16 @@ enum Command {
         /// Compare the local template with the deployed one instead of creating a change set.
         #[arg(long)]
         template: bool,
+        /// Offline (no AWS at all): compare with this template (YAML or JSON), for example the
+        /// main branch's synth-out/, predicting replacements and data loss.
+        #[arg(long, value_name = "OLD_TEMPLATE", conflicts_with = "template")]
+        from: Option<PathBuf>,
+        /// With --from: exit 1 when the change is destructive, or is any change at all.
+        #[arg(long, value_enum, requires = "from")]
+        fail_on: Option<FailOn>,
+        /// With --from: print the review as JSON.
+        #[arg(long, requires = "from")]
+        json: bool,
     },
     /// Delete the stack; retained resources (the table) stay.
     Destroy {
@@ -102,7 +120,8 @@ async fn run(cli: Cli) -> Result<bool> {
     let ok = match cli.command {
         None => commands::deploy(&t, &cli.deploy.options()).await?,
         Some(Command::Deploy(args)) => commands::deploy(&t, &args.options()).await?,
-        Some(Command::Diff { args, template }) => commands::diff(&t, &args.options(), template).await?,
+        Some(Command::Diff { from: Some(old), fail_on, json, .. }) => offline_diff(&t, &old, fail_on, json)?,
+        Some(Command::Diff { args, template, .. }) => commands::diff(&t, &args.options(), template).await?,
         Some(Command::Destroy { yes }) => commands::destroy(&t, yes).await?,
         Some(Command::Outputs { json }) => commands::outputs(&t, json).await?,
         Some(Command::Redrive { timeout }) => redrive(&t, Duration::from_secs(timeout)).await?,
@@ -137,4 +156,38 @@ async fn redrive(t: &Target, timeout: Duration) -> Result<bool> {
         println!("moved {} dead letter(s) from {dlq} back to {source}", done.moved);
     }
     Ok(true)
+}
+
+/// Layer 1: the offline diff against `old`; the exit status follows `fail_on`.
+fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json: bool) -> Result<bool> {
+    let text = std::fs::read_to_string(old).with_context(|| format!("cannot read {}", old.display()))?;
+    let old_template: serde_json::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not a YAML or JSON template", old.display()))?;
+    let new_template: serde_json::Value = serde_json::from_str(&t.template.to_json()?)?;
+    let review = deploy::offline::review(&old_template, &new_template);
+    if json {
+        let change = |c: &deploy::guard::ResourceChange| {
+            serde_json::json!({"action": c.action, "logicalResourceId": c.logical_resource_id,
+                "resourceType": c.resource_type, "replacement": c.replacement})
+        };
+        let out = serde_json::json!({
+            "changes": review.changes.iter().map(change).collect::<Vec<_>>(),
+            "refused": review.refused.iter().map(|r| serde_json::json!({
+                "logicalResourceId": r.change.logical_resource_id, "resourceType": r.change.resource_type, "why": r.why,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if review.changes.is_empty() && review.refused.is_empty() {
+        println!("no changes between {} and the synthesized {}", old.display(), t.name);
+    } else {
+        print!("{}", review.table());
+        for r in &review.refused {
+            println!("destructive: {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
+        }
+    }
+    Ok(match fail_on {
+        Some(FailOn::Destructive) => review.refused.is_empty(),
+        Some(FailOn::AnyChange) => review.changes.is_empty() && review.refused.is_empty(),
+        None => true,
+    })
 }
