@@ -37,8 +37,51 @@ pub fn sdk<E: std::error::Error + ProvideErrorMetadata + 'static>(e: &SdkError<E
     }
 }
 
-/// Creates the asset bucket: encrypted (SSE-S3) and with every public access blocked.
-pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()> {
+/// The partition of `region`: `aws-cn`, `aws-us-gov` or `aws`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The region the S3 client resolved (flag, environment, profile), `us-east-1` without one.
+fn resolved_region(s3: &S3) -> String {
+    s3.config().region().map_or_else(|| "us-east-1".to_owned(), |r| r.as_ref().to_owned())
+}
+
+/// The virtual-host-free URL of an S3 object in `region`, in that region's partition.
+pub fn object_url(region: &str, bucket: &str, key: &str) -> String {
+    let suffix = if partition(region) == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+    let host = if region == "us-east-1" { format!("s3.{suffix}") } else { format!("s3.{region}.{suffix}") };
+    format!("https://{host}/{bucket}/{key}")
+}
+
+/// The bucket policy `bootstrap` sets: every request without TLS is denied.
+pub fn tls_only_policy(region: &str, bucket: &str) -> serde_json::Value {
+    let arn = format!("arn:{}:s3:::{bucket}", partition(region));
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyWithoutTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+}
+
+/// Creates the asset bucket in the client's resolved region: encrypted (SSE-S3), versioned,
+/// TLS only (unless `plain_http`: a local endpoint, where that policy would refuse every
+/// request), and with every public access blocked.
+pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool) -> Result<()> {
+    let region = resolved_region(s3);
+    let region = Some(region.as_str());
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
         ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
@@ -77,16 +120,72 @@ pub async fn bootstrap(s3: &S3, bucket: &str, region: Option<&str>) -> Result<()
         .send()
         .await
         .map_err(|e| anyhow!("cannot block public access to {bucket}: {}", sdk(&e)))?;
-    println!("bucket {bucket}: SSE-S3 encryption on, public access blocked");
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot turn on versioning for {bucket}: {}", sdk(&e)))?;
+    // On a plain-HTTP endpoint (a local one) a TLS-only policy would refuse every request.
+    if plain_http {
+        println!("bucket {bucket}: SSE-S3 encryption on, versioned, public access blocked (plain-HTTP endpoint: no TLS-only policy)");
+        return Ok(());
+    }
+    let region = resolved_region(s3);
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(tls_only_policy(&region, bucket).to_string())
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot set the TLS-only policy on {bucket}: {}", sdk(&e)))?;
+    println!("bucket {bucket}: SSE-S3 encryption on, versioned, TLS only, public access blocked");
     Ok(())
 }
 
-/// Uploads `body` to `bucket`/`key` unless an object is there already (keys are content
-/// hashes, so an existing key holds the same bytes). Returns whether it uploaded.
+/// Uploads `body` to `bucket`/`key` (keys are content hashes) unless an object with the same
+/// SHA-256 checksum is there already; an object at the key with another checksum is an error
+/// (something else wrote it). A HEAD refused with 403 (a role without `s3:ListBucket` gets 403
+/// for a missing key) is treated as "not known there": the upload decides. Returns whether it
+/// uploaded.
 pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => return Ok(false),
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+    let head =
+        s3.head_object().bucket(bucket).key(key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await;
+    let other = |found: &str, expected: &str| {
+        anyhow!(
+            "s3://{bucket}/{key} holds other bytes ({found}, expected {expected}): something else wrote that key; remove it or use another bucket"
+        )
+    };
+    match head {
+        Ok(existing) => match existing.checksum_sha256() {
+            Some(c) if c == checksum => return Ok(false),
+            Some(c) => return Err(other(&format!("SHA-256 {c}"), &checksum)),
+            None => {
+                // Stored without a checksum. Unless KMS encrypted it or it was uploaded in parts,
+                // its ETag is the MD5 of its bytes: compare that.
+                let kms = existing.server_side_encryption().is_some_and(|e| e.as_str().starts_with("aws:kms"));
+                match existing.e_tag() {
+                    Some(tag) if !kms && !tag.contains('-') => {
+                        use md5::Digest as _;
+                        let md5 = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+                        if *tag == md5 {
+                            return Ok(false);
+                        }
+                        return Err(other(&format!("ETag {tag}"), &md5));
+                    }
+                    // Nothing to compare: upload again, with a checksum (versioning keeps the old).
+                    _ => {}
+                }
+            }
+        },
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {}
         Err(e) => bail!(
             "cannot reach s3://{bucket}/{key}: {}\n(create the bucket with `cargo run --bin deploy -- bootstrap --asset-bucket {bucket}`)",
             sdk(&e)
@@ -95,6 +194,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
     s3.put_object()
         .bucket(bucket)
         .key(key)
+        .checksum_sha256(checksum)
         .body(ByteStream::from(body))
         .send()
         .await
@@ -122,12 +222,7 @@ pub enum TemplateSource {
     Url(String),
 }
 
-pub async fn template_source(
-    s3: &S3,
-    bucket: Option<&str>,
-    body: String,
-    region: Option<&str>,
-) -> Result<TemplateSource> {
+pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Result<TemplateSource> {
     if body.len() <= MAX_TEMPLATE_BODY {
         return Ok(TemplateSource::Body(body));
     }
@@ -139,11 +234,7 @@ pub async fn template_source(
     };
     let key = format!("templates/{}.json", crate::assets::sha256_hex(body.as_bytes()));
     upload_once(s3, bucket, &key, body.into_bytes()).await?;
-    let host = match region {
-        Some(r) if r != "us-east-1" => format!("s3.{r}.amazonaws.com"),
-        _ => "s3.amazonaws.com".to_owned(),
-    };
-    Ok(TemplateSource::Url(format!("https://{host}/{bucket}/{key}")))
+    Ok(TemplateSource::Url(object_url(&resolved_region(s3), bucket, &key)))
 }
 
 /// A change set that exists, and what it would do.
@@ -478,6 +569,19 @@ pub fn template_diff(deployed: &serde_json::Value, local: &serde_json::Value) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_and_partition_shape_urls_and_arns() {
+        assert_eq!(partition("eu-west-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(object_url("us-east-1", "b", "k"), "https://s3.amazonaws.com/b/k");
+        assert_eq!(object_url("eu-west-1", "b", "k"), "https://s3.eu-west-1.amazonaws.com/b/k");
+        assert_eq!(object_url("cn-north-1", "b", "k"), "https://s3.cn-north-1.amazonaws.com.cn/b/k");
+        assert_eq!(object_url("us-gov-west-1", "b", "k"), "https://s3.us-gov-west-1.amazonaws.com/b/k");
+        let p = tls_only_policy("cn-north-1", "b");
+        assert_eq!(p["Statement"][0]["Resource"], serde_json::json!(["arn:aws-cn:s3:::b", "arn:aws-cn:s3:::b/*"]));
+    }
     use serde_json::json;
 
     #[test]

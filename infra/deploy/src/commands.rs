@@ -112,7 +112,7 @@ pub async fn plan(
     if settled_ok && cf::is_current(&cfn, &t.name, &serde_json::from_str(&body)?, &parameters).await? {
         return Ok(None);
     }
-    let source = cf::template_source(&s3, args.asset_bucket.as_deref(), body, t.connection.region.as_deref()).await?;
+    let source = cf::template_source(&s3, args.asset_bucket.as_deref(), body).await?;
     println!("creating a change set for {} ({}) ...", t.name, if exists { "update" } else { "create" });
     Ok(cf::plan(&cfn, &t.name, source, &parameters, exists).await?.map(|p| (p, cfn)))
 }

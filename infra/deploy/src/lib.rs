@@ -104,6 +104,12 @@ impl Connection {
         loader.load().await
     }
 
+    /// Whether requests go to a plain-HTTP endpoint (a local one such as moto's).
+    pub fn plain_http(&self) -> bool {
+        let env = std::env::var("AWS_ENDPOINT_URL").ok();
+        self.endpoint_url.as_deref().or(env.as_deref()).is_some_and(|e| e.starts_with("http://"))
+    }
+
     /// Clients for CloudFormation and S3. With a custom endpoint, S3 uses path-style
     /// addressing (local endpoints have no per-bucket host names).
     pub async fn clients(&self) -> (aws_sdk_cloudformation::Client, aws_sdk_s3::Client) {

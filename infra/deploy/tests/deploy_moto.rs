@@ -31,6 +31,17 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(stdout.contains("public access blocked"), "{stdout}");
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    // moto answers GetBucketVersioning under the wrong XML root, which the SDK refuses: read the
+    // status from the body it sent.
+    match s3.get_bucket_versioning().bucket(BUCKET).send().await {
+        Ok(v) => assert_eq!(v.status(), Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)),
+        Err(e) => {
+            let body = e.raw_response().and_then(|r| r.body().bytes()).map(|b| String::from_utf8_lossy(b).into_owned());
+            assert!(body.unwrap_or_default().contains("<Status>Enabled</Status>"), "{e:?}");
+        }
+    }
+    assert!(stdout.contains("plain-HTTP endpoint: no TLS-only policy"), "{stdout}");
 
     let first = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
     let out = deploy(&moto, &first);
@@ -175,14 +186,49 @@ async fn large_templates_go_through_s3() {
     let config = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), "{}".into(), None).await.unwrap();
+    let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), "{}".into()).await.unwrap();
     assert!(matches!(small, deploy::cloudformation::TemplateSource::Body(_)));
     let big = format!("{{\"Description\": \"{}\"}}", "x".repeat(deploy::cloudformation::MAX_TEMPLATE_BODY));
-    let source = deploy::cloudformation::template_source(&s3, Some(BUCKET), big, None).await.unwrap();
+    let source = deploy::cloudformation::template_source(&s3, Some(BUCKET), big).await.unwrap();
     let deploy::cloudformation::TemplateSource::Url(url) = source else { panic!("a large template is uploaded") };
     let key = url.split(&format!("/{BUCKET}/")).nth(1).unwrap();
     assert!(key.starts_with("templates/") && key.ends_with(".json"), "{url}");
     s3.head_object().bucket(BUCKET).key(key).send().await.expect("the template is in the bucket");
-    let none = deploy::cloudformation::template_source(&s3, None, "x".repeat(60_000), None).await;
+    let none = deploy::cloudformation::template_source(&s3, None, "x".repeat(60_000)).await;
     assert!(none.is_err_and(|e| e.to_string().contains("pass --asset-bucket")));
+}
+
+/// The policy `bootstrap` sets on a TLS endpoint refuses plain HTTP: moto enforces bucket
+/// policies, and it is reached over HTTP here.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tls_only_policy_refuses_plain_http() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    s3.put_object().bucket(BUCKET).key("before").body(b"x".to_vec().into()).send().await.unwrap();
+    let policy = deploy::cloudformation::tls_only_policy("us-east-1", BUCKET);
+    s3.put_bucket_policy().bucket(BUCKET).policy(policy.to_string()).send().await.unwrap();
+    let refused = s3.put_object().bucket(BUCKET).key("after").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(refused.raw_response().map(|r| r.status().as_u16()), Some(403), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_asset_is_trusted_only_by_its_checksum() {
+    use deploy::cloudformation::upload_once;
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    assert!(upload_once(&s3, BUCKET, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "uploaded");
+    assert!(!upload_once(&s3, BUCKET, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "same checksum: kept");
+    // Something else wrote other bytes at the key: refused, naming what it found. (moto returns
+    // no checksum on HEAD, so the ETag, the MD5 of a single-part upload, decides here; on AWS
+    // the SHA-256 checksum the upload stored does.)
+    s3.put_object().bucket(BUCKET).key("f/other.zip").body(b"tampered".to_vec().into()).send().await.unwrap();
+    let err = upload_once(&s3, BUCKET, "f/other.zip", b"zip bytes".to_vec()).await.unwrap_err().to_string();
+    assert!(err.contains("holds other bytes"), "{err}");
+    // The same bytes written by someone else, without a checksum: kept.
+    s3.put_object().bucket(BUCKET).key("f/plain.zip").body(b"zip bytes".to_vec().into()).send().await.unwrap();
+    assert!(!upload_once(&s3, BUCKET, "f/plain.zip", b"zip bytes".to_vec()).await.unwrap());
 }

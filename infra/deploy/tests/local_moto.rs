@@ -72,7 +72,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let selection = deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None };
     let target = Target::new(&selection, connection.clone()).unwrap();
     let (_, s3) = connection.clients().await;
-    deploy::cloudformation::bootstrap(&s3, "fault-assets", None).await.unwrap();
+    deploy::cloudformation::bootstrap(&s3, "fault-assets", true).await.unwrap();
     let options = DeployOptions {
         asset_bucket: Some("fault-assets".into()),
         yes: true,

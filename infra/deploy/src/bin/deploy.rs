@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Some(Command::Redrive { timeout }) => redrive(&t, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
             let (_, s3) = t.connection.clients().await;
-            cf::bootstrap(&s3, &asset_bucket, t.connection.region.as_deref()).await?;
+            cf::bootstrap(&s3, &asset_bucket, t.connection.plain_http()).await?;
             true
         }
     };

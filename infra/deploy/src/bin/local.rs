@@ -95,7 +95,7 @@ async fn run(args: Args) -> Result<bool> {
 
     let bucket = "serverlesspresso-local-assets";
     let (_, s3) = connection.clients().await;
-    deploy::cloudformation::bootstrap(&s3, bucket, None).await?;
+    deploy::cloudformation::bootstrap(&s3, bucket, connection.plain_http()).await?;
     let options = DeployOptions {
         asset_bucket: Some(bucket.to_owned()),
         yes: true,
