@@ -258,7 +258,13 @@ pub async fn plan(
         .stack_name(stack)
         .change_set_name(&name)
         .change_set_type(if exists { ChangeSetType::Update } else { ChangeSetType::Create })
-        .capabilities(Capability::CapabilityIam);
+        .capabilities(Capability::CapabilityIam)
+        .tags(
+            aws_sdk_cloudformation::types::Tag::builder()
+                .key(crate::commands::APP_TAG.0)
+                .value(crate::commands::APP_TAG.1)
+                .build(),
+        );
     create = match template {
         TemplateSource::Body(b) => create.template_body(b),
         TemplateSource::Url(u) => create.template_url(u),

@@ -220,22 +220,50 @@ pub async fn diff(t: &Target, args: &DeployOptions, template_only: bool) -> Resu
     Ok(true)
 }
 
-pub async fn destroy(t: &Target, yes: bool) -> Result<bool> {
+/// The tag every deploy puts on the stack: `destroy` acts only on stacks that carry it.
+pub const APP_TAG: (&str, &str) = ("serverlesspresso:app", "metrics");
+
+pub async fn destroy(t: &Target, yes: bool, force: bool) -> Result<bool> {
     let (cfn, _) = t.connection.clients().await;
-    if cf::stack_status(&cfn, &t.name).await?.is_none() {
+    let Some(stack) = cf::describe(&cfn, &t.name).await? else {
         println!("no stack {}: nothing to destroy", t.name);
         return Ok(true);
+    };
+    let ours = stack.tags().iter().any(|tag| tag.key() == Some(APP_TAG.0) && tag.value() == Some(APP_TAG.1));
+    if !ours && !force {
+        eprintln!(
+            "refused: stack {} does not carry the tag {}={} that this tool's deploys set, so it may not be this app's; pass --force to delete it anyway",
+            t.name, APP_TAG.0, APP_TAG.1
+        );
+        return Ok(false);
     }
     let deployed = cf::deployed_template(&cfn, &t.name).await?;
     let physical = cf::physical_ids(&cfn, &t.name).await?;
-    let retained: Vec<(String, String)> = deployed["Resources"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, r)| r["DeletionPolicy"] == "Retain")
-        .map(|(id, _)| (id.clone(), physical.get(id).cloned().unwrap_or_default()))
-        .collect();
-    if !yes && !confirm(&format!("Delete stack {}?", t.name))? {
+    let sqs = aws_sdk_sqs::Client::new(&t.connection.sdk_config().await);
+    let mut retained = Vec::new();
+    println!("destroying {} deletes:", t.name);
+    for (id, r) in deployed["Resources"].as_object().into_iter().flatten() {
+        let ty = r["Type"].as_str().unwrap_or_default();
+        let physical_id = physical.get(id).cloned().unwrap_or_default();
+        if r["DeletionPolicy"] == "Retain" {
+            retained.push((id.clone(), physical_id));
+            continue;
+        }
+        let mut what = String::new();
+        if ty == cfn::constructs::sqs::Queue::TYPE && !physical_id.is_empty() {
+            what = match crate::local::depth(&sqs, &physical_id).await {
+                Ok(d) => format!("  with {} waiting and {} in flight message(s)", d.waiting, d.in_flight),
+                Err(_) => "  (its depth could not be read)".to_owned(),
+            };
+        } else if guard::is_stateful(ty) {
+            what = "  with its data".to_owned();
+        }
+        println!("  {id} ({ty}) {physical_id}{what}");
+    }
+    for (id, physical_id) in &retained {
+        println!("and keeps (DeletionPolicy: Retain): {id} {physical_id}");
+    }
+    if !yes && !confirm(&format!("Delete stack {} and the resources above?", t.name))? {
         eprintln!("not destroyed");
         return Ok(false);
     }
@@ -249,8 +277,8 @@ pub async fn destroy(t: &Target, yes: bool) -> Result<bool> {
         return Ok(false);
     }
     println!("{} destroyed", t.name);
-    for (id, physical) in retained {
-        println!("retained (DeletionPolicy: Retain), still in the account: {id} {physical}");
+    for (id, physical_id) in retained {
+        println!("retained (DeletionPolicy: Retain), still in the account: {id} {physical_id}");
     }
     Ok(true)
 }

@@ -88,11 +88,25 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("pass --yes"), "{}", text(&out.stderr));
 
+    // The stack carries the app's tag; a stack without it is refused unless --force.
+    let described = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
+    let tags = described.stacks()[0].tags();
+    assert!(tags.iter().any(|t| t.key() == Some("serverlesspresso:app") && t.value() == Some("metrics")), "{tags:?}");
+    let other = r#"{"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "someone-elses"}}}}"#;
+    cfn.create_stack().stack_name("someone-elses").template_body(other).send().await.unwrap();
+    let out = deploy(&moto, &["destroy", "--yes", "--stack-name", "someone-elses"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not carry the tag serverlesspresso:app=metrics"), "{}", text(&out.stderr));
+    assert!(deploy(&moto, &["destroy", "--yes", "--force", "--stack-name", "someone-elses"]).status.success());
+
     let out = deploy(&moto, &["destroy", "--yes", "--stack", "standalone"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
+    // What goes is listed before anything is deleted, queues with their depth.
+    assert!(stdout.contains("MetricsQueue (AWS::SQS::Queue)") && stdout.contains("waiting"), "{stdout}");
+    assert!(stdout.contains("and keeps (DeletionPolicy: Retain): MetricsTable"), "{stdout}");
     assert!(stdout.contains("retained (DeletionPolicy: Retain), still in the account: MetricsTable"), "{stdout}");
-    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    // (the same client as above)
     let gone = cfn.describe_stacks().stack_name(STACK).send().await;
     let deleted = match &gone {
         Err(_) => true,

@@ -79,6 +79,9 @@ enum Command {
     Destroy {
         #[arg(long)]
         yes: bool,
+        /// Delete even a stack that lacks the tag this tool's deploys set.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the stack's outputs.
     Outputs {
@@ -122,7 +125,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Some(Command::Deploy(args)) => commands::deploy(&t, &args.options()).await?,
         Some(Command::Diff { from: Some(old), fail_on, json, .. }) => offline_diff(&t, &old, fail_on, json)?,
         Some(Command::Diff { args, template, .. }) => commands::diff(&t, &args.options(), template).await?,
-        Some(Command::Destroy { yes }) => commands::destroy(&t, yes).await?,
+        Some(Command::Destroy { yes, force }) => commands::destroy(&t, yes, force).await?,
         Some(Command::Outputs { json }) => commands::outputs(&t, json).await?,
         Some(Command::Redrive { timeout }) => redrive(&t, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
