@@ -99,12 +99,16 @@ pub async fn plan(
     let (cfn, s3) = t.connection.clients().await;
     let parameters = publish_assets(t, &s3, args).await?;
     let status = cf::stack_status(&cfn, &t.name).await?;
-    if status == Some(StackStatus::RollbackComplete) {
-        bail!(
-            "stack {} is in ROLLBACK_COMPLETE (its first create failed) and cannot be updated: delete it with `cargo run --bin deploy -- destroy --stack-name {}`, then deploy again",
-            t.name,
-            t.name
-        );
+    if let Some(status) = &status {
+        if let Some(blocker) = blocked(status, &t.name) {
+            bail!("{blocker}");
+        }
+        if *status == StackStatus::ReviewInProgress {
+            println!(
+                "stack {} exists only as an unexecuted change set (REVIEW_IN_PROGRESS); a new one is created (drop the old with `aws cloudformation delete-stack --stack-name {}`)",
+                t.name, t.name
+            );
+        }
     }
     let exists = status.as_ref().is_some_and(|s| *s != StackStatus::ReviewInProgress);
     let body = t.template.to_json()?;
@@ -115,6 +119,27 @@ pub async fn plan(
     let source = cf::template_source(&s3, args.asset_bucket.as_deref(), body).await?;
     println!("creating a change set for {} ({}) ...", t.name, if exists { "update" } else { "create" });
     Ok(cf::plan(&cfn, &t.name, source, &parameters, exists).await?.map(|p| (p, cfn)))
+}
+
+/// Why a stack in `status` cannot be deployed now, with the exact next command; `None` when it
+/// can.
+pub fn blocked(status: &StackStatus, name: &str) -> Option<String> {
+    match status {
+        StackStatus::RollbackComplete => Some(format!(
+            "stack {name} is in ROLLBACK_COMPLETE (its first create failed) and cannot be updated: delete it with `cargo run --bin deploy -- destroy --stack-name {name}`, then deploy again"
+        )),
+        StackStatus::UpdateRollbackFailed => Some(format!(
+            "stack {name} is in UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback --stack-name {name}` (with `--resources-to-skip ID` for a resource that cannot roll back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
+        )),
+        StackStatus::DeleteFailed => Some(format!(
+            "stack {name} is in DELETE_FAILED: finish with `cargo run --bin deploy -- destroy --stack-name {name}` (see the failed resource in its events), then deploy again"
+        )),
+        s if s.as_str().ends_with("_IN_PROGRESS") && *s != StackStatus::ReviewInProgress => Some(format!(
+            "stack {name} is busy ({}): wait until it settles (`aws cloudformation wait stack-update-complete --stack-name {name}` or watch its events), then deploy again",
+            s.as_str()
+        )),
+        _ => None,
+    }
 }
 
 pub fn print_review(review: &guard::Review) {
@@ -302,4 +327,27 @@ pub async fn outputs(t: &Target, json: bool) -> Result<bool> {
     let (cfn, _) = t.connection.clients().await;
     print_outputs(&cf::outputs(&cfn, &t.name).await?, json);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_stacks_get_the_exact_next_command() {
+        let says = |s: StackStatus| blocked(&s, "st").unwrap_or_default();
+        assert!(says(StackStatus::RollbackComplete).contains("deploy -- destroy --stack-name st"));
+        assert!(says(StackStatus::UpdateRollbackFailed)
+            .contains("aws cloudformation continue-update-rollback --stack-name st"));
+        assert!(says(StackStatus::DeleteFailed).contains("destroy --stack-name st"));
+        assert!(says(StackStatus::UpdateInProgress).contains("busy (UPDATE_IN_PROGRESS)"));
+        for fine in [
+            StackStatus::CreateComplete,
+            StackStatus::UpdateComplete,
+            StackStatus::UpdateRollbackComplete,
+            StackStatus::ReviewInProgress,
+        ] {
+            assert_eq!(blocked(&fine, "st"), None, "{fine:?}");
+        }
+    }
 }
