@@ -34,6 +34,34 @@ impl Target {
     }
 }
 
+/// When a deploy asks before executing (the CDK CLI's `--require-approval`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequireApproval {
+    /// Never ask.
+    Never,
+    /// Ask for every change.
+    AnyChange,
+    /// Ask when permissions change (IAM roles and policies, resource policies) or data may be
+    /// lost (a change let through with --allow-replace).
+    #[default]
+    Broadening,
+    /// Ask only when data may be lost (a change let through with --allow-replace).
+    Destructive,
+}
+
+impl RequireApproval {
+    /// Whether `review` needs the user's yes, given the resources let through by name.
+    pub fn needs_approval(self, review: &guard::Review, allowed: &[String]) -> bool {
+        let destructive = review.refused.iter().any(|r| allowed.contains(&r.change.logical_resource_id));
+        match self {
+            RequireApproval::Never => false,
+            RequireApproval::AnyChange => true,
+            RequireApproval::Broadening => destructive || !review.iam.is_empty(),
+            RequireApproval::Destructive => destructive,
+        }
+    }
+}
+
 /// What `deploy` and `diff` take besides the target.
 #[derive(Clone, Debug, Default)]
 pub struct DeployOptions {
@@ -41,6 +69,7 @@ pub struct DeployOptions {
     /// Extra template parameters, `KEY=VALUE`.
     pub parameters: Vec<String>,
     pub yes: bool,
+    pub require_approval: RequireApproval,
     /// Logical IDs whose data loss the user accepts (`--allow-replace ID`, repeatable).
     pub allow_replace: Vec<String>,
     pub lambda_dir: Option<PathBuf>,
@@ -179,7 +208,7 @@ pub async fn deploy(t: &Target, args: &DeployOptions) -> Result<bool> {
         eprintln!("the change set was deleted; re-run with {} if losing that data is intended", flags.join(" "));
         return Ok(false);
     }
-    if !args.yes {
+    if !args.yes && args.require_approval.needs_approval(&planned.review, &args.allow_replace) {
         let answer = confirm(&format!("Deploy these changes to {}?", t.name));
         if !matches!(answer, Ok(true)) {
             cf::delete_change_set(&cfn, &t.name, &planned.id).await;
@@ -332,6 +361,32 @@ pub async fn outputs(t: &Target, json: bool) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approval_levels_mean_what_the_cdk_clis_do() {
+        let change = |ty: &str, action: &str, replacement: Option<&str>| guard::ResourceChange {
+            action: action.into(),
+            logical_resource_id: "X".into(),
+            resource_type: ty.into(),
+            replacement: replacement.map(str::to_owned),
+            ..Default::default()
+        };
+        let plain = guard::review(vec![change("AWS::Lambda::Function", "Modify", Some("False"))]);
+        let iam = guard::review(vec![change("AWS::IAM::Role", "Modify", Some("False"))]);
+        let lossy = guard::review(vec![change("AWS::SQS::Queue", "Modify", Some("True"))]);
+        let allowed = ["X".to_owned()];
+        use RequireApproval::*;
+        for (level, plain_asks, iam_asks, lossy_asks) in [
+            (Never, false, false, false),
+            (AnyChange, true, true, true),
+            (Broadening, false, true, true),
+            (Destructive, false, false, true),
+        ] {
+            assert_eq!(level.needs_approval(&plain, &[]), plain_asks, "{level:?} plain");
+            assert_eq!(level.needs_approval(&iam, &[]), iam_asks, "{level:?} iam");
+            assert_eq!(level.needs_approval(&lossy, &allowed), lossy_asks, "{level:?} allowed loss");
+        }
+    }
 
     #[test]
     fn stuck_stacks_get_the_exact_next_command() {

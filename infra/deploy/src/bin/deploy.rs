@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation as cf;
-use deploy::commands::{self, DeployOptions, Target};
+use deploy::commands::{self, DeployOptions, RequireApproval, Target};
 use deploy::{Connection, StackArgs};
 
 #[derive(Parser)]
@@ -36,6 +36,9 @@ struct DeployArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
+    /// When to ask before executing; without a terminal, a needed approval is a refusal.
+    #[arg(long, value_enum, default_value_t)]
+    require_approval: RequireApproval,
     /// Let the named resource (a logical ID, repeatable) through the data-safety guard:
     /// removing, replacing or destructively changing it loses its data.
     #[arg(long, value_name = "LOGICAL_ID")]
@@ -112,6 +115,7 @@ impl DeployArgs {
             asset_bucket: self.asset_bucket.clone(),
             parameters: self.parameters.clone(),
             yes: self.yes,
+            require_approval: self.require_approval,
             allow_replace: self.allow_replace.clone(),
             lambda_dir: self.lambda_dir.clone(),
         }
