@@ -237,6 +237,52 @@ pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Res
     Ok(TemplateSource::Url(object_url(&resolved_region(s3), bucket, &key)))
 }
 
+/// Waits for the change set `id` of `stack` and reviews it (with the properties' before and
+/// after values, so the guard sees what an in-place change does). `None` when CloudFormation
+/// found nothing to change (the change set is deleted again); an executable change set with no
+/// resource changes (only outputs changed, say) is a change.
+pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str) -> Result<Option<Review>> {
+    let describe = |token: Option<String>| {
+        cfn.describe_change_set()
+            .change_set_name(id)
+            .stack_name(stack)
+            .include_property_values(true)
+            .set_next_token(token)
+    };
+    let mut changes = Vec::new();
+    let mut waited = 0;
+    loop {
+        let out = describe(None).send().await.map_err(|e| anyhow!("cannot describe change set {id}: {}", sdk(&e)))?;
+        match out.status() {
+            Some(ChangeSetStatus::CreateComplete) => {
+                changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
+                let mut token = out.next_token().map(str::to_owned);
+                while let Some(t) = token {
+                    let page = describe(Some(t)).send().await?;
+                    changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
+                    token = page.next_token().map(str::to_owned);
+                }
+                return Ok(Some(guard::review(changes)));
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = out.status_reason().unwrap_or_default();
+                delete_change_set(cfn, stack, id).await;
+                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
+                    return Ok(None);
+                }
+                bail!("change set for {stack} failed: {reason}");
+            }
+            _ => {
+                waited += 1;
+                if waited > 300 {
+                    bail!("change set {id} was not ready after 10 minutes");
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
 /// A change set that exists, and what it would do.
 pub struct PlannedChange {
     pub id: String,
@@ -280,59 +326,10 @@ pub async fn plan(
         .unwrap_or(&name)
         .to_owned();
 
-    let mut changes = Vec::new();
-    let mut waited = 0;
-    loop {
-        // With the properties' before and after values, so the guard can see what an in-place
-        // change does (a shortened retention, a redrive policy removed).
-        let out = cfn
-            .describe_change_set()
-            .change_set_name(&id)
-            .stack_name(stack)
-            .include_property_values(true)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot describe change set {name}: {}", sdk(&e)))?;
-        match out.status() {
-            Some(ChangeSetStatus::CreateComplete) => {
-                changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
-                let mut token = out.next_token().map(str::to_owned);
-                while let Some(t) = token {
-                    let page = cfn
-                        .describe_change_set()
-                        .change_set_name(&id)
-                        .stack_name(stack)
-                        .include_property_values(true)
-                        .next_token(t)
-                        .send()
-                        .await?;
-                    changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
-                    token = page.next_token().map(str::to_owned);
-                }
-                break;
-            }
-            Some(ChangeSetStatus::Failed) => {
-                let reason = out.status_reason().unwrap_or_default();
-                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
-                    delete_change_set(cfn, stack, &id).await;
-                    return Ok(None);
-                }
-                delete_change_set(cfn, stack, &id).await;
-                bail!("change set for {stack} failed: {reason}");
-            }
-            _ => {
-                waited += 1;
-                if waited > 300 {
-                    bail!("change set {name} was not ready after 10 minutes");
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
+    match review_change_set(cfn, stack, &id).await? {
+        Some(review) => Ok(Some(PlannedChange { id, review })),
+        None => Ok(None),
     }
-    // An executable change set with no resource changes (only outputs changed, say) is still a
-    // change: CloudFormation said so by completing it. "Nothing to do" is only its FAILED
-    // answer above, or the deployed template and parameters being this one (checked first).
-    Ok(Some(PlannedChange { id, review: guard::review(changes) }))
 }
 
 fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {

@@ -194,18 +194,68 @@ pub async fn deploy(t: &Target, args: &DeployOptions) -> Result<bool> {
         println!("no changes: {} is up to date", t.name);
         return Ok(true);
     };
+    execute(t, &cfn, planned, args).await
+}
+
+/// Step one of a two-step deploy: creates and reviews the change set, refuses it as deploy
+/// would, and leaves it for `execute_prepared`. Prints its name.
+pub async fn prepare(t: &Target, args: &DeployOptions) -> Result<bool> {
+    let Some((planned, cfn)) = plan(t, args).await? else {
+        println!("no changes: {} is up to date", t.name);
+        return Ok(true);
+    };
     print_review(&planned.review);
+    if !refuse_losses(t, &cfn, &planned, args).await {
+        return Ok(false);
+    }
+    println!("prepared change set {}", planned.id);
+    println!("execute it with: cargo run --bin deploy -- --execute '{}'", planned.id);
+    Ok(true)
+}
+
+/// Step two: reviews the prepared change set again, as AWS describes it now, and executes it
+/// if the guard still lets it through.
+pub async fn execute_prepared(t: &Target, change_set: &str, args: &DeployOptions) -> Result<bool> {
+    let (cfn, _) = t.connection.clients().await;
+    let Some(review) = cf::review_change_set(&cfn, &t.name, change_set).await? else {
+        println!("no changes: change set {change_set} has nothing to do");
+        return Ok(true);
+    };
+    execute(t, &cfn, cf::PlannedChange { id: change_set.to_owned(), review }, args).await
+}
+
+/// Refuses (deleting the change set) what the guard refuses and the user did not name.
+async fn refuse_losses(
+    t: &Target,
+    cfn: &aws_sdk_cloudformation::Client,
+    planned: &cf::PlannedChange,
+    args: &DeployOptions,
+) -> bool {
     let refused: Vec<_> = planned.review.refusals_except(&args.allow_replace).collect();
-    if !refused.is_empty() {
-        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
-        eprintln!("refused: this change would lose data:");
-        for r in &refused {
-            eprintln!("  {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
-        }
-        let ids: std::collections::BTreeSet<&str> =
-            refused.iter().map(|r| r.change.logical_resource_id.as_str()).collect();
-        let flags: Vec<String> = ids.iter().map(|id| format!("--allow-replace {id}")).collect();
-        eprintln!("the change set was deleted; re-run with {} if losing that data is intended", flags.join(" "));
+    if refused.is_empty() {
+        return true;
+    }
+    cf::delete_change_set(cfn, &t.name, &planned.id).await;
+    eprintln!("refused: this change would lose data:");
+    for r in &refused {
+        eprintln!("  {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
+    }
+    let ids: std::collections::BTreeSet<&str> = refused.iter().map(|r| r.change.logical_resource_id.as_str()).collect();
+    let flags: Vec<String> = ids.iter().map(|id| format!("--allow-replace {id}")).collect();
+    eprintln!("the change set was deleted; re-run with {} if losing that data is intended", flags.join(" "));
+    false
+}
+
+/// Guard, approval, stack policy, execution, events, outputs.
+async fn execute(
+    t: &Target,
+    cfn: &aws_sdk_cloudformation::Client,
+    planned: cf::PlannedChange,
+    args: &DeployOptions,
+) -> Result<bool> {
+    let cfn = cfn.clone();
+    print_review(&planned.review);
+    if !refuse_losses(t, &cfn, &planned, args).await {
         return Ok(false);
     }
     if !args.yes && args.require_approval.needs_approval(&planned.review, &args.allow_replace) {

@@ -195,6 +195,27 @@ async fn check_resources(config: &aws_config::SdkConfig) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_two_step_deploy_prepares_then_executes_the_reviewed_change_set() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    assert!(deploy(&moto, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir];
+    let out = deploy(&moto, &[&common[..], &["--prepare"]].concat());
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("prepared change set ")).expect("the change set is named");
+    let change_set = line.trim_start_matches("prepared change set ").to_owned();
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let status = cfn.describe_stacks().stack_name(STACK).send().await.unwrap().stacks()[0].stack_status().cloned();
+    assert_eq!(status, Some(aws_sdk_cloudformation::types::StackStatus::ReviewInProgress), "nothing executed yet");
+    let out = deploy(&moto, &[&common[..], &["--execute", &change_set, "--yes"]].concat());
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains(&format!("{STACK} deployed")), "{}", text(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn large_templates_go_through_s3() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;

@@ -36,6 +36,13 @@ struct DeployArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
+    /// Step one of a two-step deploy: create and review the change set, print its name, and
+    /// stop.
+    #[arg(long, conflicts_with = "execute")]
+    prepare: bool,
+    /// Step two: review the named change set again and execute it.
+    #[arg(long, value_name = "CHANGE_SET")]
+    execute: Option<String>,
     /// When to ask before executing; without a terminal, a needed approval is a refusal.
     #[arg(long, value_enum, default_value_t)]
     require_approval: RequireApproval,
@@ -125,8 +132,8 @@ impl DeployArgs {
 async fn run(cli: Cli) -> Result<bool> {
     let t = Target::new(&cli.stack, cli.connection.clone())?;
     let ok = match cli.command {
-        None => commands::deploy(&t, &cli.deploy.options()).await?,
-        Some(Command::Deploy(args)) => commands::deploy(&t, &args.options()).await?,
+        None => deploy(&t, &cli.deploy).await?,
+        Some(Command::Deploy(args)) => deploy(&t, &args).await?,
         Some(Command::Diff { from: Some(old), fail_on, json, .. }) => offline_diff(&t, &old, fail_on, json)?,
         Some(Command::Diff { args, template, .. }) => commands::diff(&t, &args.options(), template).await?,
         Some(Command::Destroy { yes, force }) => commands::destroy(&t, yes, force).await?,
@@ -197,4 +204,14 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
         Some(FailOn::AnyChange) => review.changes.is_empty() && review.refused.is_empty(),
         None => true,
     })
+}
+
+/// Deploys in one step, or one of the two steps.
+async fn deploy(t: &Target, args: &DeployArgs) -> Result<bool> {
+    let options = args.options();
+    match (&args.execute, args.prepare) {
+        (Some(change_set), _) => commands::execute_prepared(t, change_set, &options).await,
+        (None, true) => commands::prepare(t, &options).await,
+        (None, false) => commands::deploy(t, &options).await,
+    }
 }
