@@ -62,13 +62,7 @@ fn the_linter_reports_a_broken_template() {
 /// The guard's stateful resource types are the list the pinned cfn-lint ships.
 #[test]
 fn the_guards_stateful_types_are_cfn_lints() {
-    let site = support::venv().join("lib");
-    let python = std::fs::read_dir(&site)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
-        .unwrap();
-    let path = python.path().join("site-packages/cfnlint/data/AdditionalSpecs/StatefulResources.json");
+    let path = support::cfn_lint_data().join("AdditionalSpecs/StatefulResources.json");
     let shipped: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let shipped: Vec<&str> = shipped["ResourceTypes"].as_object().unwrap().keys().map(String::as_str).collect();
     let mut ours = deploy::guard::STATEFUL_TYPES.to_vec();
@@ -82,13 +76,7 @@ fn the_guards_stateful_types_are_cfn_lints() {
 /// schemas of the pinned cfn-lint list for each emitted type.
 #[test]
 fn the_offline_diffs_create_only_table_covers_the_provider_schemas() {
-    let site = support::venv().join("lib");
-    let python = std::fs::read_dir(&site)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
-        .unwrap();
-    let schemas = python.path().join("site-packages/cfnlint/data/schemas");
+    let schemas = support::cfn_lint_data().join("schemas");
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(schemas.join("providers/us-east-1.json")).unwrap()).unwrap();
     for (resource_type, ours) in deploy::offline::CREATE_ONLY {

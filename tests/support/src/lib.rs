@@ -86,6 +86,19 @@ pub fn venv() -> &'static Path {
     })
 }
 
+/// The data cfn-lint ships (provider schemas, stateful types), in the tools' venv.
+pub fn cfn_lint_data() -> PathBuf {
+    let lib = venv().join("lib");
+    let python = fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .unwrap_or_else(|| panic!("no python directory in {}", lib.display()));
+    python.path().join("site-packages/cfnlint/data")
+}
+
 /// Path of `tool` in the tools' virtual environment.
 pub fn tool(name: &str) -> PathBuf {
     venv().join("bin").join(name)
