@@ -38,7 +38,7 @@ fn handlers_build_into_reproducible_zips() {
     run(Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]), "rustup target add");
     let lambda_dir = target_dir().join("lambda");
     let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
-    let assets = deploy::assets::assets_of(&stack.to_template().unwrap());
+    let assets = deploy::assets::assets_of(stack.functions());
     assert_eq!(assets.len(), 2);
 
     cargo_lambda_build(&lambda_dir);

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use cfn::template::Template;
-
 /// One function's code as the template describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Asset {
@@ -35,23 +33,25 @@ impl Asset {
     }
 }
 
-/// The assets of every function in `template`, in logical-ID order.
-pub fn assets_of(template: &Template) -> Vec<Asset> {
-    template
-        .resources
-        .iter()
-        .filter_map(|(id, r)| {
-            let a = r.metadata.as_ref()?.get("Asset")?;
-            let field = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+/// The assets of `functions` (the handles of the stack's functions), in logical-ID order;
+/// functions whose code is not a cargo-lambda asset have none.
+pub fn assets_of<'a>(functions: impl IntoIterator<Item = &'a cfn::constructs::lambda::Function>) -> Vec<Asset> {
+    let mut assets: Vec<Asset> = functions
+        .into_iter()
+        .filter_map(|f| {
+            let cfn::constructs::lambda::Code::Asset { name } = f.code() else { return None };
+            let parameters = f.asset_parameters()?;
             Some(Asset {
-                function: id.to_string(),
-                name: field("Name")?,
-                architecture: field("Architecture")?,
-                bucket_parameter: field("BucketParameter")?,
-                key_parameter: field("KeyParameter")?,
+                function: f.construct().id.to_string(),
+                name: name.clone(),
+                architecture: f.architecture().as_str().to_owned(),
+                bucket_parameter: parameters.bucket.to_string(),
+                key_parameter: parameters.key.to_string(),
             })
         })
-        .collect()
+        .collect();
+    assets.sort_by(|a, b| a.function.cmp(&b.function));
+    assets
 }
 
 /// Where cargo-lambda puts zips: `$CARGO_TARGET_DIR/lambda`, else `target/lambda`.
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn assets_come_from_the_template() {
         let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
-        let assets = assets_of(&stack.to_template().unwrap());
+        let assets = assets_of(stack.functions());
         let names: Vec<(&str, &str, &str)> =
             assets.iter().map(|a| (a.function.as_str(), a.name.as_str(), a.key_parameter.as_str())).collect();
         assert_eq!(

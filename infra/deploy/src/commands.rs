@@ -86,7 +86,7 @@ pub async fn publish_assets(
     let lambda_dir = args.lambda_dir.clone().unwrap_or_else(crate::assets::default_lambda_dir);
     let mut parameters = BTreeMap::new();
     parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
-    for asset in crate::assets::assets_of(&t.template) {
+    for asset in crate::assets::assets_of(t.app.functions()) {
         // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
         // progress are not held up.
         let (p, body) = {

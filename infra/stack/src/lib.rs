@@ -198,6 +198,11 @@ impl MetricsStack {
         &self.load_test
     }
 
+    /// Every function of the stack.
+    pub fn functions(&self) -> [&Function; 2] {
+        [&self.publish, &self.load_test]
+    }
+
     /// PublishMetrics' SQS event source.
     pub fn mapping(&self) -> &EventSourceMapping {
         &self.mapping

@@ -33,10 +33,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let stack = metrics_stack::metrics_stack(&args.stack.stack.props()).context("the stack is invalid")?;
-    let template = stack.to_template().context("cannot render the template")?;
     let lambda_dir = args.lambda_dir.unwrap_or_else(deploy::assets::default_lambda_dir);
     let mut overrides = Vec::new();
-    for asset in deploy::assets::assets_of(&template) {
+    for asset in deploy::assets::assets_of(stack.functions()) {
         let p = deploy::assets::package(&asset, &lambda_dir)?;
         if !args.parameter_overrides {
             println!(

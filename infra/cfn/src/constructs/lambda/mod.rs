@@ -17,7 +17,7 @@ use super::iam::{actions, Grantee, Principal, Role};
 use super::logs::{LogGroup, Retention};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
-use crate::template::{Expr, Parameter, Resource, ResourceProperties};
+use crate::template::{Expr, LogicalId, Parameter, Resource, ResourceProperties};
 
 /// The one runtime: a Rust `bootstrap` binary on Amazon Linux 2023.
 pub const RUNTIME: &str = "provided.al2023";
@@ -31,6 +31,16 @@ pub enum Architecture {
     Arm64,
     #[serde(rename = "x86_64")]
     X86_64,
+}
+
+impl Architecture {
+    /// As Lambda and cargo-lambda name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::Arm64 => "arm64",
+            Architecture::X86_64 => "x86_64",
+        }
+    }
 }
 
 /// Where a function's code comes from.
@@ -104,6 +114,14 @@ pub struct Function {
     timeout_secs: u32,
     reserved_concurrency: Option<u32>,
     environment: BTreeMap<String, Expr>,
+    asset_parameters: Option<AssetParameters>,
+}
+
+/// The template parameters an asset's S3 location comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssetParameters {
+    pub bucket: LogicalId,
+    pub key: LogicalId,
 }
 
 impl Grantee for Function {
@@ -189,6 +207,11 @@ impl Function {
 
     pub fn architecture(&self) -> Architecture {
         self.architecture
+    }
+
+    /// For code from a cargo-lambda asset: the parameters naming its bucket and key.
+    pub fn asset_parameters(&self) -> Option<&AssetParameters> {
+        self.asset_parameters.as_ref()
     }
 
     pub fn memory_mb(&self) -> u32 {
@@ -329,7 +352,7 @@ impl FunctionBuilder {
         &self,
         stack: &mut Stack,
         construct: &ConstructRef,
-    ) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
+    ) -> Result<(serde_json::Value, Option<(serde_json::Value, AssetParameters)>)> {
         match &self.code {
             Code::S3 { bucket, key } => Ok((json!({ "S3Bucket": bucket, "S3Key": key }), None)),
             Code::Asset { name } => {
@@ -362,7 +385,8 @@ impl FunctionBuilder {
                     "BucketParameter": bucket,
                     "KeyParameter": key,
                 } });
-                Ok((json!({ "S3Bucket": bucket.reference(), "S3Key": key.reference() }), Some(metadata)))
+                let code = json!({ "S3Bucket": bucket.reference(), "S3Key": key.reference() });
+                Ok((code, Some((metadata, AssetParameters { bucket, key }))))
             }
         }
     }
@@ -388,7 +412,8 @@ impl FunctionBuilder {
             actions::LOGS_WRITE,
         )?;
 
-        let (code, metadata) = self.code(stack, &construct)?;
+        let (code, asset) = self.code(stack, &construct)?;
+        let (metadata, asset_parameters) = asset.map_or((None, None), |(m, p)| (Some(m), Some(p)));
         let props = FunctionProperties {
             function_name: self.name.as_deref(),
             description: self.description.as_deref(),
@@ -419,6 +444,7 @@ impl FunctionBuilder {
             timeout_secs: self.timeout_secs,
             reserved_concurrency: self.reserved_concurrency,
             environment: self.environment,
+            asset_parameters,
         })
     }
 }
