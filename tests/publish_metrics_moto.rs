@@ -142,7 +142,7 @@ struct Flaky {
 }
 
 impl Store for Flaky {
-    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+    async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_calls.contains(&n) {
             return Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into()));

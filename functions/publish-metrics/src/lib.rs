@@ -165,7 +165,7 @@ pub struct Outcome {
     /// TransactWriteItems calls that succeeded, with their item counts.
     pub transactions: Vec<usize>,
     /// Write capacity those transactions consumed, by DynamoDB's size rules
-    /// ([`store::chunk_wcu`]).
+    /// ([`store::transaction_wcu`] of the items written).
     pub wcu: u64,
 }
 
@@ -259,10 +259,10 @@ async fn write_chunk<S: Store>(
         tokio::time::sleep(delay).await;
     }
     match store.write(&chunk).await {
-        Ok(()) => {
+        Ok(wcu) => {
             outcome.counted += chunk.events.len();
             outcome.transactions.push(chunk.items());
-            outcome.wcu += store::chunk_wcu(&chunk);
+            outcome.wcu += wcu;
         }
         Err(WriteError::AlreadyCounted(keys)) => {
             let (dups, rest): (Vec<_>, Vec<_>) = chunk.events.into_iter().partition(|p| keys.contains(&p.event.dedupe));

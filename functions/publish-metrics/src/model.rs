@@ -251,7 +251,7 @@ impl<S> Faulty<S> {
 }
 
 impl<S: Store + Sync> Store for Faulty<S> {
-    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+    async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         if let Some(deadline) = *self.deadline.lock().expect("not poisoned") {
             let latest = deadline.checked_sub(crate::ATTEMPT_TIMEOUT + crate::ANSWER_MARGIN);
             assert!(

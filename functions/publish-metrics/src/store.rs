@@ -44,8 +44,9 @@ impl std::fmt::Display for WriteError {
 }
 
 /// Writes a chunk atomically: all its dedupe records and counter increments, or nothing.
+/// Returns the write capacity the transaction consumed ([`transaction_wcu`] of its items).
 pub trait Store {
-    fn write(&self, chunk: &Chunk) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn write(&self, chunk: &Chunk) -> impl Future<Output = Result<u64, WriteError>> + Send;
 }
 
 /// How a `TransactWriteItems` call failed, in DynamoDB's own terms.
@@ -107,13 +108,6 @@ pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
             _ => TxError::Other(text(&e)),
         },
     }
-}
-
-/// Write capacity the transaction of `chunk` consumes ([`transaction_wcu`] of its items; the
-/// table name does not count toward item size).
-pub fn chunk_wcu(chunk: &Chunk) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-    DynamoStore::new((), "").transaction(chunk, now).map_or(0, |items| transaction_wcu(&items))
 }
 
 /// Cancellation codes worth retrying.
@@ -254,10 +248,12 @@ pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
 }
 
 impl<D: Dynamo> Store for DynamoStore<D> {
-    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+    async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         let items = self.transaction(chunk, now)?;
-        self.client.transact_write_items(items).await.map_err(|e| classify(chunk, e))
+        let wcu = transaction_wcu(&items);
+        self.client.transact_write_items(items).await.map_err(|e| classify(chunk, e))?;
+        Ok(wcu)
     }
 }
 

@@ -252,7 +252,7 @@ async fn a_record_the_table_always_refuses_fails_alone() {
     // the fake gives it whenever event "e5" is in the transaction.
     struct RefusesE5(Fake);
     impl Store for RefusesE5 {
-        async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+        async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
             if let Some(i) = chunk.events.iter().position(|p| p.event.id == "e5") {
                 let mut reasons = vec!["None".to_owned(); chunk.items()];
                 reasons[i] = "ValidationError".into();

@@ -253,15 +253,14 @@ async fn execute(
     planned: cf::PlannedChange,
     args: &DeployOptions,
 ) -> Result<bool> {
-    let cfn = cfn.clone();
     print_review(&planned.review);
-    if !refuse_losses(t, &cfn, &planned, args).await {
+    if !refuse_losses(t, cfn, &planned, args).await {
         return Ok(false);
     }
     if !args.yes && args.require_approval.needs_approval(&planned.review, &args.allow_replace) {
         let answer = confirm(&format!("Deploy these changes to {}?", t.name));
         if !matches!(answer, Ok(true)) {
-            cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+            cf::delete_change_set(cfn, &t.name, &planned.id).await;
             answer?;
             eprintln!("not deployed; the change set was deleted");
             return Ok(false);
@@ -270,27 +269,27 @@ async fn execute(
     // Layer 3: the stack policy protects every stateful resource on the server; a resource the
     // user named with --allow-replace is left out for this update only.
     let protected = guard::stack_policy(&t.template, &[]);
-    let exists = cf::stack_status(&cfn, &t.name).await?.is_some_and(|s| s != StackStatus::ReviewInProgress);
+    let exists = cf::stack_status(cfn, &t.name).await?.is_some_and(|s| s != StackStatus::ReviewInProgress);
     if exists {
-        cf::set_stack_policy(&cfn, &t.name, &guard::stack_policy(&t.template, &args.allow_replace)).await?;
+        cf::set_stack_policy(cfn, &t.name, &guard::stack_policy(&t.template, &args.allow_replace)).await?;
     }
-    let seen = cf::event_ids(&cfn, &t.name).await;
+    let seen = cf::event_ids(cfn, &t.name).await;
     if let Err(e) = cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
-        cf::delete_change_set(&cfn, &t.name, &planned.id).await;
+        cf::delete_change_set(cfn, &t.name, &planned.id).await;
         if exists {
-            cf::set_stack_policy(&cfn, &t.name, &protected).await?;
+            cf::set_stack_policy(cfn, &t.name, &protected).await?;
         }
         bail!("cannot execute the change set (deleted it): {}", cf::sdk(&e));
     }
-    let ok = cf::follow(&cfn, &t.name, seen, false).await?;
-    if cf::stack_status(&cfn, &t.name).await?.is_some() {
-        cf::set_stack_policy(&cfn, &t.name, &protected).await?;
+    let ok = cf::follow(cfn, &t.name, seen, false).await?;
+    if cf::stack_status(cfn, &t.name).await?.is_some() {
+        cf::set_stack_policy(cfn, &t.name, &protected).await?;
     }
     if !ok {
         return Ok(false);
     }
     println!("\n{} deployed", t.name);
-    print_outputs(&cf::outputs(&cfn, &t.name).await?, false);
+    print_outputs(&cf::outputs(cfn, &t.name).await?, false);
     Ok(true)
 }
 

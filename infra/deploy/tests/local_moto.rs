@@ -44,7 +44,7 @@ struct FailingForAWhile {
 }
 
 impl Store for FailingForAWhile {
-    async fn write(&self, chunk: &Chunk) -> Result<(), WriteError> {
+    async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         if self.failing.load(Ordering::SeqCst) > 0 {
             self.failing.fetch_sub(1, Ordering::SeqCst);
             return Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into()));

@@ -124,9 +124,9 @@ impl Alarm {
     }
 }
 
+/// The properties of `AWS::CloudWatch::Alarm`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::CloudWatch::Alarm`.
 pub struct AlarmProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     alarm_name: Option<&'a str>,

@@ -83,9 +83,9 @@ pub struct Table {
     ttl_attribute: Option<String>,
 }
 
+/// The properties of `AWS::DynamoDB::Table`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::DynamoDB::Table`.
 pub struct TableProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     table_name: Option<&'a str>,

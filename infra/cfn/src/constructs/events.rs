@@ -328,9 +328,9 @@ impl Rule {
     }
 }
 
+/// The properties of `AWS::Events::Rule`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::Events::Rule`.
 pub struct RuleProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,

@@ -32,9 +32,9 @@ impl Topic {
     }
 }
 
+/// The properties of `AWS::SNS::Topic`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::SNS::Topic`.
 pub struct TopicProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     topic_name: Option<&'a str>,
@@ -46,9 +46,9 @@ impl ResourceProperties for TopicProperties<'_> {
     const TYPE: &'static str = "AWS::SNS::Topic";
 }
 
+/// The properties of `AWS::SNS::Subscription`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::SNS::Subscription`.
 pub struct SubscriptionProperties {
     topic_arn: Expr,
     protocol: &'static str,

@@ -36,9 +36,9 @@ pub struct Queue {
     dead_letter: Option<(ConstructRef, u32)>,
 }
 
+/// The properties of `AWS::SQS::Queue`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::SQS::Queue`.
 pub struct QueueProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     queue_name: Option<&'a str>,

@@ -39,9 +39,9 @@ pub struct EventSourceMapping {
     enabled: bool,
 }
 
+/// The properties of `AWS::Lambda::EventSourceMapping`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::Lambda::EventSourceMapping`.
 pub struct MappingProperties {
     event_source_arn: Expr,
     function_name: Expr,

@@ -130,9 +130,9 @@ impl Grantee for Function {
     }
 }
 
+/// The properties of `AWS::Lambda::Function`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-/// The properties of `AWS::Lambda::Function`.
 pub struct FunctionProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     function_name: Option<&'a str>,
