@@ -163,7 +163,8 @@ fn events_load_test_may_only_put_events_on_the_bus() {
     let f = props(&t, "EventsLoadTest");
     assert_eq!(f["FunctionName"], "EventsLoadTest");
     assert_eq!(f["Environment"]["Variables"], json!({"EVENT_BUS_NAME": "Serverlesspresso"}));
-    assert!(f.get("ReservedConcurrentExecutions").is_none());
+    // One flood at a time.
+    assert_eq!(f["ReservedConcurrentExecutions"], 1);
     let statements = role_statements(&t, "EventsLoadTestRole");
     assert_eq!(statements.len(), 2);
     assert_eq!(actions(&statements[1]), ["events:PutEvents"]);
@@ -171,6 +172,45 @@ fn events_load_test_may_only_put_events_on_the_bus() {
         statements[1]["Resource"],
         json!([{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/Serverlesspresso"}])
     );
+    // Only the order events the rule routes, from their source: it cannot pose as another
+    // producer on the shared bus.
+    assert_eq!(
+        statements[1]["Condition"],
+        json!({"StringEquals": {
+            "events:source": [order_events::SOURCE],
+            "events:detail-type": ["OrderManager.OrderCancelled", "OrderManager.OrderCompleted", "OrderManager.WaitingCompletion"],
+        }})
+    );
+    let pattern = &props(&t, "OrderMetricsRule")["EventPattern"];
+    assert_eq!(statements[1]["Condition"]["StringEquals"]["events:source"], pattern["source"]);
+    let mut routed: Vec<&str> = pattern["detail-type"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    routed.sort_unstable();
+    let granted = &statements[1]["Condition"]["StringEquals"]["events:detail-type"];
+    assert_eq!(granted, &json!(routed), "the grant admits what the rule routes");
+}
+
+#[test]
+fn publish_metrics_writes_only_the_partition_keys_it_uses() {
+    let t = workshop();
+    let write = &role_statements(&t, "PublishMetricsRole")[1];
+    assert_eq!(actions(write), ["dynamodb:PutItem", "dynamodb:UpdateItem"]);
+    assert_eq!(
+        write["Condition"],
+        json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["Aggregate", "Dedupe#*"]}})
+    );
+}
+
+#[test]
+fn the_dead_letter_queue_takes_only_metrics_queues_failures() {
+    let t = workshop();
+    assert_eq!(
+        props(&t, "MetricsDeadLetterQueue")["RedriveAllowPolicy"],
+        json!({
+            "redrivePermission": "byQueue",
+            "sourceQueueArns": [{"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:MetricsQueue"}],
+        })
+    );
+    assert_eq!(props(&t, "MetricsQueue")["QueueName"], "MetricsQueue");
 }
 
 #[test]

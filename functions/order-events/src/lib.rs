@@ -25,6 +25,11 @@ pub const COUNTER_ATTRIBUTE: &str = "val";
 pub const TTL_ATTRIBUTE: &str = "ttl";
 /// The sort key value of every dedupe record.
 pub const DEDUPE_SK: &str = "Dedupe";
+/// How every dedupe record's partition key starts.
+pub const DEDUPE_PK_PREFIX: &str = "Dedupe#";
+/// Every partition key PublishMetrics writes, as IAM `dynamodb:LeadingKeys` patterns: its
+/// grant admits these and nothing else.
+pub const WRITTEN_PARTITION_KEYS: [&str; 2] = [AGGREGATE_PK, "Dedupe#*"];
 
 /// The environment variables the stack gives the handlers.
 pub mod env {
@@ -218,8 +223,10 @@ impl DedupeKey {
     /// `Dedupe#<event id>`. Event IDs cannot hold `#`, so the two forms never meet.
     pub fn partition_key(&self) -> String {
         match self {
-            DedupeKey::Order { detail_type, order_id } => format!("Dedupe#Order#{}#{order_id}", detail_type.as_str()),
-            DedupeKey::Event(id) => format!("Dedupe#{id}"),
+            DedupeKey::Order { detail_type, order_id } => {
+                format!("{DEDUPE_PK_PREFIX}Order#{}#{order_id}", detail_type.as_str())
+            }
+            DedupeKey::Event(id) => format!("{DEDUPE_PK_PREFIX}{id}"),
         }
     }
 }

@@ -142,6 +142,19 @@ fn one_order_is_one_dedupe_key() {
     assert_eq!(d.partition_key(), "Dedupe#e3");
     let e = key("OrderManager.OrderCompleted", "e4", json!("a string detail"));
     assert_eq!(e, DedupeKey::Event("e4".into()));
+
+    // Every partition key written is one the IAM grant admits (`dynamodb:LeadingKeys`).
+    let admitted = |pk: &str| {
+        WRITTEN_PARTITION_KEYS.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => pk.starts_with(prefix),
+            None => pk == *p,
+        })
+    };
+    for k in [&a, &c, &d, &e] {
+        assert!(admitted(&k.partition_key()), "{}", k.partition_key());
+    }
+    assert!(admitted(AGGREGATE_PK));
+    assert!(!admitted("Dedupe") && !admitted("aggregate") && !admitted("2024-05-01"));
 }
 
 #[test]

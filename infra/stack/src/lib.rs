@@ -228,6 +228,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     let dead_letters = Queue::builder("MetricsDeadLetterQueue")
         .queue_name(&props.dead_letter_queue_name)
         .retention_secs(1_209_600)
+        .redrive_allow_only(&[&props.queue_name])
         .build(&mut stack)?;
     let queue = Queue::builder("MetricsQueue")
         .queue_name(&props.queue_name)
@@ -255,7 +256,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .env(order_events::env::TABLE_NAME, table.table_name())
         .log_retention(props.log_retention)
         .build(&mut stack)?;
-    table.grant_write(&mut stack, &publish)?;
+    table.grant_write_keys(&mut stack, &publish, &order_events::WRITTEN_PARTITION_KEYS)?;
     let mapping = EventSourceMapping::sqs("PublishMetricsQueueMapping", &queue, &publish)
         .batch_size(props.batch_size)
         .batching_window_secs(props.batching_window_secs)
@@ -268,15 +269,17 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .architecture(props.architecture)
         .memory_mb(256)
         .timeout_secs(120)
+        // One flood at a time: two would double the burst the queue is shown to absorb.
+        .reserved_concurrency(1)
         .env(order_events::env::EVENT_BUS_NAME, bus.bus_name())
         .log_retention(props.log_retention)
         .build(&mut stack)?;
-    bus.grant_put_events(&mut stack, &load_test)?;
-
     // The order events the metrics count, from the core app: the names the handlers read.
-    let pattern = EventPattern::new()
-        .sources(&[order_events::SOURCE])
-        .detail_types(&order_events::DetailType::ALL.map(order_events::DetailType::as_str));
+    let detail_types = order_events::DetailType::ALL.map(order_events::DetailType::as_str);
+    // It may put only the order events it makes, so it can never pose as another producer.
+    bus.grant_put_events_of(&mut stack, &load_test, order_events::SOURCE, &detail_types)?;
+
+    let pattern = EventPattern::new().sources(&[order_events::SOURCE]).detail_types(&detail_types);
     let rule = Rule::builder("OrderMetricsRule", &bus, pattern)
         .name(&props.rule_name)
         .description("Order events for the business metrics")
@@ -391,6 +394,8 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         })
         .build(&mut stack)?;
 
+    acknowledge_scan_findings(&mut stack, &[&publish, &load_test], &[&queue, &dead_letters], &table, &alarms)?;
+
     stack.add_output("QueueUrl", "URL of MetricsQueue", queue.url())?;
     stack.add_output("QueueArn", "ARN of MetricsQueue", queue.arn())?;
     stack.add_output("DeadLetterQueueUrl", "URL of the dead-letter queue", dead_letters.url())?;
@@ -406,6 +411,59 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     stack.add_output("EventBusArn", "ARN of that bus", bus.arn())?;
     stack.add_output("AlarmTopicArn", "The topic every alarm notifies", alarms.arn())?;
     Ok(MetricsStack { stack, bus, rule, queue, dead_letters, table, publish, load_test, mapping, alarms })
+}
+
+/// The policy scan's (checkov's) findings this stack accepts, each with its reason; everything
+/// else it reports is fixed in the constructs. A test runs the scan and fails on any finding
+/// not accepted here, and on any acceptance the scan no longer needs.
+fn acknowledge_scan_findings(
+    stack: &mut Stack,
+    functions: &[&Function],
+    queues: &[&Queue],
+    table: &Table,
+    alarms: &Topic,
+) -> Result<()> {
+    for f in functions {
+        let f_id = f.construct();
+        stack.acknowledge(
+            f_id,
+            "CKV_AWS_116",
+            "Lambda's dead-letter queue is for asynchronous invocations: PublishMetrics is invoked synchronously by its SQS mapping, whose failures go to MetricsQueue's own DLQ, and EventsLoadTest is invoked by a person who reads its report",
+        )?;
+        stack.acknowledge(
+            f_id,
+            "CKV_AWS_117",
+            "the functions call only the public DynamoDB and EventBridge endpoints over TLS with IAM auth; a VPC would add NAT or endpoints and cold-start time and protect nothing here",
+        )?;
+        stack.acknowledge(
+            f_id,
+            "CKV_AWS_173",
+            "the environment holds only resource names (table, bus), no secrets; Lambda encrypts it at rest with its service key",
+        )?;
+        stack.acknowledge(
+            f.log_group().construct(),
+            "CKV_AWS_158",
+            "CloudWatch Logs encrypts log data at rest; these logs hold order IDs and drink names, no personal data, so a customer key (and its policy for logs) buys nothing",
+        )?;
+    }
+    for q in queues {
+        stack.acknowledge(
+            q.construct(),
+            "CKV_AWS_27",
+            "encrypted at rest with SQS-managed keys (SqsManagedSseEnabled); checkov counts only KMS, and EventBridge cannot send to a queue under the AWS-managed KMS key, so KMS would need a customer key with a policy for events.amazonaws.com",
+        )?;
+    }
+    stack.acknowledge(
+        table.construct(),
+        "CKV_AWS_119",
+        "encrypted at rest with the AWS-owned key; the table holds daily counts and dedupe markers, no personal data, so a customer key adds cost and a key-policy failure mode for nothing",
+    )?;
+    stack.acknowledge(
+        alarms.construct(),
+        "CKV_AWS_26",
+        "carries only alarm names and states; CloudWatch alarms cannot publish to a topic under the AWS-managed SNS key, and a customer key for this alone is not worth its cost",
+    )?;
+    Ok(())
 }
 
 /// The stacks `synth` writes: the workshop's (importing the core app's bus) and a standalone

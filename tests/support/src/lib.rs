@@ -75,15 +75,25 @@ pub fn target_dir() -> PathBuf {
 /// cached target directory also caches the tools. `SERVERLESSPRESSO_VENV` overrides the place.
 pub fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| prepared_venv("SERVERLESSPRESSO_VENV", "tools-venv", "tests/requirements.txt"))
+}
+
+/// checkov's own virtual environment (`tests/requirements-checkov.txt`): checkov pins a boto3
+/// that moto and awscli do not accept. `SERVERLESSPRESSO_CHECKOV_VENV` overrides the place.
+pub fn checkov() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = std::env::var_os("SERVERLESSPRESSO_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("tmp/tools-venv"));
-        if let Err(e) = ensure_venv(&dir) {
-            panic!("cannot prepare the test tools in {}: {e}", dir.display());
-        }
-        dir
+        prepared_venv("SERVERLESSPRESSO_CHECKOV_VENV", "checkov-venv", "tests/requirements-checkov.txt")
     })
+    .join("bin/checkov")
+}
+
+fn prepared_venv(override_var: &str, name: &str, requirements: &str) -> PathBuf {
+    let dir = std::env::var_os(override_var).map(PathBuf::from).unwrap_or_else(|| target_dir().join("tmp").join(name));
+    if let Err(e) = ensure_venv(&dir, &workspace_root().join(requirements)) {
+        panic!("cannot prepare the test tools in {}: {e}", dir.display());
+    }
+    dir
 }
 
 /// The data cfn-lint ships (provider schemas, stateful types), in the tools' venv.
@@ -104,10 +114,9 @@ pub fn tool(name: &str) -> PathBuf {
     venv().join("bin").join(name)
 }
 
-fn ensure_venv(dir: &Path) -> Result<(), String> {
-    let requirements_path = workspace_root().join("tests/requirements.txt");
+fn ensure_venv(dir: &Path, requirements_path: &Path) -> Result<(), String> {
     let requirements =
-        fs::read_to_string(&requirements_path).map_err(|e| format!("{}: {e}", requirements_path.display()))?;
+        fs::read_to_string(requirements_path).map_err(|e| format!("{}: {e}", requirements_path.display()))?;
     let parent = dir.parent().ok_or("the venv path has no parent")?;
     fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     let lock_path = dir.with_extension("lock");
@@ -118,7 +127,7 @@ fn ensure_venv(dir: &Path) -> Result<(), String> {
     if fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str()) {
         return Ok(());
     }
-    eprintln!("installing the test tools of tests/requirements.txt into {} ...", dir.display());
+    eprintln!("installing the test tools of {} into {} ...", requirements_path.display(), dir.display());
     if !dir.join("bin/pip").exists() {
         run(
             Command::new("python3").args(["-m", "venv"]).arg(dir),
@@ -128,8 +137,8 @@ fn ensure_venv(dir: &Path) -> Result<(), String> {
     run(
         Command::new(dir.join("bin/pip"))
             .args(["install", "--disable-pip-version-check", "--quiet", "-r"])
-            .arg(&requirements_path),
-        "pip install -r tests/requirements.txt",
+            .arg(requirements_path),
+        "pip install -r",
     )?;
     fs::write(&stamp, requirements).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(())

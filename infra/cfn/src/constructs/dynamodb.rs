@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
-use super::iam::{actions, Grant, Grantee, Principal};
+use super::iam::{actions, Condition, Grant, Grantee, Principal};
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Policy, Resource, ResourceProperties};
@@ -161,6 +161,24 @@ impl Table {
             Some(&self.construct),
             self.arn(),
             actions::DYNAMODB_WRITE,
+        )
+    }
+
+    /// [`Table::grant_write`], only on items whose partition key matches one of
+    /// `partition_keys` (`dynamodb:LeadingKeys`; `*` and `?` wildcards): a bug or a hostile
+    /// event in the grantee cannot write elsewhere in the table.
+    pub fn grant_write_keys(
+        &self,
+        stack: &mut Stack,
+        grantee: &impl Grantee,
+        partition_keys: &[&str],
+    ) -> Result<Grant> {
+        stack.grant_when(
+            Principal::Role(grantee.grant_role().clone()),
+            Some(&self.construct),
+            self.arn(),
+            actions::DYNAMODB_WRITE,
+            vec![Condition::for_all_values_string_like("dynamodb:LeadingKeys", partition_keys)?],
         )
     }
 

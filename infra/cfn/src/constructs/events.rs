@@ -7,7 +7,7 @@ use std::panic::Location;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::iam::{actions, Grant, Grantee, Principal};
+use super::iam::{actions, Condition, Grant, Grantee, Principal};
 use super::sqs::Queue;
 use super::{validate, ConstructRef, Stack};
 use crate::error::{Error, Result};
@@ -86,6 +86,33 @@ impl EventBus {
             EventBus::Imported { .. } => None,
         };
         stack.grant(Principal::Role(grantee.grant_role().clone()), resource, self.arn(), actions::EVENTS_PUT)
+    }
+
+    /// [`EventBus::grant_put_events`], only for events of `source` with one of `detail_types`
+    /// (`events:source`, `events:detail-type`; EventBridge checks each entry): the grantee
+    /// cannot pose as another producer on the bus.
+    pub fn grant_put_events_of(
+        &self,
+        stack: &mut Stack,
+        grantee: &impl Grantee,
+        source: &str,
+        detail_types: &[&str],
+    ) -> Result<Grant> {
+        let resource = match self {
+            EventBus::Created { construct, .. } => Some(construct),
+            EventBus::Imported { .. } => None,
+        };
+        let conditions = vec![
+            Condition::string_equals("events:source", &[source])?,
+            Condition::string_equals("events:detail-type", detail_types)?,
+        ];
+        stack.grant_when(
+            Principal::Role(grantee.grant_role().clone()),
+            resource,
+            self.arn(),
+            actions::EVENTS_PUT,
+            conditions,
+        )
     }
 }
 

@@ -41,8 +41,63 @@ pub struct Grant {
     /// The resource of this stack the actions apply to (`None`: one outside it, by ARN).
     pub resource: Option<ConstructRef>,
     pub actions: &'static [&'static str],
+    /// What narrows the grant (`Condition`), empty for none.
+    pub conditions: Vec<Condition>,
     /// Where the statement lives: the role, or the resource policy.
     pub policy: ConstructRef,
+}
+
+/// One IAM condition that narrows a grant: every listed key must match one of its values.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Condition {
+    operator: &'static str,
+    key: &'static str,
+    values: Vec<String>,
+}
+
+impl Condition {
+    /// `StringEquals`: the key (single-valued per request, or per entry for `PutEvents`) is
+    /// one of `values`.
+    pub fn string_equals(key: &'static str, values: &[&str]) -> Result<Self> {
+        Self::new("StringEquals", key, values)
+    }
+
+    /// `ForAllValues:StringLike`: every value the request carries for the key matches one of
+    /// `values` (`*` and `?` wildcards), as `dynamodb:LeadingKeys` needs.
+    pub fn for_all_values_string_like(key: &'static str, values: &[&str]) -> Result<Self> {
+        Self::new("ForAllValues:StringLike", key, values)
+    }
+
+    fn new(operator: &'static str, key: &'static str, values: &[&str]) -> Result<Self> {
+        let who = format!("iam::Condition {operator}");
+        let well_formed = matches!(key.split_once(':'), Some((svc, k)) if !svc.is_empty() && !k.is_empty());
+        if !well_formed {
+            return Err(Error::invalid(who, "key", key, "must be one `service:key` condition key"));
+        }
+        if values.is_empty() || values.iter().any(|v| v.is_empty()) {
+            return Err(Error::invalid(
+                who,
+                key,
+                format!("{values:?}"),
+                "needs at least one value, none empty: an empty list would match nothing or everything",
+            ));
+        }
+        if operator.starts_with("ForAllValues:") && values.contains(&"*") {
+            return Err(Error::invalid(who, key, "*", "a lone `*` lets every key through: name the keys"));
+        }
+        let mut values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        values.sort();
+        values.dedup();
+        Ok(Condition { operator, key, values })
+    }
+
+    pub fn key(&self) -> &str {
+        self.key
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
 }
 
 /// Anything that can receive a grant: it has an execution role in the stack.
@@ -58,6 +113,7 @@ pub struct Statement {
     actions: Vec<String>,
     resources: Vec<Expr>,
     source_arn: Option<Expr>,
+    conditions: Vec<Condition>,
 }
 
 impl Statement {
@@ -90,7 +146,15 @@ impl Statement {
             actions: actions.iter().map(|a| (*a).to_owned()).collect(),
             resources,
             source_arn: None,
+            conditions: Vec::new(),
         })
+    }
+
+    /// Only when `condition` holds too.
+    pub fn when(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
+        self.conditions.sort();
+        self
     }
 
     /// For resource policies: the AWS service allowed to act.
@@ -123,8 +187,16 @@ impl Serialize for Statement {
         }
         map.serialize_entry("Action", &self.actions)?;
         map.serialize_entry("Resource", &self.resources)?;
+        let mut conditions = serde_json::Map::new();
         if let Some(arn) = &self.source_arn {
-            map.serialize_entry("Condition", &json!({ "ArnEquals": { "aws:SourceArn": arn } }))?;
+            conditions.insert("ArnEquals".to_owned(), json!({ "aws:SourceArn": arn }));
+        }
+        for c in &self.conditions {
+            let entry = conditions.entry(c.operator).or_insert_with(|| json!({}));
+            entry[c.key] = json!(c.values);
+        }
+        if !conditions.is_empty() {
+            map.serialize_entry("Condition", &conditions)?;
         }
         map.end()
     }
@@ -299,5 +371,45 @@ mod tests {
                 "Condition": {"ArnEquals": {"aws:SourceArn": "rule"}},
             })
         );
+    }
+
+    #[test]
+    fn conditions_serialize_sorted_beside_the_source_condition() {
+        let s = Statement::allow(&["events:PutEvents"], vec![Expr::lit("bus")])
+            .unwrap()
+            .from_source(Expr::lit("rule"))
+            .when(Condition::string_equals("events:source", &["b", "a", "a"]).unwrap())
+            .when(Condition::for_all_values_string_like("dynamodb:LeadingKeys", &["K#*"]).unwrap());
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["Condition"],
+            json!({
+                "ArnEquals": {"aws:SourceArn": "rule"},
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["K#*"]},
+                "StringEquals": {"events:source": ["a", "b"]},
+            })
+        );
+    }
+
+    #[test]
+    fn conditions_that_would_match_nothing_or_everything_are_refused() {
+        assert!(Condition::string_equals("events:source", &["x"]).is_ok());
+        assert!(Condition::for_all_values_string_like("dynamodb:LeadingKeys", &["K*"]).is_ok());
+        let cases: [(&str, &[&str], &str); 5] = [
+            ("events:source", &[], "needs at least one value"),
+            ("events:source", &["x", ""], "needs at least one value"),
+            ("source", &["x"], "`service:key`"),
+            (":source", &["x"], "`service:key`"),
+            ("dynamodb:LeadingKeys", &["*"], "lets every key through"),
+        ];
+        for (key, values, expected) in cases {
+            let err = if key == "dynamodb:LeadingKeys" {
+                Condition::for_all_values_string_like("dynamodb:LeadingKeys", values)
+            } else {
+                Condition::string_equals(key, values)
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{key} {values:?}: {err}");
+        }
     }
 }

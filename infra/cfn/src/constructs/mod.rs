@@ -13,4 +13,4 @@ pub mod sqs;
 mod stack;
 pub mod validate;
 
-pub use stack::{ConstructRef, Stack};
+pub use stack::{Acknowledgement, ConstructRef, Stack};

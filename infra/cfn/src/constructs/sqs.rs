@@ -24,6 +24,7 @@ pub struct QueueBuilder {
     receive_wait_secs: u32,
     encrypted: bool,
     dead_letter: Option<(Queue, u32)>,
+    redrive_allow: Option<Vec<String>>,
 }
 
 /// A built queue: the handle other constructs and grants take.
@@ -34,6 +35,8 @@ pub struct Queue {
     visibility_timeout_secs: u32,
     retention_secs: u32,
     dead_letter: Option<(ConstructRef, u32)>,
+    /// The only queues (by name) that may use this one as their dead-letter queue.
+    redrive_allow: Option<Vec<String>>,
 }
 
 /// The properties of `AWS::SQS::Queue`.
@@ -48,6 +51,8 @@ pub struct QueueProperties<'a> {
     sqs_managed_sse_enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     redrive_policy: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redrive_allow_policy: Option<serde_json::Value>,
 }
 
 impl ResourceProperties for QueueProperties<'_> {
@@ -62,6 +67,8 @@ impl Queue {
     pub const RETENTION: std::ops::RangeInclusive<u32> = 60..=1_209_600;
     pub const RECEIVE_WAIT: std::ops::RangeInclusive<u32> = 0..=20;
     pub const MAX_RECEIVE_COUNT: std::ops::RangeInclusive<u32> = 1..=1_000;
+    /// Source queues a `RedriveAllowPolicy` of `byQueue` may name.
+    pub const REDRIVE_ALLOW_SOURCES: std::ops::RangeInclusive<usize> = 1..=10;
 
     pub fn builder(id: &str) -> QueueBuilder {
         QueueBuilder {
@@ -72,6 +79,7 @@ impl Queue {
             receive_wait_secs: 20,
             encrypted: true,
             dead_letter: None,
+            redrive_allow: None,
         }
     }
 
@@ -95,6 +103,11 @@ impl Queue {
     /// The dead-letter queue and `maxReceiveCount`, when there is a redrive policy.
     pub fn dead_letter(&self) -> Option<(&ConstructRef, u32)> {
         self.dead_letter.as_ref().map(|(q, n)| (q, *n))
+    }
+
+    /// The queues (by name) allowed to use this one as their dead-letter queue, when limited.
+    pub fn redrive_allow(&self) -> Option<&[String]> {
+        self.redrive_allow.as_deref()
     }
 
     /// The queue URL (`Ref`).
@@ -188,6 +201,15 @@ impl QueueBuilder {
         self
     }
 
+    /// Only the queues named `source_queues` (1 to 10, of this stack's account and region) may
+    /// use this queue as their dead-letter queue (`RedriveAllowPolicy` `byQueue`), so no other
+    /// queue's failures land among this one's. By name, not `Fn::GetAtt`: the sources refer to
+    /// this queue, and a reference back would be a cycle.
+    pub fn redrive_allow_only(mut self, source_queues: &[&str]) -> Self {
+        self.redrive_allow = Some(source_queues.iter().map(|q| (*q).to_owned()).collect());
+        self
+    }
+
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Queue> {
         let construct = stack.claim(&self.id, "sqs::Queue", Location::caller())?;
@@ -220,7 +242,50 @@ impl QueueBuilder {
                         ),
                     ));
                 }
+                if let Some(allowed) = &dlq.redrive_allow {
+                    if !self.name.as_ref().is_some_and(|n| allowed.contains(n)) {
+                        return Err(Error::invalid(
+                            &construct,
+                            "RedrivePolicy.deadLetterTargetArn",
+                            dlq.construct.to_string(),
+                            format!(
+                                "that queue's RedriveAllowPolicy admits only {allowed:?}: name this queue one of them (QueueName = {:?})",
+                                self.name
+                            ),
+                        ));
+                    }
+                }
                 Some(json!({ "deadLetterTargetArn": dlq.arn(), "maxReceiveCount": max_receive_count }))
+            }
+        };
+        let redrive_allow_policy = match &self.redrive_allow {
+            None => None,
+            Some(sources) => {
+                if !Queue::REDRIVE_ALLOW_SOURCES.contains(&sources.len()) {
+                    return Err(Error::invalid(
+                        &construct,
+                        "RedriveAllowPolicy.sourceQueueArns",
+                        format!("{} queues", sources.len()),
+                        "must name 1 to 10 source queues",
+                    ));
+                }
+                for name in sources {
+                    validate::name(
+                        &construct,
+                        "RedriveAllowPolicy.sourceQueueArns",
+                        name,
+                        1..=80,
+                        validate::alnum_or("-_"),
+                        "A-Z, a-z, 0-9, - and _",
+                    )?;
+                }
+                let arns: Vec<Expr> = sources
+                    .iter()
+                    .map(|name| {
+                        Expr::Sub(format!("arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}"))
+                    })
+                    .collect();
+                Some(json!({ "redrivePermission": "byQueue", "sourceQueueArns": arns }))
             }
         };
         let props = QueueProperties {
@@ -230,6 +295,7 @@ impl QueueBuilder {
             receive_message_wait_time_seconds: self.receive_wait_secs,
             sqs_managed_sse_enabled: self.encrypted,
             redrive_policy,
+            redrive_allow_policy,
         };
         stack.add_resource(&construct, Resource::of(&props)?);
         Ok(Queue {
@@ -238,6 +304,7 @@ impl QueueBuilder {
             visibility_timeout_secs: self.visibility_timeout_secs,
             retention_secs: self.retention_secs,
             dead_letter: self.dead_letter.map(|(q, n)| (q.construct, n)),
+            redrive_allow: self.redrive_allow,
         })
     }
 }
@@ -329,6 +396,46 @@ mod tests {
         assert!(err.starts_with("sqs::Queue `Dlq`: MessageRetentionPeriod = 345600 is invalid"), "{err}");
         let longer = Queue::builder("Dlq2").retention_secs(345_601).build(&mut stack).unwrap();
         assert!(Queue::builder("Q2").dead_letter_queue(&longer, 5).build(&mut stack).is_ok());
+    }
+
+    #[test]
+    fn redrive_allow_policy_names_its_sources_and_refuses_others() {
+        let mut stack = Stack::new("s", "").unwrap();
+        let dlq =
+            Queue::builder("Dlq").retention_secs(1_209_600).redrive_allow_only(&["Source"]).build(&mut stack).unwrap();
+        assert_eq!(dlq.redrive_allow(), Some(&["Source".to_owned()][..]));
+        assert_eq!(
+            props(&stack, "Dlq")["RedriveAllowPolicy"],
+            json!({
+                "redrivePermission": "byQueue",
+                "sourceQueueArns": [{"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:Source"}],
+            })
+        );
+        assert!(Queue::builder("Q").queue_name("Source").dead_letter_queue(&dlq, 5).build(&mut stack).is_ok());
+        for other in [Some("Other"), None] {
+            let mut b = Queue::builder(if other.is_some() { "Q2" } else { "Q3" }).dead_letter_queue(&dlq, 5);
+            if let Some(name) = other {
+                b = b.queue_name(name);
+            }
+            let err = b.build(&mut stack).unwrap_err().to_string();
+            assert!(err.contains("RedrivePolicy.deadLetterTargetArn = sqs::Queue `Dlq` is invalid"), "{err}");
+            assert!(err.contains("admits only [\"Source\"]"), "{err}");
+        }
+    }
+
+    #[test]
+    fn redrive_allow_policy_limits() {
+        let names: Vec<String> = (0..11).map(|i| format!("q{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (n, ok) in [(0, false), (1, true), (10, true), (11, false)] {
+            let r = build(|b| b.redrive_allow_only(&names[..n]));
+            assert_eq!(r.is_ok(), ok, "{n} sources: {r:?}");
+            if !ok {
+                assert!(r.unwrap_err().to_string().contains("RedriveAllowPolicy.sourceQueueArns"));
+            }
+        }
+        let err = build(|b| b.redrive_allow_only(&["bad.name"])).unwrap_err().to_string();
+        assert!(err.contains("RedriveAllowPolicy.sourceQueueArns = \"bad.name\""), "{err}");
     }
 
     #[test]

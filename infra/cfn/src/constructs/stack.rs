@@ -6,7 +6,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::iam::{Grant, Principal, QueuePolicy, Role, Statement};
+use super::iam::{Condition, Grant, Principal, QueuePolicy, Role, Statement};
 use super::validate;
 use crate::error::{Error, Place, Result};
 use crate::template::{ConditionExpr, Expr, LogicalId, Output, Parameter, Resource, Template};
@@ -37,6 +37,22 @@ pub struct Stack {
     roles: BTreeMap<LogicalId, Role>,
     queue_policies: BTreeMap<LogicalId, QueuePolicy>,
     grants: Vec<Grant>,
+    acknowledgements: BTreeMap<LogicalId, Vec<Acknowledgement>>,
+}
+
+/// A policy-scanner finding accepted for one resource, with the reason a reviewer reads (in the
+/// spirit of cdk-nag's suppressions). Rendered as checkov's `Metadata.checkov.skip`, so the scan
+/// stays clean and the reason travels with the template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub check: String,
+    pub reason: String,
+}
+
+impl Acknowledgement {
+    /// A reason shorter than this says nothing a reviewer can weigh.
+    pub const MIN_REASON_CHARS: usize = 20;
+    pub const MAX_REASON_CHARS: usize = 500;
 }
 
 impl Stack {
@@ -63,6 +79,7 @@ impl Stack {
             roles: BTreeMap::new(),
             queue_policies: BTreeMap::new(),
             grants: Vec::new(),
+            acknowledgements: BTreeMap::new(),
         })
     }
 
@@ -115,10 +132,24 @@ impl Stack {
         arn: Expr,
         actions: &'static [&'static str],
     ) -> Result<Grant> {
+        self.grant_when(principal, resource, arn, actions, Vec::new())
+    }
+
+    /// [`Stack::grant`], narrowed by `conditions` (all must hold).
+    #[track_caller]
+    pub(crate) fn grant_when(
+        &mut self,
+        principal: Principal,
+        resource: Option<&ConstructRef>,
+        arn: Expr,
+        actions: &'static [&'static str],
+        mut conditions: Vec<Condition>,
+    ) -> Result<Grant> {
         if let Some(r) = resource {
             self.owns(r)?;
         }
-        let statement = Statement::allow(actions, vec![arn])?;
+        conditions.sort();
+        let statement = conditions.iter().cloned().fold(Statement::allow(actions, vec![arn])?, Statement::when);
         let policy = match &principal {
             Principal::Role(role) => {
                 self.role_mut(role)?.add(statement);
@@ -143,7 +174,7 @@ impl Stack {
                 policy.construct().clone()
             }
         };
-        let grant = Grant { principal, resource: resource.cloned(), actions, policy };
+        let grant = Grant { principal, resource: resource.cloned(), actions, conditions, policy };
         if !self.grants.contains(&grant) {
             self.grants.push(grant.clone());
         }
@@ -173,6 +204,47 @@ impl Stack {
         self.queue_policies
             .get_mut(&queue.id)
             .ok_or_else(|| Error::ForeignConstruct { construct: queue.to_string(), stack: name })
+    }
+
+    /// Accepts the policy scan's finding `check` (`CKV_AWS_<n>` or `CKV2_AWS_<n>`) on the
+    /// resource `construct`, for `reason` (20 to 500 characters): the scan then skips that check
+    /// there, and the reason is in the template for review.
+    pub fn acknowledge(&mut self, construct: &ConstructRef, check: &str, reason: &str) -> Result<()> {
+        self.owns(construct)?;
+        if matches!(construct.kind, "Parameter" | "Condition" | "Output") {
+            return Err(Error::invalid(construct, "Metadata.checkov", check, "only resources are scanned"));
+        }
+        let number = check.strip_prefix("CKV_AWS_").or_else(|| check.strip_prefix("CKV2_AWS_"));
+        if !number.is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(Error::invalid(
+                construct,
+                "Metadata.checkov.skip.id",
+                format!("{check:?}"),
+                "must be a checkov AWS check ID: CKV_AWS_<n> or CKV2_AWS_<n>",
+            ));
+        }
+        let reason = reason.trim();
+        let chars = reason.chars().count();
+        if !(Acknowledgement::MIN_REASON_CHARS..=Acknowledgement::MAX_REASON_CHARS).contains(&chars) {
+            return Err(Error::invalid(
+                construct,
+                "Metadata.checkov.skip.comment",
+                format!("{chars} characters"),
+                "say why the finding is accepted, in 20 to 500 characters",
+            ));
+        }
+        let list = self.acknowledgements.entry(construct.id.clone()).or_default();
+        if list.iter().any(|a| a.check == check) {
+            return Err(Error::invalid(construct, "Metadata.checkov.skip.id", check, "is acknowledged twice"));
+        }
+        list.push(Acknowledgement { check: check.to_owned(), reason: reason.to_owned() });
+        list.sort_by(|a, b| a.check.cmp(&b.check));
+        Ok(())
+    }
+
+    /// The accepted findings of each resource.
+    pub fn acknowledgements(&self) -> &BTreeMap<LogicalId, Vec<Acknowledgement>> {
+        &self.acknowledgements
     }
 
     /// Adds a template parameter; returns its ID for `Ref`.
@@ -213,6 +285,15 @@ impl Stack {
         }
         for policy in self.queue_policies.values() {
             template.resources.insert(policy.construct().id.clone(), policy.render()?);
+        }
+        for (id, acknowledgements) in &self.acknowledgements {
+            let resource = template.resources.get_mut(id).ok_or_else(|| {
+                Error::invalid(format!("`{id}`"), "Metadata.checkov", "acknowledgement", "no resource has this ID")
+            })?;
+            let skip: Vec<serde_json::Value> =
+                acknowledgements.iter().map(|a| serde_json::json!({ "id": a.check, "comment": a.reason })).collect();
+            let metadata = resource.metadata.get_or_insert_with(|| serde_json::json!({}));
+            metadata["checkov"] = serde_json::json!({ "skip": skip });
         }
         Ok(template)
     }
@@ -284,6 +365,61 @@ mod tests {
         let principal = Principal::Service { service: "events.amazonaws.com", source, source_arn: f.arn() };
         let err = stack.grant(principal, Some(table.construct()), table.arn(), actions::SQS_SEND).unwrap_err();
         assert!(err.to_string().contains("only queues take resource-policy grants"), "{err}");
+    }
+
+    #[test]
+    fn acknowledgements_become_checkov_metadata_with_their_reasons() {
+        use crate::constructs::lambda::{Code, Function};
+        let mut stack = Stack::new("s", "").unwrap();
+        let f = Function::builder("F", Code::asset("f")).build(&mut stack).unwrap();
+        let why = "calls only public AWS endpoints";
+        stack.acknowledge(f.construct(), "CKV_AWS_117", why).unwrap();
+        stack.acknowledge(f.construct(), "CKV2_AWS_1", why).unwrap();
+        let t = stack.to_template().unwrap();
+        let metadata = t.resource("F").unwrap().metadata.clone().unwrap();
+        assert_eq!(
+            metadata["checkov"],
+            serde_json::json!({"skip": [
+                {"id": "CKV2_AWS_1", "comment": why},
+                {"id": "CKV_AWS_117", "comment": why},
+            ]})
+        );
+        assert!(metadata.get("Asset").is_some(), "the function's own metadata stays: {metadata}");
+        let role = f.role().clone();
+        stack.acknowledge(&role, "CKV_AWS_111", why).unwrap();
+        assert!(stack.to_template().unwrap().resource("FRole").unwrap().metadata.is_some());
+    }
+
+    #[test]
+    fn acknowledgements_are_checked() {
+        use crate::constructs::lambda::{Code, Function};
+        let mut stack = Stack::new("s", "").unwrap();
+        let f = Function::builder("F", Code::asset("f")).build(&mut stack).unwrap();
+        let c = f.construct().clone();
+        let twenty = "a".repeat(20);
+        assert!(stack.acknowledge(&c, "CKV_AWS_1", &twenty).is_ok());
+        assert!(stack.acknowledge(&c, "CKV_AWS_2", &"é".repeat(500)).is_ok());
+        let cases = [
+            ("CKV_AWS_3", "a".repeat(19), "in 20 to 500 characters"),
+            ("CKV_AWS_3", format!("  {}  ", "a".repeat(19)), "in 20 to 500 characters"),
+            ("CKV_AWS_3", "a".repeat(501), "in 20 to 500 characters"),
+            ("CKV_AWS_1", twenty.clone(), "is acknowledged twice"),
+            ("CKV_AWS_", twenty.clone(), "CKV_AWS_<n>"),
+            ("CKV_AZURE_1", twenty.clone(), "CKV_AWS_<n>"),
+            ("CKV_AWS_1x", twenty.clone(), "CKV_AWS_<n>"),
+            ("ckv_aws_1", twenty.clone(), "CKV_AWS_<n>"),
+        ];
+        for (check, reason, expected) in cases {
+            let err = stack.acknowledge(&c, check, &reason).unwrap_err().to_string();
+            assert!(err.starts_with("lambda::Function `F`: Metadata.checkov"), "{err}");
+            assert!(err.contains(expected), "{check} {reason:?}: {err}");
+        }
+        let output = stack.claim("Out", "Output", Location::caller()).unwrap();
+        assert!(stack.acknowledge(&output, "CKV_AWS_1", &twenty).unwrap_err().to_string().contains("only resources"));
+        let other = Stack::new("o", "").unwrap();
+        assert!(matches!(other.owns(&c), Err(Error::ForeignConstruct { .. })));
+        let mut other = other;
+        assert!(other.acknowledge(&c, "CKV_AWS_1", &twenty).is_err());
     }
 
     #[test]
