@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use support::moto::Moto;
+use support::proxy;
 use support::text;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 fn deploy(endpoint: &str, args: &[&str]) -> Output {
@@ -28,48 +29,9 @@ struct Task {
     moved: u64,
 }
 
-/// Reads one HTTP/1.1 request: head and body (by Content-Length).
-async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some((head, buf[head_end..head_end + length].to_vec()))
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
-}
-
 async fn respond(conn: &mut TcpStream, status: &str, body: &Value) {
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes()).await;
-    let _ = conn.write_all(body.as_bytes()).await;
+    let head = format!("HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\n");
+    proxy::respond(conn, &head, body.to_string().as_bytes()).await;
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
@@ -125,8 +87,8 @@ async fn proxy(listener: TcpListener, moto: String, sqs: aws_sdk_sqs::Client, ta
         let Ok((mut conn, _)) = listener.accept().await else { return };
         let (sqs, tasks, upstream) = (sqs.clone(), tasks.clone(), upstream.clone());
         tokio::spawn(async move {
-            let Some((head, body)) = read_request(&mut conn).await else { return };
-            let target = header(&head, "x-amz-target").unwrap_or_default().to_owned();
+            let Some((head, body)) = proxy::read_request(&mut conn).await else { return };
+            let target = proxy::header(&head, "x-amz-target").unwrap_or_default().to_owned();
             match target.as_str() {
                 "AmazonSQS.StartMessageMoveTask" => {
                     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -152,18 +114,9 @@ async fn proxy(listener: TcpListener, moto: String, sqs: aws_sdk_sqs::Client, ta
                     respond(&mut conn, "200 OK", &json!({"Results": results})).await;
                 }
                 _ => {
-                    // One request per connection: ask moto to close, then relay its answer.
-                    let head: String = head
-                        .lines()
-                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
-                        .map(|l| format!("{l}\r\n"))
-                        .collect();
-                    let Ok(mut up) = TcpStream::connect(&upstream).await else { return };
-                    let _ = up.write_all(format!("{head}connection: close\r\n\r\n").as_bytes()).await;
-                    let _ = up.write_all(&body).await;
-                    let mut answer = Vec::new();
-                    let _ = up.read_to_end(&mut answer).await;
-                    let _ = conn.write_all(&answer).await;
+                    if let Some((head, body)) = proxy::relay(&upstream, &head, &body).await {
+                        proxy::respond(&mut conn, &head, &body).await;
+                    }
                 }
             }
             let _ = conn.shutdown().await;

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod moto;
+pub mod proxy;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

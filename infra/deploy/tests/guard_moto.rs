@@ -1,0 +1,160 @@
+//! The guard end to end, black-box: the `deploy` binary against moto behind a small proxy that
+//! makes moto's DescribeChangeSet answers AWS-shaped. moto computes no `Replacement` or
+//! `PolicyAction`; the proxy adds, to every change set it describes, the change AWS would
+//! report if the table's key schema had changed (`Modify`, `Replacement: True`,
+//! `PolicyAction: ReplaceAndRetain`), and records every CloudFormation action it relays.
+//! Refused: `ExecuteChangeSet` is never called and the stack is unchanged. With
+//! `--allow-replace MetricsTable`: executed, with the table left out of the stack policy for that
+//! update only.
+
+use test_support as support;
+
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use support::moto::Moto;
+use support::{proxy, text};
+use tokio::net::TcpListener;
+
+const STACK: &str = "serverlesspresso-metrics-standalone";
+const BUCKET: &str = "serverlesspresso-assets-test";
+
+/// What AWS answers for a table whose key schema changed, as one `Changes` member.
+const TABLE_REPLACED: &str = "<member><Type>Resource</Type><ResourceChange>\
+<Action>Modify</Action><LogicalResourceId>MetricsTable</LogicalResourceId>\
+<PhysicalResourceId>serverlesspresso-metrics-table</PhysicalResourceId>\
+<ResourceType>AWS::DynamoDB::Table</ResourceType><Replacement>True</Replacement>\
+<PolicyAction>ReplaceAndRetain</PolicyAction><Scope><member>Properties</member></Scope>\
+<Details><member><Target><Attribute>Properties</Attribute><Name>KeySchema</Name>\
+<RequiresRecreation>Always</RequiresRecreation></Target><Evaluation>Static</Evaluation>\
+<ChangeSource>DirectModification</ChangeSource></member></Details></ResourceChange></member>";
+
+/// The form field `name` of a query-protocol request body.
+fn field(body: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(body).split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| urlencoding::decode(&v.replace('+', " ")).map(|v| v.into_owned()).unwrap_or_default())
+    })
+}
+
+/// Adds [`TABLE_REPLACED`] to a DescribeChangeSet answer.
+fn with_table_replaced(xml: &str) -> String {
+    if let Some(i) = xml.find("</Changes>") {
+        format!("{}{TABLE_REPLACED}{}", &xml[..i], &xml[i..])
+    } else if xml.contains("<Changes/>") {
+        xml.replacen("<Changes/>", &format!("<Changes>{TABLE_REPLACED}</Changes>"), 1)
+    } else {
+        let i = xml.find("</DescribeChangeSetResult>").expect("a DescribeChangeSet answer");
+        format!("{}<Changes>{TABLE_REPLACED}</Changes>{}", &xml[..i], &xml[i..])
+    }
+}
+
+/// Relays to moto; rewrites DescribeChangeSet answers; records `(Action, body)` of each request.
+async fn serve(listener: TcpListener, moto: String, seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    let upstream = moto.trim_start_matches("http://").to_owned();
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else { return };
+        let (upstream, seen) = (upstream.clone(), seen.clone());
+        tokio::spawn(async move {
+            let Some((head, body)) = proxy::read_request(&mut conn).await else { return };
+            let action = field(&body, "Action").unwrap_or_default();
+            seen.lock().unwrap().push((action.clone(), body.clone()));
+            let Some((answer_head, answer)) = proxy::relay(&upstream, &head, &body).await else { return };
+            assert!(
+                !proxy::header(&answer_head, "transfer-encoding").is_some_and(|v| v.contains("chunked")),
+                "the proxy rewrites whole bodies only"
+            );
+            let answer = if action == "DescribeChangeSet" && answer_head.starts_with("HTTP/1.1 200") {
+                with_table_replaced(&String::from_utf8_lossy(&answer)).into_bytes()
+            } else {
+                answer
+            };
+            proxy::respond(&mut conn, &answer_head, &answer).await;
+        });
+    }
+}
+
+fn deploy(endpoint: &str, args: &[&str]) -> Output {
+    support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), endpoint, args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+
+    // The stack exists first (straight to moto).
+    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    assert!(deploy(&moto.endpoint, &common).status.success());
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let parameters = || async {
+        let stacks = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
+        let mut p: Vec<(String, String)> = stacks.stacks()[0]
+            .parameters()
+            .iter()
+            .map(|p| {
+                (p.parameter_key().unwrap_or_default().to_owned(), p.parameter_value().unwrap_or_default().to_owned())
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    let before = parameters().await;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), seen.clone()));
+    let actions = |seen: &Mutex<Vec<(String, Vec<u8>)>>| -> Vec<String> {
+        seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
+    };
+
+    // A real change (a new parameter value), and the table replacement the proxy reports.
+    let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
+    let out = tokio::task::spawn_blocking({
+        let (endpoint, change) = (endpoint.clone(), change.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        move || deploy(&endpoint, &change.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused: {stderr}");
+    assert!(stderr.contains("MetricsTable (AWS::DynamoDB::Table)"), "{stderr}");
+    assert!(stderr.contains("--allow-replace MetricsTable"), "the next command is named: {stderr}");
+    let done = actions(&seen);
+    assert!(done.contains(&"DescribeChangeSet".to_owned()), "{done:?}");
+    assert!(done.contains(&"DeleteChangeSet".to_owned()), "the refused change set is deleted: {done:?}");
+    assert!(!done.contains(&"ExecuteChangeSet".to_owned()), "{done:?}");
+    assert!(!done.contains(&"SetStackPolicy".to_owned()), "{done:?}");
+    assert_eq!(parameters().await, before, "the stack is unchanged");
+
+    // Named: it proceeds, with the table out of the stack policy for that update only.
+    seen.lock().unwrap().clear();
+    let allowed = [&change[..], &["--allow-replace", "MetricsTable"]].concat();
+    let out = tokio::task::spawn_blocking({
+        let (endpoint, allowed) = (endpoint.clone(), allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        move || deploy(&endpoint, &allowed.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let done = actions(&seen);
+    let execute = done.iter().position(|a| a == "ExecuteChangeSet").expect("executed");
+    let policies: Vec<(usize, serde_json::Value)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, (a, _))| a == "SetStackPolicy")
+        .map(|(i, (_, body))| (i, serde_json::from_str(&field(body, "StackPolicyBody").unwrap()).unwrap()))
+        .collect();
+    assert_eq!(policies.len(), 2, "lifted for the update, then restored: {done:?}");
+    let denies = |p: &serde_json::Value| p.to_string().contains("LogicalResourceId/MetricsTable");
+    assert!(policies[0].0 < execute && !denies(&policies[0].1), "{:?}", policies[0]);
+    assert!(policies[1].0 > execute && denies(&policies[1].1), "{:?}", policies[1]);
+    assert!(parameters().await.contains(&("AlarmEmail".to_owned(), "ops@example.com".to_owned())));
+    server.abort();
+}
