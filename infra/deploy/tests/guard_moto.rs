@@ -49,8 +49,11 @@ fn with_table_replaced(xml: &str) -> String {
     }
 }
 
+/// The CloudFormation requests relayed, in order: `(Action, form body)`.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Relays to moto; rewrites DescribeChangeSet answers; records `(Action, body)` of each request.
-async fn serve(listener: TcpListener, moto: String, seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn serve(listener: TcpListener, moto: String, seen: Seen) {
     let upstream = moto.trim_start_matches("http://").to_owned();
     loop {
         let Ok((mut conn, _)) = listener.accept().await else { return };
@@ -108,7 +111,7 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(listener, moto.endpoint.clone(), seen.clone()));
-    let actions = |seen: &Mutex<Vec<(String, Vec<u8>)>>| -> Vec<String> {
+    let actions = |seen: &Seen| -> Vec<String> {
         seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
     };
 
