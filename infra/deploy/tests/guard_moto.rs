@@ -111,9 +111,7 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(listener, moto.endpoint.clone(), seen.clone()));
-    let actions = |seen: &Seen| -> Vec<String> {
-        seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
-    };
+    let actions = |seen: &Seen| -> Vec<String> { seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect() };
 
     // A real change (a new parameter value), and the table replacement the proxy reports.
     let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
