@@ -1,39 +1,145 @@
-//! The CloudFormation and S3 calls of deploy, diff, destroy, outputs and bootstrap.
+//! The CloudFormation and S3 calls of deploy, diff, destroy, outputs and bootstrap. They return
+//! data and typed errors and print nothing: progress goes to the caller's [`Progress`] callback.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
+use std::fmt;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_cloudformation::config::http::HttpResponse;
-use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, TemplateStage,
 };
 use aws_sdk_cloudformation::Client as Cfn;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client as S3;
+use serde::Serialize;
 
+pub use crate::error::sdk;
+use crate::error::{is_missing_stack, DeployError};
 use crate::guard::{self, ResourceChange, Review};
+use crate::status::StackState;
+
+type Result<T, E = DeployError> = std::result::Result<T, E>;
 
 /// CloudFormation's limit on an inline template body; larger ones go through S3.
 pub const MAX_TEMPLATE_BODY: usize = 51_200;
 
-/// An SDK error as a user reads it: the service's code and message; the HTTP status and body
-/// when the answer could not be parsed (some local endpoints); the chain of causes otherwise
-/// (timeouts, connection failures).
-pub fn sdk<E: std::error::Error + ProvideErrorMetadata + 'static>(e: &SdkError<E, HttpResponse>) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => match e {
-            SdkError::ServiceError(service) => {
-                let raw = service.raw();
-                let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-                format!("HTTP {}: {}", raw.status().as_u16(), body.trim())
+/// What a long operation reports while it works; a binary prints each (they implement
+/// `Display`), a test may collect them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "progress", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Progress {
+    /// A Lambda zip is in the asset bucket (`uploaded`: now; else it was there already).
+    Asset {
+        name: String,
+        bytes: u64,
+        url: String,
+        uploaded: bool,
+    },
+    /// The stack exists only as an unexecuted change set; a new one is created.
+    ReviewInProgress {
+        stack: String,
+    },
+    CreatingChangeSet {
+        stack: String,
+        update: bool,
+    },
+    /// The change set is reviewed: what it changes and what the guard refuses.
+    Reviewed(PlannedChange),
+    /// One stack event, in the order CloudFormation recorded them.
+    StackEvent(StackEvent),
+    /// A change set could not be deleted (the outcome stands; the change set is left over).
+    ChangeSetLeftOver {
+        id: String,
+        message: String,
+    },
+    BucketCreated {
+        bucket: String,
+    },
+    BucketExists {
+        bucket: String,
+    },
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Progress::Asset { name, bytes, url, uploaded } => write!(
+                f,
+                "asset {name:<18} {bytes:>9} bytes  {url}  {}",
+                if *uploaded { "uploaded" } else { "already there" }
+            ),
+            Progress::ReviewInProgress { stack } => write!(
+                f,
+                "stack {stack} exists only as an unexecuted change set (REVIEW_IN_PROGRESS); a new one is created (drop the old with `aws cloudformation delete-stack --stack-name {stack}`)"
+            ),
+            Progress::CreatingChangeSet { stack, update } => {
+                write!(f, "creating a change set for {stack} ({}) ...", if *update { "update" } else { "create" })
             }
-            other => format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(other)),
-        },
+            Progress::Reviewed(planned) => write!(f, "\n{}", planned.review),
+            Progress::StackEvent(e) => e.fmt(f),
+            Progress::ChangeSetLeftOver { id, message } => {
+                write!(f, "warning: could not delete change set {id}: {message}")
+            }
+            Progress::BucketCreated { bucket } => write!(f, "created bucket {bucket}"),
+            Progress::BucketExists { bucket } => write!(f, "bucket {bucket} exists and is yours; securing it"),
+        }
+    }
+}
+
+/// Where progress goes.
+pub type Report<'a> = &'a mut (dyn FnMut(Progress) + Send);
+
+/// One stack event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackEvent {
+    pub time: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl StackEvent {
+    fn failed(&self) -> bool {
+        self.status.ends_with("_FAILED")
+    }
+}
+
+impl fmt::Display for StackEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  {:<32} {:<34} {}", self.time, self.logical_id, self.resource_type, self.status)?;
+        match &self.reason {
+            Some(reason) => write!(f, "  {reason}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a stack operation ended when it did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackFailure {
+    pub stack: String,
+    pub status: String,
+    /// The first failed resource and its reason.
+    pub first_failure: Option<String>,
+}
+
+impl fmt::Display for StackFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stack {} ended in {}", self.stack, self.status)?;
+        if let Some(first) = &self.first_failure {
+            write!(f, "\nfirst failure: {first}")?;
+        }
+        if self.status == StackStatus::RollbackComplete.as_str() {
+            write!(
+                f,
+                "\nthe stack could not be created and must be deleted before the next deploy: `cargo run --bin deploy -- destroy --stack-name {}` (or `aws cloudformation delete-stack --stack-name {}`)",
+                self.stack, self.stack
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -76,37 +182,68 @@ pub fn tls_only_policy(region: &str, bucket: &str) -> serde_json::Value {
     })
 }
 
+/// What `bootstrap` left: a bucket, whether it was made now, whether it is TLS only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bootstrapped {
+    pub bucket: String,
+    pub created: bool,
+    pub tls_only: bool,
+}
+
+impl fmt::Display for Bootstrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls_only {
+            write!(f, "bucket {}: SSE-S3 encryption on, versioned, TLS only, public access blocked", self.bucket)
+        } else {
+            write!(
+                f,
+                "bucket {}: SSE-S3 encryption on, versioned, public access blocked (plain-HTTP endpoint: no TLS-only policy)",
+                self.bucket
+            )
+        }
+    }
+}
+
 /// Creates the asset bucket in the client's resolved region: encrypted (SSE-S3), versioned,
 /// TLS only (unless `plain_http`: a local endpoint, where that policy would refuse every
 /// request), and with every public access blocked.
-pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool) -> Result<()> {
+pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool, progress: Report<'_>) -> Result<Bootstrapped> {
     let region = resolved_region(s3);
-    let region = Some(region.as_str());
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
         ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     };
     let mut create = s3.create_bucket().bucket(bucket);
-    if let Some(r) = region.filter(|r| *r != "us-east-1") {
+    if region != "us-east-1" {
         create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(r)).build(),
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                .build(),
         );
     }
-    match create.send().await {
-        Ok(_) => println!("created bucket {bucket}"),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
-            println!("bucket {bucket} exists and is yours; securing it")
-        }
-        Err(e) => bail!("cannot create bucket {bucket}: {}", sdk(&e)),
-    }
-    let default = ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?;
+    let created = match create.send().await {
+        Ok(_) => true,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => false,
+        Err(e) => return Err(DeployError::aws(format!("create bucket {bucket}"), &e)),
+    };
+    progress(if created {
+        Progress::BucketCreated { bucket: bucket.to_owned() }
+    } else {
+        Progress::BucketExists { bucket: bucket.to_owned() }
+    });
+    let usage = |e: aws_sdk_s3::error::BuildError| DeployError::Usage(e.to_string());
+    let default =
+        ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().map_err(usage)?;
     let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build();
     s3.put_bucket_encryption()
         .bucket(bucket)
-        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(usage)?,
+        )
         .send()
         .await
-        .map_err(|e| anyhow!("cannot set encryption on {bucket}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("set encryption on {bucket}"), &e))?;
     s3.put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -119,7 +256,7 @@ pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool) -> Result<()> {
         )
         .send()
         .await
-        .map_err(|e| anyhow!("cannot block public access to {bucket}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("block public access to {bucket}"), &e))?;
     s3.put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(
@@ -129,21 +266,17 @@ pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool) -> Result<()> {
         )
         .send()
         .await
-        .map_err(|e| anyhow!("cannot turn on versioning for {bucket}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("turn on versioning for {bucket}"), &e))?;
     // On a plain-HTTP endpoint (a local one) a TLS-only policy would refuse every request.
-    if plain_http {
-        println!("bucket {bucket}: SSE-S3 encryption on, versioned, public access blocked (plain-HTTP endpoint: no TLS-only policy)");
-        return Ok(());
+    if !plain_http {
+        s3.put_bucket_policy()
+            .bucket(bucket)
+            .policy(tls_only_policy(&region, bucket).to_string())
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("set the TLS-only policy on {bucket}"), &e))?;
     }
-    let region = resolved_region(s3);
-    s3.put_bucket_policy()
-        .bucket(bucket)
-        .policy(tls_only_policy(&region, bucket).to_string())
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot set the TLS-only policy on {bucket}: {}", sdk(&e)))?;
-    println!("bucket {bucket}: SSE-S3 encryption on, versioned, TLS only, public access blocked");
-    Ok(())
+    Ok(Bootstrapped { bucket: bucket.to_owned(), created, tls_only: !plain_http })
 }
 
 /// Uploads `body` to `bucket`/`key` (keys are content hashes) unless an object with the same
@@ -157,15 +290,16 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
     let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
     let head =
         s3.head_object().bucket(bucket).key(key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await;
-    let other = |found: &str, expected: &str| {
-        anyhow!(
-            "s3://{bucket}/{key} holds other bytes ({found}, expected {expected}): something else wrote that key; remove it or use another bucket"
-        )
+    let other = |found: String, expected: &str| DeployError::ForeignObject {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        found,
+        expected: expected.to_owned(),
     };
     match head {
         Ok(existing) => match existing.checksum_sha256() {
             Some(c) if c == checksum => return Ok(false),
-            Some(c) => return Err(other(&format!("SHA-256 {c}"), &checksum)),
+            Some(c) => return Err(other(format!("SHA-256 {c}"), &checksum)),
             None => {
                 // Stored without a checksum. Unless KMS encrypted it or it was uploaded in parts,
                 // its ETag is the MD5 of its bytes: compare that.
@@ -177,7 +311,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
                         if *tag == md5 {
                             return Ok(false);
                         }
-                        return Err(other(&format!("ETag {tag}"), &md5));
+                        return Err(other(format!("ETag {tag}"), &md5));
                     }
                     // Nothing to compare: upload again, with a checksum (versioning keeps the old).
                     _ => {}
@@ -186,10 +320,9 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
         },
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {}
-        Err(e) => bail!(
-            "cannot reach s3://{bucket}/{key}: {}\n(create the bucket with `cargo run --bin deploy -- bootstrap --asset-bucket {bucket}`)",
-            sdk(&e)
-        ),
+        Err(e) => {
+            return Err(DeployError::NoBucket { bucket: bucket.to_owned(), key: key.to_owned(), message: sdk(&e) })
+        }
     }
     s3.put_object()
         .bucket(bucket)
@@ -198,7 +331,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
         .body(ByteStream::from(body))
         .send()
         .await
-        .map_err(|e| anyhow!("cannot upload s3://{bucket}/{key}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("upload s3://{bucket}/{key}"), &e))?;
     Ok(true)
 }
 
@@ -206,8 +339,8 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
 pub async fn describe(cfn: &Cfn, stack: &str) -> Result<Option<aws_sdk_cloudformation::types::Stack>> {
     match cfn.describe_stacks().stack_name(stack).send().await {
         Ok(out) => Ok(out.stacks().first().cloned()),
-        Err(e) if sdk(&e).contains("does not exist") => Ok(None),
-        Err(e) => bail!("cannot describe stack {stack}: {}", sdk(&e)),
+        Err(e) if is_missing_stack(&e) => Ok(None),
+        Err(e) => Err(DeployError::aws(format!("describe stack {stack}"), &e)),
     }
 }
 
@@ -227,10 +360,7 @@ pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Res
         return Ok(TemplateSource::Body(body));
     }
     let Some(bucket) = bucket else {
-        bail!(
-            "the template is {} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}: pass --asset-bucket to upload it",
-            body.len()
-        );
+        return Err(DeployError::TemplateTooLarge(body.len()));
     };
     let key = format!("templates/{}.json", crate::assets::sha256_hex(body.as_bytes()));
     upload_once(s3, bucket, &key, body.into_bytes()).await?;
@@ -241,7 +371,7 @@ pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Res
 /// after values, so the guard sees what an in-place change does). `None` when CloudFormation
 /// found nothing to change (the change set is deleted again); an executable change set with no
 /// resource changes (only outputs changed, say) is a change.
-pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str) -> Result<Option<Review>> {
+pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Report<'_>) -> Result<Option<Review>> {
     let describe = |token: Option<String>| {
         cfn.describe_change_set()
             .change_set_name(id)
@@ -249,33 +379,34 @@ pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str) -> Result<Optio
             .include_property_values(true)
             .set_next_token(token)
     };
+    let failed = |e: &_| DeployError::aws(format!("describe change set {id}"), e);
     let mut changes = Vec::new();
     let mut waited = 0;
     loop {
-        let out = describe(None).send().await.map_err(|e| anyhow!("cannot describe change set {id}: {}", sdk(&e)))?;
+        let out = describe(None).send().await.map_err(|e| failed(&e))?;
         match out.status() {
             Some(ChangeSetStatus::CreateComplete) => {
                 changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
                 let mut token = out.next_token().map(str::to_owned);
                 while let Some(t) = token {
-                    let page = describe(Some(t)).send().await?;
+                    let page = describe(Some(t)).send().await.map_err(|e| failed(&e))?;
                     changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
                     token = page.next_token().map(str::to_owned);
                 }
                 return Ok(Some(guard::review(changes)));
             }
             Some(ChangeSetStatus::Failed) => {
-                let reason = out.status_reason().unwrap_or_default();
-                delete_change_set(cfn, stack, id).await;
+                let reason = out.status_reason().unwrap_or_default().to_owned();
+                delete_change_set(cfn, stack, id, progress).await;
                 if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
                     return Ok(None);
                 }
-                bail!("change set for {stack} failed: {reason}");
+                return Err(DeployError::ChangeSetFailed { stack: stack.to_owned(), reason });
             }
             _ => {
                 waited += 1;
                 if waited > 300 {
-                    bail!("change set {id} was not ready after 10 minutes");
+                    return Err(DeployError::ChangeSetTimeout(id.to_owned()));
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -284,7 +415,11 @@ pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str) -> Result<Optio
 }
 
 /// A change set that exists, and what it would do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PlannedChange {
+    pub stack: String,
+    /// The change set's ID (its ARN on AWS).
     pub id: String,
     pub review: Review,
 }
@@ -297,20 +432,17 @@ pub async fn plan(
     template: TemplateSource,
     parameters: &BTreeMap<String, String>,
     exists: bool,
+    progress: Report<'_>,
 ) -> Result<Option<PlannedChange>> {
-    let name = format!("deploy-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = format!("deploy-{secs}");
     let mut create = cfn
         .create_change_set()
         .stack_name(stack)
         .change_set_name(&name)
         .change_set_type(if exists { ChangeSetType::Update } else { ChangeSetType::Create })
         .capabilities(Capability::CapabilityIam)
-        .tags(
-            aws_sdk_cloudformation::types::Tag::builder()
-                .key(crate::commands::APP_TAG.0)
-                .value(crate::commands::APP_TAG.1)
-                .build(),
-        );
+        .tags(aws_sdk_cloudformation::types::Tag::builder().key(APP_TAG.0).value(APP_TAG.1).build());
     create = match template {
         TemplateSource::Body(b) => create.template_body(b),
         TemplateSource::Url(u) => create.template_url(u),
@@ -321,16 +453,20 @@ pub async fn plan(
     let id = create
         .send()
         .await
-        .map_err(|e| anyhow!("cannot create a change set for {stack}: {}", sdk(&e)))?
+        .map_err(|e| DeployError::aws(format!("create a change set for {stack}"), &e))?
         .id()
         .unwrap_or(&name)
         .to_owned();
 
-    match review_change_set(cfn, stack, &id).await? {
-        Some(review) => Ok(Some(PlannedChange { id, review })),
-        None => Ok(None),
-    }
+    Ok(review_change_set(cfn, stack, &id, progress).await?.map(|review| PlannedChange {
+        stack: stack.to_owned(),
+        id,
+        review,
+    }))
 }
+
+/// The tag every deploy puts on the stack: `destroy` acts only on stacks that carry it.
+pub const APP_TAG: (&str, &str) = ("serverlesspresso:app", "metrics");
 
 fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
     let details = c
@@ -339,52 +475,35 @@ fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange 
         .filter_map(|d| d.target())
         .map(|t| guard::Detail {
             target: guard::Target {
-                attribute: t.attribute().map(|a| a.as_str().to_owned()),
+                attribute: t.attribute().map(|a| a.as_str().into()),
                 name: t.name().map(str::to_owned),
                 path: t.path().map(str::to_owned),
                 before_value: t.before_value().map(str::to_owned),
                 after_value: t.after_value().map(str::to_owned),
-                attribute_change_type: t.attribute_change_type().map(|a| a.as_str().to_owned()),
+                attribute_change_type: t.attribute_change_type().map(|a| a.as_str().into()),
             },
         })
         .collect();
     ResourceChange {
-        action: c.action().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+        // No action at all is not a change this guard knows: it fails closed on it.
+        action: c.action().map_or(guard::Action::Unknown(String::new()), |a| a.as_str().into()),
         logical_resource_id: c.logical_resource_id().unwrap_or_default().to_owned(),
         physical_resource_id: c.physical_resource_id().map(str::to_owned),
         resource_type: c.resource_type().unwrap_or_default().to_owned(),
-        replacement: c.replacement().map(|r| r.as_str().to_owned()),
-        policy_action: c.policy_action().map(|p| p.as_str().to_owned()),
+        replacement: c.replacement().map(|r| r.as_str().into()),
+        policy_action: c.policy_action().map(|p| p.as_str().into()),
         details,
     }
 }
 
 /// Deletes a change set; a failure is only reported, it does not hide the real outcome.
-pub async fn delete_change_set(cfn: &Cfn, stack: &str, id: &str) {
+pub async fn delete_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Report<'_>) {
     if let Err(e) = cfn.delete_change_set().change_set_name(id).stack_name(stack).send().await {
-        eprintln!("warning: could not delete change set {id}: {}", sdk(&e));
+        progress(Progress::ChangeSetLeftOver { id: id.to_owned(), message: sdk(&e) });
     }
 }
 
-/// Whether a stack status is final, and whether it is a success.
-fn settled(status: &StackStatus) -> Option<bool> {
-    use StackStatus as S;
-    match status {
-        S::CreateComplete | S::UpdateComplete | S::DeleteComplete | S::ImportComplete => Some(true),
-        S::CreateFailed
-        | S::RollbackComplete
-        | S::RollbackFailed
-        | S::DeleteFailed
-        | S::UpdateRollbackComplete
-        | S::UpdateRollbackFailed
-        | S::UpdateFailed
-        | S::ImportRollbackComplete
-        | S::ImportRollbackFailed => Some(false),
-        _ => None,
-    }
-}
-
-/// IDs of the events the stack has now, so that [`follow`] prints only newer ones (by ID, not
+/// IDs of the events the stack has now, so that [`follow`] reports only newer ones (by ID, not
 /// by time: the local clock may differ from AWS's).
 pub async fn event_ids(cfn: &Cfn, stack: &str) -> HashSet<String> {
     match cfn.describe_stack_events().stack_name(stack).send().await {
@@ -393,57 +512,61 @@ pub async fn event_ids(cfn: &Cfn, stack: &str) -> HashSet<String> {
     }
 }
 
-/// Prints stack events as plain lines (time, logical ID, type, status, reason) until the stack
-/// settles; returns whether it succeeded. On failure, prints the first failed resource's
-/// reason. When `deleting`, a stack that is gone counts as success.
-pub async fn follow(cfn: &Cfn, stack: &str, mut seen: HashSet<String>, deleting: bool) -> Result<bool> {
+/// Reports stack events until the stack settles; `Ok(None)` on success, else how it failed.
+/// When `deleting`, a stack that is gone counts as success.
+pub async fn follow(
+    cfn: &Cfn,
+    stack: &str,
+    mut seen: HashSet<String>,
+    deleting: bool,
+    progress: Report<'_>,
+) -> Result<Option<StackFailure>> {
     let mut first_failure: Option<String> = None;
+    let mut unexecuted = 0;
     loop {
         let events = match cfn.describe_stack_events().stack_name(stack).send().await {
             Ok(out) => out.stack_events().to_vec(),
-            Err(e) if deleting && sdk(&e).contains("does not exist") => return Ok(true),
-            Err(e) => bail!("cannot read the events of {stack}: {}", sdk(&e)),
+            Err(e) if deleting && is_missing_stack(&e) => return Ok(None),
+            Err(e) => return Err(DeployError::aws(format!("read the events of {stack}"), &e)),
         };
-        // Newest first: print the new ones oldest first.
+        // Newest first: report the new ones oldest first.
         for e in events.iter().rev() {
             if !seen.insert(e.event_id().unwrap_or_default().to_owned()) {
                 continue;
             }
-            let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
-            let reason = e.resource_status_reason().unwrap_or_default();
-            let mut line = format!(
-                "{}  {:<32} {:<34} {}",
-                e.timestamp().map(|t| t.to_string()).unwrap_or_default(),
-                e.logical_resource_id().unwrap_or_default(),
-                e.resource_type().unwrap_or_default(),
-                status
-            );
-            if !reason.is_empty() {
-                let _ = write!(line, "  {reason}");
+            let event = StackEvent {
+                time: e.timestamp().map(|t| t.to_string()).unwrap_or_default(),
+                logical_id: e.logical_resource_id().unwrap_or_default().to_owned(),
+                resource_type: e.resource_type().unwrap_or_default().to_owned(),
+                status: e.resource_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                reason: e.resource_status_reason().filter(|r| !r.is_empty()).map(str::to_owned),
+            };
+            if event.failed() && first_failure.is_none() {
+                if let Some(reason) = &event.reason {
+                    first_failure = Some(format!("{}: {reason}", event.logical_id));
+                }
             }
-            println!("{line}");
-            if status.ends_with("_FAILED") && first_failure.is_none() && !reason.is_empty() {
-                first_failure = Some(format!("{}: {reason}", e.logical_resource_id().unwrap_or_default()));
-            }
+            progress(Progress::StackEvent(event));
         }
         match stack_status(cfn, stack).await? {
-            None if deleting => return Ok(true),
-            None => bail!("stack {stack} disappeared"),
+            None if deleting => return Ok(None),
+            None => return Err(DeployError::Disappeared(stack.to_owned())),
+            // Executed, yet still waiting for a change set: after a minute, it never started
+            // (another change set was executed, or it was deleted) instead of waiting forever.
+            Some(StackStatus::ReviewInProgress) if !deleting => {
+                unexecuted += 1;
+                if unexecuted > 30 {
+                    return Err(DeployError::NotStarted(stack.to_owned()));
+                }
+            }
             Some(status) => {
-                if let Some(ok) = settled(&status) {
+                if let Some(ok) = status.settled() {
                     let ok = ok && !(deleting && status != StackStatus::DeleteComplete);
-                    if !ok {
-                        eprintln!("stack {stack} ended in {}", status.as_str());
-                        if let Some(f) = first_failure {
-                            eprintln!("first failure: {f}");
-                        }
-                        if status == StackStatus::RollbackComplete {
-                            eprintln!(
-                                "the stack could not be created and must be deleted before the next deploy: `cargo run --bin deploy -- destroy --stack-name {stack}` (or `aws cloudformation delete-stack --stack-name {stack}`)"
-                            );
-                        }
-                    }
-                    return Ok(ok);
+                    return Ok((!ok).then(|| StackFailure {
+                        stack: stack.to_owned(),
+                        status: status.as_str().to_owned(),
+                        first_failure,
+                    }));
                 }
             }
         }
@@ -458,13 +581,13 @@ pub async fn set_stack_policy(cfn: &Cfn, stack: &str, policy: &serde_json::Value
         .stack_policy_body(policy.to_string())
         .send()
         .await
-        .map_err(|e| anyhow!("cannot set the stack policy of {stack}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("set the stack policy of {stack}"), &e))?;
     Ok(())
 }
 
 /// The stack's outputs.
 pub async fn outputs(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
-    let s = describe(cfn, stack).await?.ok_or_else(|| anyhow!("there is no stack {stack}"))?;
+    let s = describe(cfn, stack).await?.ok_or_else(|| DeployError::NoStack(stack.to_owned()))?;
     Ok(s.outputs()
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value().unwrap_or_default().to_owned())))
@@ -478,7 +601,7 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
         .stack_name(stack)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot list the resources of {stack}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("list the resources of {stack}"), &e))?;
     Ok(out
         .stack_resources()
         .iter()
@@ -490,7 +613,7 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
 
 /// The parameters the stack was last deployed with.
 pub async fn deployed_parameters(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
-    let s = describe(cfn, stack).await?.ok_or_else(|| anyhow!("there is no stack {stack}"))?;
+    let s = describe(cfn, stack).await?.ok_or_else(|| DeployError::NoStack(stack.to_owned()))?;
     Ok(s.parameters()
         .iter()
         .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value().unwrap_or_default().to_owned())))
@@ -516,11 +639,11 @@ pub async fn deployed_template(cfn: &Cfn, stack: &str) -> Result<serde_json::Val
         .template_stage(TemplateStage::Original)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot get the template of {stack}: {}", sdk(&e)))?;
+        .map_err(|e| DeployError::aws(format!("get the template of {stack}"), &e))?;
     let body = out.template_body().unwrap_or_default();
-    serde_json::from_str(body)
-        .or_else(|_| serde_yaml::from_str(body))
-        .context("the deployed template is neither JSON nor long-form YAML")
+    serde_json::from_str(body).or_else(|_| serde_yaml::from_str(body)).map_err(|e: serde_yaml::Error| {
+        DeployError::DeployedTemplate { stack: stack.to_owned(), message: e.to_string() }
+    })
 }
 
 /// Resource-level differences between two templates, as `+`/`-`/`~` lines.
@@ -609,14 +732,5 @@ mod tests {
             ]
         );
         assert!(template_diff(&new, &new).is_empty());
-    }
-
-    #[test]
-    fn settled_statuses() {
-        assert_eq!(settled(&StackStatus::CreateComplete), Some(true));
-        assert_eq!(settled(&StackStatus::RollbackComplete), Some(false));
-        assert_eq!(settled(&StackStatus::UpdateRollbackComplete), Some(false));
-        assert_eq!(settled(&StackStatus::CreateInProgress), None);
-        assert_eq!(settled(&StackStatus::UpdateCompleteCleanupInProgress), None);
     }
 }

@@ -3,8 +3,83 @@
 //! in-place change that destroys data), unless the user names that resource. It fails closed:
 //! a stateful `Modify` whose answer lacks what the guard needs counts as a possible replacement.
 
+use std::fmt;
+
 use cfn::template::ResourceProperties;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// A CloudFormation enumeration read from an answer: the values AWS documents, and any other as
+/// `Unknown` (AWS adds values), which the guard treats as the worst case.
+macro_rules! aws_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version does not know.
+            Unknown(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                    $name::Unknown(s) => s,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $(stringify!($variant) => $name::$variant,)+
+                    _ => $name::Unknown(s),
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name::from(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_owned()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+aws_enum!(
+    /// What a change does to a resource (`ResourceChange.Action`).
+    Action { Add, Modify, Remove, Import, Dynamic }
+);
+aws_enum!(
+    /// Whether a `Modify` replaces the resource (`ResourceChange.Replacement`).
+    Replacement { True, False, Conditional }
+);
+aws_enum!(
+    /// What CloudFormation does with the old resource under its policies
+    /// (`ResourceChange.PolicyAction`).
+    PolicyAction { Delete, Retain, Snapshot, ReplaceAndDelete, ReplaceAndRetain, ReplaceAndSnapshot }
+);
+aws_enum!(
+    /// Which part of the resource a detail changes (`ResourceTargetDefinition.Attribute`).
+    Attribute { Properties, Metadata, CreationPolicy, UpdatePolicy, DeletionPolicy, UpdateReplacePolicy, Tags }
+);
+aws_enum!(
+    /// How a detail changes its attribute (`ResourceTargetDefinition.AttributeChangeType`).
+    ChangeType { Add, Remove, Modify, SyncWithActual }
+);
 
 /// Resource types that hold data a replacement or removal would lose: the list cfn-lint ships
 /// (`cfnlint/data/AdditionalSpecs/StatefulResources.json`, cfn-lint 1.58.0); a test checks this
@@ -47,30 +122,42 @@ pub fn is_stateful(resource_type: &str) -> bool {
 }
 
 /// One resource change, as DescribeChangeSet reports it (`Changes[].ResourceChange`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ResourceChange {
-    /// `Add`, `Modify`, `Remove`, `Import` or `Dynamic`.
-    pub action: String,
+    pub action: Action,
     pub logical_resource_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical_resource_id: Option<String>,
     pub resource_type: String,
-    /// `True`, `False` or `Conditional`; absent for adds and removals.
-    #[serde(default)]
-    pub replacement: Option<String>,
-    /// What CloudFormation does with the resource under its deletion policies: `Delete`,
-    /// `Retain`, `Snapshot`, `ReplaceAndDelete`, `ReplaceAndRetain`, `ReplaceAndSnapshot`.
-    #[serde(default)]
-    pub policy_action: Option<String>,
+    /// Absent for adds and removals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<Replacement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_action: Option<PolicyAction>,
     /// Property-level changes (with values when the change set is described with
     /// `IncludePropertyValues`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Detail>,
 }
 
+impl ResourceChange {
+    /// A change of `action` to the resource `logical_id` of `resource_type`, nothing more known.
+    pub fn new(action: Action, logical_id: &str, resource_type: &str) -> Self {
+        ResourceChange {
+            action,
+            logical_resource_id: logical_id.to_owned(),
+            physical_resource_id: None,
+            resource_type: resource_type.to_owned(),
+            replacement: None,
+            policy_action: None,
+            details: Vec::new(),
+        }
+    }
+}
+
 /// One entry of `ResourceChange.Details`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Detail {
     #[serde(default)]
@@ -78,25 +165,23 @@ pub struct Detail {
 }
 
 /// What a detail changes (`ResourceTargetDefinition`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Target {
-    /// `Properties`, `Metadata`, `Tags`, ...
-    #[serde(default)]
-    pub attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<Attribute>,
     /// The top-level property.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The property path, e.g. `/Properties/RedrivePolicy/maxReceiveCount`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_value: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_value: Option<String>,
-    /// `Add`, `Remove`, `Modify`, `SyncWithActual`.
-    #[serde(default)]
-    pub attribute_change_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute_change_type: Option<ChangeType>,
 }
 
 impl Target {
@@ -105,7 +190,7 @@ impl Target {
     }
 
     fn removed(&self) -> bool {
-        self.attribute_change_type.as_deref() == Some("Remove")
+        self.attribute_change_type == Some(ChangeType::Remove)
     }
 
     /// The path's last segment (the property itself for a top-level change).
@@ -136,14 +221,14 @@ impl ChangeSetDescription {
 }
 
 /// A change the guard refuses, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     pub change: ResourceChange,
     pub why: String,
 }
 
 /// What the guard makes of a change set.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Review {
     pub changes: Vec<ResourceChange>,
     /// Removals and replacements of stateful resources.
@@ -177,7 +262,7 @@ const SQS_DEFAULT_RETENTION: u64 = 345_600;
 /// In-place changes that destroy data although nothing is replaced, from the details' values.
 fn destructive_in_place(c: &ResourceChange) -> Vec<String> {
     let mut found = Vec::new();
-    for t in c.details.iter().map(|d| &d.target).filter(|t| t.attribute.as_deref() == Some("Properties")) {
+    for t in c.details.iter().map(|d| &d.target).filter(|t| t.attribute == Some(Attribute::Properties)) {
         match c.resource_type.as_str() {
             "AWS::SQS::Queue" if t.is("MessageRetentionPeriod") => {
                 let before = number(t.before_value.as_deref()).unwrap_or(SQS_DEFAULT_RETENTION);
@@ -238,22 +323,36 @@ pub fn review(changes: Vec<ResourceChange>) -> Review {
     let mut iam = Vec::new();
     for c in &changes {
         if is_stateful(&c.resource_type) {
-            let mut why: Vec<String> = match (c.action.as_str(), c.replacement.as_deref()) {
-                ("Remove", _) => vec!["removed from the stack".to_owned()],
-                ("Modify", Some("True")) => vec!["replaced: a new, empty resource takes its place".to_owned()],
-                ("Modify", Some("Conditional")) => vec!["may be replaced (Replacement: Conditional)".to_owned()],
-                ("Modify", None) => {
+            let mut why: Vec<String> = match (&c.action, &c.replacement) {
+                (Action::Remove, _) => vec!["removed from the stack".to_owned()],
+                (Action::Modify, Some(Replacement::True)) => {
+                    vec!["replaced: a new, empty resource takes its place".to_owned()]
+                }
+                (Action::Modify, Some(Replacement::Conditional)) => {
+                    vec!["may be replaced (Replacement: Conditional)".to_owned()]
+                }
+                (Action::Modify, Some(Replacement::Unknown(r))) => {
+                    vec![format!("may be replaced (Replacement: {r}, unknown to this guard: taken as Conditional)")]
+                }
+                (Action::Modify, None) => {
                     vec!["may be replaced (the change set gives no Replacement: taken as Conditional)".to_owned()]
                 }
-                ("Dynamic", _) => vec!["may be replaced (the change is only known at deploy time)".to_owned()],
-                _ => Vec::new(),
+                (Action::Dynamic, _) => vec!["may be replaced (the change is only known at deploy time)".to_owned()],
+                (Action::Unknown(a), _) => vec![format!("action {a} is unknown to this guard: taken as a loss")],
+                (Action::Add | Action::Import | Action::Modify, _) => Vec::new(),
             };
             if why.is_empty() {
-                if let Some(p @ ("Delete" | "ReplaceAndDelete")) = c.policy_action.as_deref() {
-                    why.push(format!("deleted with its data (PolicyAction: {p})"));
+                match &c.policy_action {
+                    Some(p @ (PolicyAction::Delete | PolicyAction::ReplaceAndDelete)) => {
+                        why.push(format!("deleted with its data (PolicyAction: {p})"))
+                    }
+                    Some(PolicyAction::Unknown(p)) => {
+                        why.push(format!("PolicyAction {p} is unknown to this guard: taken as a deletion"))
+                    }
+                    _ => {}
                 }
             }
-            if c.action == "Modify" {
+            if c.action == Action::Modify {
                 why.extend(destructive_in_place(c));
             }
             refused.extend(why.into_iter().map(|why| Refusal { change: c.clone(), why }));
@@ -277,9 +376,35 @@ impl Review {
         self.changes.is_empty()
     }
 
+    /// The review as CI reads it (`--json`): each change, each refusal, each permission change.
+    pub fn summary(&self) -> serde_json::Value {
+        let change = |c: &ResourceChange| {
+            serde_json::json!({"action": c.action, "logicalResourceId": c.logical_resource_id,
+                "resourceType": c.resource_type, "replacement": c.replacement})
+        };
+        serde_json::json!({
+            "changes": self.changes.iter().map(change).collect::<Vec<_>>(),
+            "refused": self.refused.iter().map(|r| serde_json::json!({
+                "logicalResourceId": r.change.logical_resource_id, "resourceType": r.change.resource_type, "why": r.why,
+            })).collect::<Vec<_>>(),
+            "permissions": self.iam.iter().map(change).collect::<Vec<_>>(),
+        })
+    }
+
     /// The changes as a table: action, logical ID, type, replacement.
     pub fn table(&self) -> String {
         table(&self.changes)
+    }
+}
+
+/// The changes as a table, then the permission changes apart.
+impl fmt::Display for Review {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.table())?;
+        if !self.iam.is_empty() {
+            write!(f, "IAM and resource-policy changes:\n{}", table(&self.iam))?;
+        }
+        Ok(())
     }
 }
 
@@ -292,7 +417,7 @@ pub fn table(changes: &[ResourceChange]) -> String {
                 c.action.as_str(),
                 c.logical_resource_id.as_str(),
                 c.resource_type.as_str(),
-                c.replacement.as_deref().unwrap_or("-"),
+                c.replacement.as_ref().map_or("-", Replacement::as_str),
             ]
         })
         .collect();
@@ -493,6 +618,24 @@ mod tests {
         c.as_object_mut().unwrap().remove("Replacement");
         c["ResourceType"] = "AWS::Lambda::Function".into();
         assert!(whys(c).is_empty());
+    }
+
+    #[test]
+    fn values_the_guard_does_not_know_count_as_losses() {
+        let mut c = table_replacement();
+        c["Action"] = "Obliterate".into();
+        assert!(whys(c)[0].contains("action Obliterate is unknown"));
+        let mut c = table_replacement();
+        c["Replacement"] = "Maybe".into();
+        assert!(whys(c)[0].contains("Replacement: Maybe, unknown"));
+        let mut c = modify("MetricsTable", "AWS::DynamoDB::Table", json!([]));
+        c["PolicyAction"] = "Shred".into();
+        assert!(whys(c)[0].contains("PolicyAction Shred is unknown"));
+        // Known values read back as they were written.
+        let back = serde_json::to_value(&described(table_replacement())[0]).unwrap();
+        assert_eq!((back["Action"].clone(), back["Replacement"].clone()), (json!("Modify"), json!("True")));
+        assert_eq!(Action::from("Dynamic"), Action::Dynamic);
+        assert_eq!(Action::from("Other").as_str(), "Other");
     }
 
     #[test]

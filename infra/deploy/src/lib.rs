@@ -1,15 +1,18 @@
 //! Deploying a synthesized stack with CloudFormation, in the spirit of the CDK CLI: publish the
 //! Lambda zips under their SHA-256, create a change set, review it with the data-safety
-//! [`guard`], execute it while streaming stack events, and print the outputs.
+//! [`guard`], execute it while reporting stack events, and return the outputs. The library
+//! returns data ([`deployer::Deployer`]); only the binaries print.
 
 pub mod assets;
 pub mod cloudformation;
-pub mod commands;
+pub mod deployer;
+pub mod error;
 pub mod guard;
 pub mod local;
 pub mod offline;
 pub mod redrive;
 pub mod report;
+pub mod status;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -171,9 +171,34 @@ async fn consumer<S: Store + Send + Sync + 'static>(
     Ok(())
 }
 
+/// Where the queues stand, reported once a second while [`consume`] runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub sent: usize,
+    pub queue: Depth,
+    pub dead_letters: Depth,
+    pub tally: Tally,
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} | waiting {} | in flight {} | counted {} | duplicates {} | DLQ {} | batches {}",
+            self.sent,
+            self.queue.waiting,
+            self.queue.in_flight,
+            self.tally.counted,
+            self.tally.duplicates,
+            self.dead_letters.waiting,
+            self.tally.batches
+        )
+    }
+}
+
 /// Consumes `queue_url` with `options.settings.consumers` consumers until `expected` events are
-/// accounted for (counted, or in the dead-letter queue) and the queue is empty, printing a
-/// progress line every second. Returns the tally.
+/// accounted for (counted, or in the dead-letter queue) and the queue is empty, reporting
+/// where things stand every second. Returns the tally.
 pub async fn consume<S: Store + Send + Sync + 'static>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -181,6 +206,7 @@ pub async fn consume<S: Store + Send + Sync + 'static>(
     store: Arc<S>,
     options: &ConsumeOptions,
     sent: usize,
+    progress: &mut (dyn FnMut(&Standing) + Send),
 ) -> Result<Tally> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,10 +228,7 @@ pub async fn consume<S: Store + Send + Sync + 'static>(
         let queue = depth(sqs, queue_url).await?;
         let dlq = depth(sqs, dlq_url).await?;
         let t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?.clone();
-        println!(
-            "sent {sent} | waiting {} | in flight {} | counted {} | duplicates {} | DLQ {} | batches {}",
-            queue.waiting, queue.in_flight, t.counted, t.duplicates, dlq.waiting, t.batches
-        );
+        progress(&Standing { sent, queue, dead_letters: dlq, tally: t.clone() });
         if tasks.iter().any(|t| t.is_finished()) {
             break Err(anyhow!("a consumer stopped early"));
         }

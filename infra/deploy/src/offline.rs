@@ -11,7 +11,7 @@ use cfn::constructs::{cloudwatch, dynamodb, events, lambda, logs, sns, sqs};
 use cfn::template::ResourceProperties;
 use serde_json::Value;
 
-use crate::guard::{self, Detail, Refusal, ResourceChange, Review, Target};
+use crate::guard::{self, Action, Attribute, ChangeType, Detail, Refusal, Replacement, ResourceChange, Review, Target};
 
 /// The create-only properties of each type the library emits (changing one replaces the
 /// resource): the provider schemas' `createOnlyProperties` (a test checks them against the
@@ -64,15 +64,10 @@ pub fn changes(old: &Value, new: &Value) -> Vec<ResourceChange> {
     for id in before.keys().chain(after.keys()).copied().collect::<BTreeSet<_>>() {
         let (b, a) = (before.get(id), after.get(id));
         let type_of = |r: &Value| r["Type"].as_str().unwrap_or_default().to_owned();
-        let change = |action: &str, ty: String| ResourceChange {
-            action: action.to_owned(),
-            logical_resource_id: id.clone(),
-            resource_type: ty,
-            ..Default::default()
-        };
+        let change = |action: Action, ty: String| ResourceChange::new(action, id, &ty);
         match (b, a) {
-            (None, Some(a)) => out.push(change("Add", type_of(a))),
-            (Some(b), None) => out.push(change("Remove", type_of(b))),
+            (None, Some(a)) => out.push(change(Action::Add, type_of(a))),
+            (Some(b), None) => out.push(change(Action::Remove, type_of(b))),
             (Some(b), Some(a)) if b == a => {}
             (Some(b), Some(a)) => {
                 let ty = type_of(a);
@@ -91,30 +86,30 @@ pub fn changes(old: &Value, new: &Value) -> Vec<ResourceChange> {
                     // A type this table does not know: any property may replace it.
                     replaced |= create_only(&ty).is_none_or(|p| p.contains(&name.as_str()));
                     let kind = match (vb, va) {
-                        (None, _) => "Add",
-                        (_, None) => "Remove",
-                        _ => "Modify",
+                        (None, _) => ChangeType::Add,
+                        (_, None) => ChangeType::Remove,
+                        _ => ChangeType::Modify,
                     };
                     details.push(Detail {
                         target: Target {
-                            attribute: Some("Properties".to_owned()),
+                            attribute: Some(Attribute::Properties),
                             name: Some(name.clone()),
                             path: Some(format!("/Properties/{name}")),
                             before_value: shown(vb),
                             after_value: shown(va),
-                            attribute_change_type: Some(kind.to_owned()),
+                            attribute_change_type: Some(kind),
                         },
                     });
                 }
                 let unknown = create_only(&ty).is_none();
                 let replacement = if replaced && unknown {
-                    "Conditional"
+                    Replacement::Conditional
                 } else if replaced {
-                    "True"
+                    Replacement::True
                 } else {
-                    "False"
+                    Replacement::False
                 };
-                out.push(ResourceChange { replacement: Some(replacement.to_owned()), details, ..change("Modify", ty) });
+                out.push(ResourceChange { replacement: Some(replacement), details, ..change(Action::Modify, ty) });
             }
             (None, None) => {}
         }
@@ -134,12 +129,7 @@ fn dropped_retention(old: &Value, new: &Value) -> Vec<Refusal> {
         for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
             if b[policy] == "Retain" && a[policy] != "Retain" {
                 out.push(Refusal {
-                    change: ResourceChange {
-                        action: "Modify".to_owned(),
-                        logical_resource_id: id.clone(),
-                        resource_type: ty.to_owned(),
-                        ..Default::default()
-                    },
+                    change: ResourceChange::new(Action::Modify, id, ty),
                     why: format!("{policy}: Retain is dropped: deleting or replacing it would destroy its data"),
                 });
             }
@@ -194,7 +184,7 @@ mod tests {
                 let new = with(|t| t["Resources"][id]["Properties"][*property] = json!("changed"));
                 let changes = changes(&t, &new);
                 assert_eq!(changes.len(), 1, "{id}.{property}");
-                assert_eq!(changes[0].replacement.as_deref(), Some("True"), "{id}.{property}");
+                assert_eq!(changes[0].replacement, Some(Replacement::True), "{id}.{property}");
             }
         }
         assert!(seen.len() >= 10, "{seen:?}");
@@ -248,7 +238,7 @@ mod tests {
         }));
         assert_eq!(r.changes.len(), 3);
         assert!(r.refused.is_empty(), "{:?}", r.refused);
-        assert!(r.changes.iter().all(|c| c.replacement.as_deref() == Some("False")));
+        assert!(r.changes.iter().all(|c| c.replacement == Some(Replacement::False)));
     }
 
     #[test]
@@ -256,7 +246,7 @@ mod tests {
         let old = json!({"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"Tags": []}}}});
         let new = json!({"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"Tags": [1]}}}});
         let r = review(&old, &new);
-        assert_eq!(r.changes[0].replacement.as_deref(), Some("Conditional"));
+        assert_eq!(r.changes[0].replacement, Some(Replacement::Conditional));
         assert!(r.refused[0].why.contains("Conditional"), "a bucket holds data");
     }
 }

@@ -207,12 +207,40 @@ async fn a_two_step_deploy_prepares_then_executes_the_reviewed_change_set() {
     let stdout = text(&out.stdout);
     let line = stdout.lines().find(|l| l.starts_with("prepared change set ")).expect("the change set is named");
     let change_set = line.trim_start_matches("prepared change set ").to_owned();
+    assert!(stdout.contains("MetricsTable"), "the review is printed: {stdout}");
     let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
     let status = cfn.describe_stacks().stack_name(STACK).send().await.unwrap().stacks()[0].stack_status().cloned();
     assert_eq!(status, Some(aws_sdk_cloudformation::types::StackStatus::ReviewInProgress), "nothing executed yet");
     let out = deploy(&moto, &[&common[..], &["--execute", &change_set, "--yes"]].concat());
     assert!(out.status.success());
     assert!(text(&out.stdout).contains(&format!("{STACK} deployed")), "{}", text(&out.stdout));
+
+    // The same for CI: one JSON document on stdout (the reviewed plan and the outcome),
+    // progress on stderr.
+    let out =
+        deploy(&moto, &[&common[..], &["--yes", "--json", "--parameters", "AlarmEmail=ops@example.com"]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(plan["stack"], STACK);
+    assert!(plan["changeSet"].as_str().is_some_and(|c| !c.is_empty()), "{plan:#}");
+    // moto does not evaluate conditions, so it lists no resource change for a new parameter
+    // value (AWS would add the e-mail subscription): an executable change set with zero
+    // resource changes, which must be executed all the same (the CDK CLI's old bug).
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan:#}");
+    assert_eq!(plan["refused"], serde_json::json!([]));
+    assert_eq!(plan["outcome"]["outcome"], "deployed");
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let stack = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
+    let email = stack.stacks()[0].parameters().iter().find(|p| p.parameter_key() == Some("AlarmEmail")).cloned();
+    assert_eq!(email.and_then(|p| p.parameter_value().map(str::to_owned)).as_deref(), Some("ops@example.com"));
+    // (moto reports no outputs after a change set; on AWS they are here.)
+    assert!(plan["outcome"]["outputs"].is_object(), "{plan:#}");
+    assert!(text(&out.stderr).contains("asset "), "progress goes to stderr: {}", text(&out.stderr));
+    // Nothing to change: still one document.
+    let out =
+        deploy(&moto, &[&common[..], &["--yes", "--json", "--parameters", "AlarmEmail=ops@example.com"]].concat());
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(again["outcome"], serde_json::json!({"outcome": "upToDate", "stack": STACK}));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,9 +289,36 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
     // no checksum on HEAD, so the ETag, the MD5 of a single-part upload, decides here; on AWS
     // the SHA-256 checksum the upload stored does.)
     s3.put_object().bucket(BUCKET).key("f/other.zip").body(b"tampered".to_vec().into()).send().await.unwrap();
-    let err = upload_once(&s3, BUCKET, "f/other.zip", b"zip bytes".to_vec()).await.unwrap_err().to_string();
-    assert!(err.contains("holds other bytes"), "{err}");
+    let err = upload_once(&s3, BUCKET, "f/other.zip", b"zip bytes".to_vec()).await.unwrap_err();
+    assert!(matches!(err, deploy::error::DeployError::ForeignObject { .. }), "{err:?}");
+    assert!(err.to_string().contains("holds other bytes"), "{err}");
     // The same bytes written by someone else, without a checksum: kept.
     s3.put_object().bucket(BUCKET).key("f/plain.zip").body(b"zip bytes".to_vec().into()).send().await.unwrap();
     assert!(!upload_once(&s3, BUCKET, "f/plain.zip", b"zip bytes".to_vec()).await.unwrap());
+    // A role without s3:ListBucket gets 403, not 404, on HEAD of a missing key (AWS's rule;
+    // moto answers 404 whatever the policy, so a proxy answers every HEAD with 403 here): that
+    // is "not known there", so it uploads, instead of "create the bucket".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = moto.endpoint.trim_start_matches("http://").to_owned();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Some((head, body)) = support::proxy::read_request(&mut conn).await else { return };
+                if head.starts_with("HEAD ") {
+                    support::proxy::respond(&mut conn, "HTTP/1.1 403 Forbidden\r\n", b"").await;
+                } else if let Some((head, body)) = support::proxy::relay(&upstream, &head, &body).await {
+                    support::proxy::respond(&mut conn, &head, &body).await;
+                }
+            });
+        }
+    });
+    let via = aws_sdk_s3::config::Builder::from(&config).endpoint_url(&endpoint).force_path_style(true).build();
+    let denied = aws_sdk_s3::Client::from_conf(via);
+    assert!(upload_once(&denied, BUCKET, "f/new.zip", b"new bytes".to_vec()).await.unwrap(), "uploaded");
+    let stored = s3.get_object().bucket(BUCKET).key("f/new.zip").send().await.unwrap();
+    assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), b"new bytes");
+    server.abort();
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy::commands::{self, DeployOptions, Target};
+use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
 use deploy::local::{self, ConsumeOptions};
 use deploy::Connection;
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
@@ -70,16 +70,23 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let connection =
         Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
     let selection = deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None };
-    let target = Target::new(&selection, connection.clone()).unwrap();
-    let (_, s3) = connection.clients().await;
-    deploy::cloudformation::bootstrap(&s3, "fault-assets", true).await.unwrap();
+    let target = Target::new(&selection).unwrap();
+    let deployer = Deployer::connect(&connection).await;
+    let mut progress = Vec::new();
+    deployer.bootstrap("fault-assets", &mut |p| progress.push(p)).await.unwrap();
     let options = DeployOptions {
         asset_bucket: Some("fault-assets".into()),
         yes: true,
         lambda_dir: Some(zips.path().to_owned()),
         ..Default::default()
     };
-    assert!(commands::deploy(&target, &options).await.unwrap());
+    let outcome = deployer.deploy(&target, &options, &mut |_| Approval::No, &mut |p| progress.push(p)).await.unwrap();
+    assert!(matches!(outcome, deploy::deployer::DeployOutcome::Deployed { .. }), "{outcome}");
+    // The library reports its progress as data: the review, then the stack's events (moto
+    // records only the stack's own).
+    assert!(progress.iter().any(|p| matches!(p, deploy::cloudformation::Progress::Reviewed(_))));
+    assert!(progress.iter().any(|p| matches!(p,
+        deploy::cloudformation::Progress::StackEvent(e) if e.logical_id == target.name && e.status == "CREATE_COMPLETE")));
     let config = moto.sdk_config().await;
     local::disable_mappings(&aws_sdk_lambda::Client::new(&config), "PublishMetrics").await.unwrap();
 
@@ -110,7 +117,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     });
     let settings = local::mapping_settings(target.app.mapping());
     let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240) };
-    let tally = local::consume(&sqs, &queue, &dlq, store, &consume, 83).await.unwrap();
+    let tally = local::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");
     assert!(tally.duplicates >= 40, "{tally:?}");
     assert_eq!(local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap(), want);

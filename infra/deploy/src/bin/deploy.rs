@@ -1,14 +1,17 @@
 //! `deploy`: deploy, diff, destroy, read outputs of, and bootstrap assets for the metrics
 //! stack, like the CDK CLI. Without a subcommand it deploys.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use deploy::cloudformation as cf;
-use deploy::commands::{self, DeployOptions, RequireApproval, Target};
+use deploy::cloudformation::{PlannedChange, Progress};
+use deploy::deployer::{
+    Approval, DeployOptions, Deployer, DestroyOutcome, OutputsTable, Plan, RequireApproval, Target,
+};
 use deploy::{Connection, StackArgs};
 
 #[derive(Parser)]
@@ -53,6 +56,10 @@ struct DeployArgs {
     /// Where cargo-lambda wrote the zips [default: $CARGO_TARGET_DIR/lambda or target/lambda].
     #[arg(long)]
     lambda_dir: Option<PathBuf>,
+    /// Print the reviewed plan and the outcome as one JSON document on stdout (progress goes
+    /// to stderr), for CI.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,9 +88,6 @@ enum Command {
         /// With --from: exit 1 when the change is destructive, or is any change at all.
         #[arg(long, value_enum, requires = "from")]
         fail_on: Option<FailOn>,
-        /// With --from: print the review as JSON.
-        #[arg(long, requires = "from")]
-        json: bool,
     },
     /// Delete the stack; retained resources (the table) stay.
     Destroy {
@@ -130,26 +134,135 @@ impl DeployArgs {
 }
 
 async fn run(cli: Cli) -> Result<bool> {
-    let t = Target::new(&cli.stack, cli.connection.clone())?;
+    let t = Target::new(&cli.stack)?;
+    // Layer 1 needs no AWS at all: no clients, no configuration.
+    if let Some(Command::Diff { from: Some(old), fail_on, args, .. }) = &cli.command {
+        return offline_diff(&t, old, *fail_on, args.json);
+    }
+    let d = Deployer::connect(&cli.connection).await;
     let ok = match cli.command {
-        None => deploy(&t, &cli.deploy).await?,
-        Some(Command::Deploy(args)) => deploy(&t, &args).await?,
-        Some(Command::Diff { from: Some(old), fail_on, json, .. }) => offline_diff(&t, &old, fail_on, json)?,
-        Some(Command::Diff { args, template, .. }) => commands::diff(&t, &args.options(), template).await?,
-        Some(Command::Destroy { yes, force }) => commands::destroy(&t, yes, force).await?,
-        Some(Command::Outputs { json }) => commands::outputs(&t, json).await?,
-        Some(Command::Redrive { timeout }) => redrive(&t, Duration::from_secs(timeout)).await?,
+        None => deploy(&d, &t, &cli.deploy).await?,
+        Some(Command::Deploy(args)) => deploy(&d, &t, &args).await?,
+        Some(Command::Diff { template: true, .. }) => {
+            let lines = d.template_diff(&t).await?;
+            if lines.is_empty() {
+                println!("no differences between the deployed template of {} and the local one", t.name);
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            true
+        }
+        Some(Command::Diff { args, .. }) => {
+            let json = args.json;
+            let mut report = reporter(json, None);
+            match d.diff(&t, &args.options(), &mut report).await? {
+                Plan::UpToDate { stack } if json => {
+                    println!("{}", serde_json::json!({"stack": stack, "upToDate": true}))
+                }
+                Plan::UpToDate { stack } => println!("no changes: {stack} is up to date"),
+                Plan::Change(planned) if json => println!("{}", serde_json::to_string_pretty(&plan_json(&planned))?),
+                Plan::Change(planned) => {
+                    println!("\n{}", planned.review);
+                    for r in &planned.review.refused {
+                        println!(
+                            "deploy would refuse: {} ({}): {}",
+                            r.change.logical_resource_id, r.change.resource_type, r.why
+                        );
+                    }
+                }
+            }
+            true
+        }
+        Some(Command::Destroy { yes, force }) => destroy(&d, &t, yes, force).await?,
+        Some(Command::Outputs { json }) => {
+            let outputs = d.outputs(&t).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outputs)?);
+            } else {
+                println!("{}", OutputsTable(&outputs));
+            }
+            true
+        }
+        Some(Command::Redrive { timeout }) => redrive(&t, &cli.connection, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
-            let (_, s3) = t.connection.clients().await;
-            cf::bootstrap(&s3, &asset_bucket, t.connection.plain_http()).await?;
+            println!("{}", d.bootstrap(&asset_bucket, &mut |p| println!("{p}")).await?);
             true
         }
     };
     Ok(ok)
 }
 
-async fn redrive(t: &Target, timeout: Duration) -> Result<bool> {
-    let sqs = aws_sdk_sqs::Client::new(&t.connection.sdk_config().await);
+/// Progress as lines: on stdout, or on stderr when stdout carries JSON. Warnings go to stderr.
+/// With `reviewed`, the last review is kept for the JSON document.
+fn reporter(json: bool, mut reviewed: Option<&mut Option<PlannedChange>>) -> impl FnMut(Progress) + Send + '_ {
+    move |p| {
+        if let (Progress::Reviewed(planned), Some(slot)) = (&p, reviewed.as_deref_mut()) {
+            *slot = Some(planned.clone());
+        }
+        match p {
+            Progress::ChangeSetLeftOver { .. } => eprintln!("{p}"),
+            // The JSON document carries the review.
+            Progress::Reviewed(_) if json => {}
+            p if json => eprintln!("{p}"),
+            p => println!("{p}"),
+        }
+    }
+}
+
+/// A planned change as CI reads it.
+fn plan_json(planned: &PlannedChange) -> serde_json::Value {
+    let mut v = planned.review.summary();
+    v["stack"] = planned.stack.clone().into();
+    v["changeSet"] = planned.id.clone().into();
+    v
+}
+
+/// Asks on the terminal; without one, nobody can approve.
+fn ask(planned: &PlannedChange) -> Approval {
+    if !std::io::stdin().is_terminal() {
+        return Approval::Unavailable("no terminal to ask for confirmation: pass --yes to proceed".to_owned());
+    }
+    match confirm(&format!("Deploy these changes to {}?", planned.stack)) {
+        Ok(true) => Approval::Yes,
+        Ok(false) => Approval::No,
+        Err(e) => Approval::Unavailable(format!("cannot read the answer: {e}")),
+    }
+}
+
+fn confirm(question: &str) -> std::io::Result<bool> {
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+async fn destroy(d: &Deployer, t: &Target, yes: bool, force: bool) -> Result<bool> {
+    let Some(plan) = d.destroy_plan(t, force).await? else {
+        println!("{}", DestroyOutcome::NoStack { stack: t.name.clone() });
+        return Ok(true);
+    };
+    println!("{plan}");
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("no terminal to ask for confirmation: pass --yes to proceed");
+        }
+        if !confirm(&format!("Delete stack {} and the resources above?", t.name))? {
+            eprintln!("not destroyed");
+            return Ok(false);
+        }
+    }
+    let outcome = d.destroy(plan, &mut |p| println!("{p}")).await?;
+    match &outcome {
+        DestroyOutcome::Failed(_) => eprintln!("{outcome}"),
+        _ => println!("{outcome}"),
+    }
+    Ok(!matches!(outcome, DestroyOutcome::Failed(_)))
+}
+
+async fn redrive(t: &Target, connection: &Connection, timeout: Duration) -> Result<bool> {
+    let sqs = aws_sdk_sqs::Client::new(&connection.sdk_config().await);
     let name = |q: &cfn::constructs::sqs::Queue| {
         q.physical_name().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("{} has no physical name", q.construct()))
     };
@@ -180,17 +293,7 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
     let new_template: serde_json::Value = serde_json::from_str(&t.template.to_json()?)?;
     let review = deploy::offline::review(&old_template, &new_template);
     if json {
-        let change = |c: &deploy::guard::ResourceChange| {
-            serde_json::json!({"action": c.action, "logicalResourceId": c.logical_resource_id,
-                "resourceType": c.resource_type, "replacement": c.replacement})
-        };
-        let out = serde_json::json!({
-            "changes": review.changes.iter().map(change).collect::<Vec<_>>(),
-            "refused": review.refused.iter().map(|r| serde_json::json!({
-                "logicalResourceId": r.change.logical_resource_id, "resourceType": r.change.resource_type, "why": r.why,
-            })).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&review.summary())?);
     } else if review.changes.is_empty() && review.refused.is_empty() {
         println!("no changes between {} and the synthesized {}", old.display(), t.name);
     } else {
@@ -207,11 +310,24 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
 }
 
 /// Deploys in one step, or one of the two steps.
-async fn deploy(t: &Target, args: &DeployArgs) -> Result<bool> {
+async fn deploy(d: &Deployer, t: &Target, args: &DeployArgs) -> Result<bool> {
     let options = args.options();
-    match (&args.execute, args.prepare) {
-        (Some(change_set), _) => commands::execute_prepared(t, change_set, &options).await,
-        (None, true) => commands::prepare(t, &options).await,
-        (None, false) => commands::deploy(t, &options).await,
+    let mut reviewed = None;
+    let mut report = reporter(args.json, Some(&mut reviewed));
+    let outcome = match (&args.execute, args.prepare) {
+        (Some(change_set), _) => d.execute_prepared(t, change_set, &options, &mut ask, &mut report).await?,
+        (None, true) => d.prepare(t, &options, &mut report).await?.1,
+        (None, false) => d.deploy(t, &options, &mut ask, &mut report).await?,
+    };
+    drop(report);
+    if args.json {
+        let mut doc = reviewed.as_ref().map_or_else(|| serde_json::json!({"stack": t.name}), plan_json);
+        doc["outcome"] = serde_json::to_value(&outcome)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if outcome.succeeded() {
+        println!("{outcome}");
+    } else {
+        eprintln!("{outcome}");
     }
+    Ok(outcome.succeeded())
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
-use deploy::commands::{self, DeployOptions, Target};
+use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
 use deploy::local::{self, ConsumeOptions, MotoServer};
 use deploy::{Connection, StackArgs, StackChoice};
 use events_load_test::{EventBridgeBus, Input, RetryPolicy};
@@ -90,21 +90,25 @@ async fn run(args: Args) -> Result<bool> {
     let connection = Connection { endpoint_url: Some(endpoint), local_credentials: true, ..args.connection.clone() };
     // The stack that creates its own bus: nothing else exists on a fresh endpoint.
     let selection = StackArgs { stack: StackChoice::Standalone, stack_name: None };
-    let target = Target::new(&selection, connection.clone())?;
+    let target = Target::new(&selection)?;
     let config = connection.sdk_config().await;
 
     let bucket = "serverlesspresso-local-assets";
-    let (_, s3) = connection.clients().await;
-    deploy::cloudformation::bootstrap(&s3, bucket, connection.plain_http()).await?;
+    let deployer = Deployer::connect(&connection).await;
+    let mut print = |p: deploy::cloudformation::Progress| println!("{p}");
+    println!("{}", deployer.bootstrap(bucket, &mut print).await?);
     let options = DeployOptions {
         asset_bucket: Some(bucket.to_owned()),
         yes: true,
         lambda_dir: args.lambda_dir.clone(),
         ..Default::default()
     };
-    if !commands::deploy(&target, &options).await? {
+    let outcome = deployer.deploy(&target, &options, &mut |_| Approval::Yes, &mut print).await?;
+    if !outcome.succeeded() {
+        eprintln!("{outcome}");
         return Ok(false);
     }
+    println!("{outcome}");
 
     // Physical names from the stack's handles (the metrics stack names every resource).
     let app = &target.app;
@@ -171,7 +175,7 @@ async fn run(args: Args) -> Result<bool> {
     let table = named(app.table().physical_name(), app.table().construct())?;
     let store = Arc::new(DynamoStore::new(ddb.clone(), &table));
     let consume = ConsumeOptions { settings, time_scale: args.time_scale, timeout: Duration::from_secs(args.timeout) };
-    let tally = local::consume(&sqs, &queue_url, &dlq_url, store, &consume, sent).await?;
+    let tally = local::consume(&sqs, &queue_url, &dlq_url, store, &consume, sent, &mut |s| println!("{s}")).await?;
     let elapsed = started.elapsed();
 
     // Counts per metric over every day (a run may cross midnight).

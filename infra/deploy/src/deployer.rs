@@ -1,0 +1,643 @@
+//! Deploy as a library that returns data (in the spirit of cloudformatious): a [`Deployer`] owns
+//! the clients; each command returns a typed outcome or a [`DeployError`], reports progress
+//! through a callback, and prints nothing. Approval is asked through a callback too, so the
+//! binary decides how (a terminal, `--yes`) and the library decides when.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use aws_sdk_cloudformation::Client as Cfn;
+use aws_sdk_s3::Client as S3;
+use serde::Serialize;
+
+use crate::cloudformation::{self as cf, PlannedChange, Progress, Report, StackFailure, APP_TAG};
+use crate::error::DeployError;
+use crate::guard::{self, Refusal, Review};
+use crate::status::{Blocker, StackState};
+use crate::Connection;
+
+type Result<T, E = DeployError> = std::result::Result<T, E>;
+
+/// The stack to act on: its name, its typed handles and its synthesized template.
+pub struct Target {
+    pub name: String,
+    /// The stack's typed handles: the physical names and settings tools act on.
+    pub app: metrics_stack::MetricsStack,
+    pub template: cfn::template::Template,
+}
+
+impl Target {
+    /// The selected stack of the app, named `--stack-name` or by default its own name.
+    pub fn new(selection: &crate::StackArgs) -> Result<Self> {
+        let stack = metrics_stack::metrics_stack(&selection.stack.props())?;
+        Ok(Target {
+            name: selection.stack_name.clone().unwrap_or_else(|| stack.name().to_owned()),
+            template: stack.to_template()?,
+            app: stack,
+        })
+    }
+
+    fn template_json(&self) -> Result<String> {
+        Ok(self.template.to_json()?)
+    }
+}
+
+/// When a deploy asks before executing (the CDK CLI's `--require-approval`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequireApproval {
+    /// Never ask.
+    Never,
+    /// Ask for every change.
+    AnyChange,
+    /// Ask when permissions change (IAM roles and policies, resource policies) or data may be
+    /// lost (a change let through with --allow-replace).
+    #[default]
+    Broadening,
+    /// Ask only when data may be lost (a change let through with --allow-replace).
+    Destructive,
+}
+
+impl RequireApproval {
+    /// Whether `review` needs the user's yes, given the resources let through by name.
+    pub fn needs_approval(self, review: &Review, allowed: &[String]) -> bool {
+        let destructive = review.refused.iter().any(|r| allowed.contains(&r.change.logical_resource_id));
+        match self {
+            RequireApproval::Never => false,
+            RequireApproval::AnyChange => true,
+            RequireApproval::Broadening => destructive || !review.iam.is_empty(),
+            RequireApproval::Destructive => destructive,
+        }
+    }
+}
+
+/// What `deploy` and `diff` take besides the target.
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    pub asset_bucket: Option<String>,
+    /// Extra template parameters, `KEY=VALUE`.
+    pub parameters: Vec<String>,
+    /// Approve without asking.
+    pub yes: bool,
+    pub require_approval: RequireApproval,
+    /// Logical IDs whose data loss the user accepts (`--allow-replace ID`, repeatable).
+    pub allow_replace: Vec<String>,
+    pub lambda_dir: Option<PathBuf>,
+}
+
+/// The answer to "execute this change set?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Approval {
+    Yes,
+    No,
+    /// Nobody can be asked (no terminal); the reason says how to approve.
+    Unavailable(String),
+}
+
+/// What the guard and the approval level make of a planned change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Execute without asking.
+    Go,
+    /// Execute once approved.
+    NeedsApproval,
+    /// Data would be lost on resources the user did not name.
+    Refused(Vec<Refusal>),
+}
+
+impl Verdict {
+    pub fn of(review: &Review, options: &DeployOptions) -> Verdict {
+        let refused: Vec<Refusal> = review.refusals_except(&options.allow_replace).cloned().collect();
+        if !refused.is_empty() {
+            Verdict::Refused(refused)
+        } else if !options.yes && options.require_approval.needs_approval(review, &options.allow_replace) {
+            Verdict::NeedsApproval
+        } else {
+            Verdict::Go
+        }
+    }
+}
+
+/// Whether there is anything to deploy.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "plan", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Plan {
+    UpToDate { stack: String },
+    Change(PlannedChange),
+}
+
+/// How a deploy (or one of its two steps) ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum DeployOutcome {
+    UpToDate {
+        stack: String,
+    },
+    Deployed {
+        stack: String,
+        outputs: BTreeMap<String, String>,
+    },
+    /// Step one of two: the change set exists and passed the guard.
+    Prepared {
+        stack: String,
+        change_set: String,
+    },
+    /// The guard refused; the change set was deleted.
+    Refused {
+        stack: String,
+        refusals: Vec<Refusal>,
+    },
+    /// Not approved; the change set was deleted.
+    Declined {
+        stack: String,
+        reason: Option<String>,
+    },
+    /// CloudFormation could not apply it (and rolled back).
+    Failed(StackFailure),
+}
+
+impl DeployOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, DeployOutcome::UpToDate { .. } | DeployOutcome::Deployed { .. } | DeployOutcome::Prepared { .. })
+    }
+}
+
+impl fmt::Display for DeployOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeployOutcome::UpToDate { stack } => write!(f, "no changes: {stack} is up to date"),
+            DeployOutcome::Deployed { stack, outputs } => {
+                write!(f, "\n{stack} deployed\n{}", OutputsTable(outputs))
+            }
+            DeployOutcome::Prepared { change_set, .. } => write!(
+                f,
+                "prepared change set {change_set}\nexecute it with: cargo run --bin deploy -- --execute '{change_set}'"
+            ),
+            DeployOutcome::Refused { refusals, .. } => {
+                writeln!(f, "refused: this change would lose data:")?;
+                for r in refusals {
+                    writeln!(f, "  {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why)?;
+                }
+                let ids: std::collections::BTreeSet<&str> =
+                    refusals.iter().map(|r| r.change.logical_resource_id.as_str()).collect();
+                let flags: Vec<String> = ids.iter().map(|id| format!("--allow-replace {id}")).collect();
+                write!(f, "the change set was deleted; re-run with {} if losing that data is intended", flags.join(" "))
+            }
+            DeployOutcome::Declined { reason, .. } => {
+                write!(f, "not deployed; the change set was deleted")?;
+                match reason {
+                    Some(reason) => write!(f, " ({reason})"),
+                    None => Ok(()),
+                }
+            }
+            DeployOutcome::Failed(failure) => failure.fmt(f),
+        }
+    }
+}
+
+/// Outputs as aligned `KEY  VALUE` lines.
+pub struct OutputsTable<'a>(pub &'a BTreeMap<String, String>);
+
+impl fmt::Display for OutputsTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, "(no outputs)");
+        }
+        let width = self.0.keys().map(String::len).max().unwrap_or(0);
+        let lines: Vec<String> = self.0.iter().map(|(k, v)| format!("{k:<width$}  {v}")).collect();
+        write!(f, "{}", lines.join("\n"))
+    }
+}
+
+/// One resource `destroy` deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Doomed {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+    /// What goes with it: a queue's backlog, a stateful resource's data.
+    pub holds: Option<String>,
+}
+
+/// What `destroy` would delete and keep.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestroyPlan {
+    pub stack: String,
+    pub deletes: Vec<Doomed>,
+    /// `DeletionPolicy: Retain`: stays in the account, as `(logical ID, physical ID)`.
+    pub keeps: Vec<(String, String)>,
+}
+
+impl fmt::Display for DestroyPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "destroying {} deletes:", self.stack)?;
+        for d in &self.deletes {
+            write!(f, "\n  {} ({}) {}", d.logical_id, d.resource_type, d.physical_id)?;
+            if let Some(holds) = &d.holds {
+                write!(f, "  {holds}")?;
+            }
+        }
+        for (id, physical) in &self.keeps {
+            write!(f, "\nand keeps (DeletionPolicy: Retain): {id} {physical}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How `destroy` ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum DestroyOutcome {
+    NoStack { stack: String },
+    Destroyed { stack: String, kept: Vec<(String, String)> },
+    Failed(StackFailure),
+}
+
+impl fmt::Display for DestroyOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestroyOutcome::NoStack { stack } => write!(f, "no stack {stack}: nothing to destroy"),
+            DestroyOutcome::Destroyed { stack, kept } => {
+                write!(f, "{stack} destroyed")?;
+                for (id, physical) in kept {
+                    write!(f, "\nretained (DeletionPolicy: Retain), still in the account: {id} {physical}")?;
+                }
+                Ok(())
+            }
+            DestroyOutcome::Failed(failure) => failure.fmt(f),
+        }
+    }
+}
+
+/// The deploy commands, over clients it owns.
+pub struct Deployer {
+    cfn: Cfn,
+    s3: S3,
+    sqs: aws_sdk_sqs::Client,
+    plain_http: bool,
+}
+
+impl Deployer {
+    /// Clients for `connection`. With a custom endpoint, S3 uses path-style addressing (local
+    /// endpoints have no per-bucket host names).
+    pub async fn connect(connection: &Connection) -> Self {
+        let (cfn, s3) = connection.clients().await;
+        let sqs = aws_sdk_sqs::Client::new(&connection.sdk_config().await);
+        Deployer { cfn, s3, sqs, plain_http: connection.plain_http() }
+    }
+
+    /// Creates (or secures) the asset bucket.
+    pub async fn bootstrap(&self, bucket: &str, progress: Report<'_>) -> Result<cf::Bootstrapped> {
+        cf::bootstrap(&self.s3, bucket, self.plain_http, progress).await
+    }
+
+    /// Uploads the Lambda zips under their SHA-256 keys; returns the template parameters
+    /// (asset bucket and code keys, plus `--parameters`).
+    pub async fn publish_assets(
+        &self,
+        t: &Target,
+        options: &DeployOptions,
+        progress: Report<'_>,
+    ) -> Result<BTreeMap<String, String>> {
+        let bucket = options.asset_bucket.as_deref().ok_or_else(|| {
+            DeployError::Usage("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)".to_owned())
+        })?;
+        let lambda_dir = options.lambda_dir.clone().unwrap_or_else(crate::assets::default_lambda_dir);
+        let mut parameters = BTreeMap::new();
+        parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+        for asset in crate::assets::assets_of(t.app.functions()) {
+            // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
+            // progress are not held up.
+            let (p, body) = {
+                let (owned, dir) = (asset.clone(), lambda_dir.clone());
+                tokio::task::spawn_blocking(move || -> Result<_> {
+                    let p = crate::assets::package(&owned, &dir)?;
+                    let body = std::fs::read(&p.path).map_err(|source| DeployError::Io {
+                        what: format!("cannot read {}", p.path.display()),
+                        source,
+                    })?;
+                    Ok((p, body))
+                })
+                .await
+                .map_err(|_| DeployError::Interrupted(format!("packaging {}", asset.name)))??
+            };
+            let uploaded = cf::upload_once(&self.s3, bucket, &p.key(), body).await?;
+            progress(Progress::Asset {
+                name: asset.name.clone(),
+                bytes: p.bytes,
+                url: format!("s3://{bucket}/{}", p.key()),
+                uploaded,
+            });
+            parameters.insert(asset.key_parameter.clone(), p.key());
+        }
+        for kv in &options.parameters {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| DeployError::Usage(format!("--parameters {kv:?}: expected KEY=VALUE")))?;
+            if !t.template.parameters.keys().any(|p| p.as_str() == k) {
+                let known: Vec<&str> = t.template.parameters.keys().map(|p| p.as_str()).collect();
+                return Err(DeployError::Usage(format!(
+                    "--parameters {k}: the template has no such parameter (it has {})",
+                    known.join(", ")
+                )));
+            }
+            parameters.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(parameters)
+    }
+
+    /// Publishes the assets, creates a change set and reviews it; `UpToDate` when the stack
+    /// already runs this template with these parameters, or CloudFormation finds nothing to do.
+    pub async fn plan(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Plan> {
+        let parameters = self.publish_assets(t, options, progress).await?;
+        let status = cf::stack_status(&self.cfn, &t.name).await?;
+        if let Some(status) = &status {
+            if let Some(blocker) = Blocker::of(status, &t.name) {
+                return Err(DeployError::Blocked(blocker));
+            }
+            if !status.deployed() {
+                progress(Progress::ReviewInProgress { stack: t.name.clone() });
+            }
+        }
+        let exists = status.as_ref().is_some_and(StackState::deployed);
+        let body = t.template_json()?;
+        let settled_ok = status.as_ref().is_some_and(|s| s.settled() == Some(true));
+        let local: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+        if settled_ok && cf::is_current(&self.cfn, &t.name, &local, &parameters).await? {
+            return Ok(Plan::UpToDate { stack: t.name.clone() });
+        }
+        let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), body).await?;
+        progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
+        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, exists, progress).await? {
+            Some(planned) => Plan::Change(planned),
+            None => Plan::UpToDate { stack: t.name.clone() },
+        })
+    }
+
+    /// Deletes a change set that will not be executed.
+    pub async fn discard(&self, planned: &PlannedChange, progress: Report<'_>) {
+        cf::delete_change_set(&self.cfn, &planned.stack, &planned.id, progress).await;
+    }
+
+    /// Plans, then executes what the guard lets through and `approve` approves (asked only
+    /// when the approval level needs it).
+    pub async fn deploy(
+        &self,
+        t: &Target,
+        options: &DeployOptions,
+        approve: &mut (dyn FnMut(&PlannedChange) -> Approval + Send),
+        progress: Report<'_>,
+    ) -> Result<DeployOutcome> {
+        match self.plan(t, options, progress).await? {
+            Plan::UpToDate { stack } => Ok(DeployOutcome::UpToDate { stack }),
+            Plan::Change(planned) => self.decide_and_execute(t, planned, options, approve, progress).await,
+        }
+    }
+
+    /// Step one of a two-step deploy: plans and checks the guard; leaves the change set for
+    /// [`Deployer::execute_prepared`] (or deletes it when refused).
+    pub async fn prepare(
+        &self,
+        t: &Target,
+        options: &DeployOptions,
+        progress: Report<'_>,
+    ) -> Result<(Plan, DeployOutcome)> {
+        let plan = self.plan(t, options, progress).await?;
+        if let Plan::Change(planned) = &plan {
+            progress(Progress::Reviewed(planned.clone()));
+        }
+        let outcome = match &plan {
+            Plan::UpToDate { stack } => DeployOutcome::UpToDate { stack: stack.clone() },
+            Plan::Change(planned) => match Verdict::of(&planned.review, options) {
+                Verdict::Refused(refusals) => {
+                    self.discard(planned, progress).await;
+                    DeployOutcome::Refused { stack: t.name.clone(), refusals }
+                }
+                Verdict::Go | Verdict::NeedsApproval => {
+                    DeployOutcome::Prepared { stack: t.name.clone(), change_set: planned.id.clone() }
+                }
+            },
+        };
+        Ok((plan, outcome))
+    }
+
+    /// Step two: reviews the prepared change set again, as AWS describes it now, and executes it
+    /// if the guard and the approval still let it through.
+    pub async fn execute_prepared(
+        &self,
+        t: &Target,
+        change_set: &str,
+        options: &DeployOptions,
+        approve: &mut (dyn FnMut(&PlannedChange) -> Approval + Send),
+        progress: Report<'_>,
+    ) -> Result<DeployOutcome> {
+        match cf::review_change_set(&self.cfn, &t.name, change_set, progress).await? {
+            None => Ok(DeployOutcome::UpToDate { stack: t.name.clone() }),
+            Some(review) => {
+                let planned = PlannedChange { stack: t.name.clone(), id: change_set.to_owned(), review };
+                self.decide_and_execute(t, planned, options, approve, progress).await
+            }
+        }
+    }
+
+    async fn decide_and_execute(
+        &self,
+        t: &Target,
+        planned: PlannedChange,
+        options: &DeployOptions,
+        approve: &mut (dyn FnMut(&PlannedChange) -> Approval + Send),
+        progress: Report<'_>,
+    ) -> Result<DeployOutcome> {
+        let stack = t.name.clone();
+        progress(Progress::Reviewed(planned.clone()));
+        match Verdict::of(&planned.review, options) {
+            Verdict::Refused(refusals) => {
+                self.discard(&planned, progress).await;
+                return Ok(DeployOutcome::Refused { stack, refusals });
+            }
+            Verdict::NeedsApproval => match approve(&planned) {
+                Approval::Yes => {}
+                Approval::No => {
+                    self.discard(&planned, progress).await;
+                    return Ok(DeployOutcome::Declined { stack, reason: None });
+                }
+                Approval::Unavailable(reason) => {
+                    self.discard(&planned, progress).await;
+                    return Ok(DeployOutcome::Declined { stack, reason: Some(reason) });
+                }
+            },
+            Verdict::Go => {}
+        }
+        self.execute(t, &planned, options, progress).await
+    }
+
+    /// Sets the stack policy (lifted for the resources named by `--allow-replace`), executes
+    /// the change set, follows the events, restores the policy, and reads the outputs.
+    async fn execute(
+        &self,
+        t: &Target,
+        planned: &PlannedChange,
+        options: &DeployOptions,
+        progress: Report<'_>,
+    ) -> Result<DeployOutcome> {
+        // Layer 3: the stack policy protects every stateful resource on the server; a resource the
+        // user named with --allow-replace is left out for this update only.
+        let protected = guard::stack_policy(&t.template, &[]);
+        let exists = cf::stack_status(&self.cfn, &t.name).await?.is_some_and(|s| s.deployed());
+        if exists {
+            cf::set_stack_policy(&self.cfn, &t.name, &guard::stack_policy(&t.template, &options.allow_replace)).await?;
+        }
+        let seen = cf::event_ids(&self.cfn, &t.name).await;
+        if let Err(e) = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
+            self.discard(planned, progress).await;
+            if exists {
+                cf::set_stack_policy(&self.cfn, &t.name, &protected).await?;
+            }
+            return Err(DeployError::aws("execute the change set (it was deleted)", &e));
+        }
+        let failure = cf::follow(&self.cfn, &t.name, seen, false, progress).await?;
+        if cf::stack_status(&self.cfn, &t.name).await?.is_some() {
+            cf::set_stack_policy(&self.cfn, &t.name, &protected).await?;
+        }
+        if let Some(failure) = failure {
+            return Ok(DeployOutcome::Failed(failure));
+        }
+        Ok(DeployOutcome::Deployed { stack: t.name.clone(), outputs: cf::outputs(&self.cfn, &t.name).await? })
+    }
+
+    /// What a deploy would change, from a change set created and deleted again.
+    pub async fn diff(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Plan> {
+        let plan = self.plan(t, options, progress).await?;
+        if let Plan::Change(planned) = &plan {
+            self.discard(planned, progress).await;
+        }
+        Ok(plan)
+    }
+
+    /// Resource-level differences between the deployed template and the local one.
+    pub async fn template_diff(&self, t: &Target) -> Result<Vec<String>> {
+        let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
+        let local: serde_json::Value = serde_json::from_str(&t.template_json()?)
+            .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+        Ok(cf::template_diff(&deployed, &local))
+    }
+
+    /// What destroying the stack deletes (queues with their depths) and keeps; `None` when
+    /// there is no stack. A stack without this app's tag is refused unless `force`.
+    pub async fn destroy_plan(&self, t: &Target, force: bool) -> Result<Option<DestroyPlan>> {
+        let Some(stack) = cf::describe(&self.cfn, &t.name).await? else { return Ok(None) };
+        let ours = stack.tags().iter().any(|tag| tag.key() == Some(APP_TAG.0) && tag.value() == Some(APP_TAG.1));
+        if !ours && !force {
+            return Err(DeployError::Usage(format!(
+                "refused: stack {} does not carry the tag {}={} that this tool's deploys set, so it may not be this app's; pass --force to delete it anyway",
+                t.name, APP_TAG.0, APP_TAG.1
+            )));
+        }
+        let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
+        let physical = cf::physical_ids(&self.cfn, &t.name).await?;
+        let mut plan = DestroyPlan { stack: t.name.clone(), deletes: Vec::new(), keeps: Vec::new() };
+        for (id, r) in deployed["Resources"].as_object().into_iter().flatten() {
+            let ty = r["Type"].as_str().unwrap_or_default();
+            let physical_id = physical.get(id).cloned().unwrap_or_default();
+            if r["DeletionPolicy"] == "Retain" {
+                plan.keeps.push((id.clone(), physical_id));
+                continue;
+            }
+            let holds = if ty == cfn::constructs::sqs::Queue::TYPE && !physical_id.is_empty() {
+                Some(match crate::local::depth(&self.sqs, &physical_id).await {
+                    Ok(d) => format!("with {} waiting and {} in flight message(s)", d.waiting, d.in_flight),
+                    Err(_) => "(its depth could not be read)".to_owned(),
+                })
+            } else {
+                guard::is_stateful(ty).then(|| "with its data".to_owned())
+            };
+            plan.deletes.push(Doomed { logical_id: id.clone(), resource_type: ty.to_owned(), physical_id, holds });
+        }
+        Ok(Some(plan))
+    }
+
+    /// Deletes the stack `plan` describes and follows it to the end.
+    pub async fn destroy(&self, plan: DestroyPlan, progress: Report<'_>) -> Result<DestroyOutcome> {
+        let seen = cf::event_ids(&self.cfn, &plan.stack).await;
+        self.cfn
+            .delete_stack()
+            .stack_name(&plan.stack)
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("delete {}", plan.stack), &e))?;
+        Ok(match cf::follow(&self.cfn, &plan.stack, seen, true, progress).await? {
+            Some(failure) => DestroyOutcome::Failed(failure),
+            None => DestroyOutcome::Destroyed { stack: plan.stack, kept: plan.keeps },
+        })
+    }
+
+    /// The stack's outputs.
+    pub async fn outputs(&self, t: &Target) -> Result<BTreeMap<String, String>> {
+        cf::outputs(&self.cfn, &t.name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::{Action, Replacement, ResourceChange};
+
+    fn change(ty: &str, replacement: Replacement) -> ResourceChange {
+        ResourceChange { replacement: Some(replacement), ..ResourceChange::new(Action::Modify, "X", ty) }
+    }
+
+    #[test]
+    fn approval_levels_mean_what_the_cdk_clis_do() {
+        let plain = guard::review(vec![change("AWS::Lambda::Function", Replacement::False)]);
+        let iam = guard::review(vec![change("AWS::IAM::Role", Replacement::False)]);
+        let lossy = guard::review(vec![change("AWS::SQS::Queue", Replacement::True)]);
+        let allowed = ["X".to_owned()];
+        use RequireApproval::*;
+        for (level, plain_asks, iam_asks, lossy_asks) in [
+            (Never, false, false, false),
+            (AnyChange, true, true, true),
+            (Broadening, false, true, true),
+            (Destructive, false, false, true),
+        ] {
+            assert_eq!(level.needs_approval(&plain, &[]), plain_asks, "{level:?} plain");
+            assert_eq!(level.needs_approval(&iam, &[]), iam_asks, "{level:?} iam");
+            assert_eq!(level.needs_approval(&lossy, &allowed), lossy_asks, "{level:?} allowed loss");
+        }
+    }
+
+    #[test]
+    fn the_verdict_refuses_before_it_asks_and_yes_skips_asking() {
+        let lossy = guard::review(vec![change("AWS::SQS::Queue", Replacement::True)]);
+        let options = DeployOptions::default();
+        assert!(matches!(Verdict::of(&lossy, &options), Verdict::Refused(r) if r.len() == 1));
+        let yes = DeployOptions { yes: true, ..Default::default() };
+        assert!(matches!(Verdict::of(&lossy, &yes), Verdict::Refused(_)), "--yes approves, it does not allow loss");
+        let named = DeployOptions { allow_replace: vec!["X".into()], ..Default::default() };
+        assert_eq!(Verdict::of(&lossy, &named), Verdict::NeedsApproval);
+        let named_yes = DeployOptions { yes: true, ..named };
+        assert_eq!(Verdict::of(&lossy, &named_yes), Verdict::Go);
+        let plain = guard::review(vec![change("AWS::Lambda::Function", Replacement::False)]);
+        assert_eq!(Verdict::of(&plain, &options), Verdict::Go);
+    }
+
+    #[test]
+    fn outcomes_say_what_happened_and_what_to_do() {
+        let refusal = guard::review(vec![change("AWS::DynamoDB::Table", Replacement::True)]).refused;
+        let refused = DeployOutcome::Refused { stack: "s".into(), refusals: refusal };
+        let text = refused.to_string();
+        assert!(text.contains("X (AWS::DynamoDB::Table): replaced"), "{text}");
+        assert!(text.ends_with("re-run with --allow-replace X if losing that data is intended"), "{text}");
+        assert!(!refused.succeeded());
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["outcome"], "refused");
+        assert_eq!(json["refusals"][0]["change"]["Replacement"], "True");
+        let declined = DeployOutcome::Declined { stack: "s".into(), reason: Some("no terminal".into()) };
+        assert_eq!(declined.to_string(), "not deployed; the change set was deleted (no terminal)");
+        let outputs = BTreeMap::from([("A".to_owned(), "1".to_owned()), ("Long".to_owned(), "2".to_owned())]);
+        assert_eq!(OutputsTable(&outputs).to_string(), "A     1\nLong  2");
+        assert_eq!(OutputsTable(&BTreeMap::new()).to_string(), "(no outputs)");
+    }
+}
