@@ -58,6 +58,14 @@ pub enum Progress {
     BucketExists {
         bucket: String,
     },
+    /// Termination protection was turned on: deleting the stack now takes `destroy --unprotect`.
+    Protected {
+        stack: String,
+    },
+    /// Something that does not change the outcome but should be seen.
+    Warning {
+        message: String,
+    },
 }
 
 impl fmt::Display for Progress {
@@ -82,6 +90,8 @@ impl fmt::Display for Progress {
             }
             Progress::BucketCreated { bucket } => write!(f, "created bucket {bucket}"),
             Progress::BucketExists { bucket } => write!(f, "bucket {bucket} exists and is yours; securing it"),
+            Progress::Protected { stack } => write!(f, "termination protection turned on for {stack}"),
+            Progress::Warning { message } => write!(f, "warning: {message}"),
         }
     }
 }
@@ -283,13 +293,21 @@ pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool, progress: Report
 /// SHA-256 checksum is there already; an object at the key with another checksum is an error
 /// (something else wrote it). A HEAD refused with 403 (a role without `s3:ListBucket` gets 403
 /// for a missing key) is treated as "not known there": the upload decides. Returns whether it
-/// uploaded.
-pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool> {
+/// uploaded. With `owner` (an account ID), S3 refuses every call unless that account owns the
+/// bucket (`ExpectedBucketOwner`), so a bucket of the same name in another account never gets
+/// the code.
+pub async fn upload_once(s3: &S3, bucket: &str, owner: Option<&str>, key: &str, body: Vec<u8>) -> Result<bool> {
     use base64::Engine as _;
     use sha2::Digest as _;
     let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
-    let head =
-        s3.head_object().bucket(bucket).key(key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await;
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_expected_bucket_owner(owner.map(str::to_owned))
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await;
     let other = |found: String, expected: &str| DeployError::ForeignObject {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -327,6 +345,7 @@ pub async fn upload_once(s3: &S3, bucket: &str, key: &str, body: Vec<u8>) -> Res
     s3.put_object()
         .bucket(bucket)
         .key(key)
+        .set_expected_bucket_owner(owner.map(str::to_owned))
         .checksum_sha256(checksum)
         .body(ByteStream::from(body))
         .send()
@@ -355,7 +374,12 @@ pub enum TemplateSource {
     Url(String),
 }
 
-pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Result<TemplateSource> {
+pub async fn template_source(
+    s3: &S3,
+    bucket: Option<&str>,
+    owner: Option<&str>,
+    body: String,
+) -> Result<TemplateSource> {
     if body.len() <= MAX_TEMPLATE_BODY {
         return Ok(TemplateSource::Body(body));
     }
@@ -363,7 +387,7 @@ pub async fn template_source(s3: &S3, bucket: Option<&str>, body: String) -> Res
         return Err(DeployError::TemplateTooLarge(body.len()));
     };
     let key = format!("templates/{}.json", crate::assets::sha256_hex(body.as_bytes()));
-    upload_once(s3, bucket, &key, body.into_bytes()).await?;
+    upload_once(s3, bucket, owner, &key, body.into_bytes()).await?;
     Ok(TemplateSource::Url(object_url(&resolved_region(s3), bucket, &key)))
 }
 
@@ -582,6 +606,14 @@ pub async fn set_stack_policy(cfn: &Cfn, stack: &str, policy: &serde_json::Value
         .send()
         .await
         .map_err(|e| DeployError::aws(format!("set the stack policy of {stack}"), &e))?;
+    Ok(())
+}
+
+/// Turns the stack's termination protection on or off.
+pub async fn protect(cfn: &Cfn, stack: &str, on: bool) -> Result<()> {
+    cfn.update_termination_protection().stack_name(stack).enable_termination_protection(on).send().await.map_err(
+        |e| DeployError::aws(format!("turn termination protection {} for {stack}", if on { "on" } else { "off" }), &e),
+    )?;
     Ok(())
 }
 

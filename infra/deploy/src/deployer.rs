@@ -225,6 +225,8 @@ pub struct Doomed {
 #[serde(rename_all = "camelCase")]
 pub struct DestroyPlan {
     pub stack: String,
+    /// Termination protection is on, and the user said to turn it off first.
+    pub unprotect: bool,
     pub deletes: Vec<Doomed>,
     /// `DeletionPolicy: Retain`: stays in the account, as `(logical ID, physical ID)`.
     pub keeps: Vec<(String, String)>,
@@ -232,6 +234,9 @@ pub struct DestroyPlan {
 
 impl fmt::Display for DestroyPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unprotect {
+            writeln!(f, "termination protection of {} is turned off first (--unprotect)", self.stack)?;
+        }
         write!(f, "destroying {} deletes:", self.stack)?;
         for d in &self.deletes {
             write!(f, "\n  {} ({}) {}", d.logical_id, d.resource_type, d.physical_id)?;
@@ -276,6 +281,9 @@ pub struct Deployer {
     cfn: Cfn,
     s3: S3,
     sqs: aws_sdk_sqs::Client,
+    sts: aws_sdk_sts::Client,
+    /// The caller's account: the owner the asset bucket must have. Asked once.
+    account: tokio::sync::OnceCell<String>,
     plain_http: bool,
 }
 
@@ -284,8 +292,36 @@ impl Deployer {
     /// endpoints have no per-bucket host names).
     pub async fn connect(connection: &Connection) -> Self {
         let (cfn, s3) = connection.clients().await;
-        let sqs = aws_sdk_sqs::Client::new(&connection.sdk_config().await);
-        Deployer { cfn, s3, sqs, plain_http: connection.plain_http() }
+        let config = connection.sdk_config().await;
+        Deployer {
+            cfn,
+            s3,
+            sqs: aws_sdk_sqs::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            account: tokio::sync::OnceCell::new(),
+            plain_http: connection.plain_http(),
+        }
+    }
+
+    /// The account the credentials belong to (STS `GetCallerIdentity`, which needs no
+    /// permission).
+    pub async fn account(&self) -> Result<&str> {
+        let id = self
+            .account
+            .get_or_try_init(|| async {
+                let me = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| DeployError::aws("find the caller's account", &e))?;
+                me.account().map(str::to_owned).ok_or_else(|| DeployError::Aws {
+                    what: "find the caller's account".to_owned(),
+                    message: "GetCallerIdentity answered without an account".to_owned(),
+                })
+            })
+            .await?;
+        Ok(id)
     }
 
     /// Creates (or secures) the asset bucket.
@@ -323,7 +359,7 @@ impl Deployer {
                 .await
                 .map_err(|_| DeployError::Interrupted(format!("packaging {}", asset.name)))??
             };
-            let uploaded = cf::upload_once(&self.s3, bucket, &p.key(), body).await?;
+            let uploaded = cf::upload_once(&self.s3, bucket, Some(self.account().await?), &p.key(), body).await?;
             progress(Progress::Asset {
                 name: asset.name.clone(),
                 bytes: p.bytes,
@@ -369,7 +405,11 @@ impl Deployer {
         if settled_ok && cf::is_current(&self.cfn, &t.name, &local, &parameters).await? {
             return Ok(Plan::UpToDate { stack: t.name.clone() });
         }
-        let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), body).await?;
+        let owner = match options.asset_bucket {
+            Some(_) => Some(self.account().await?),
+            None => None,
+        };
+        let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?;
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
         Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, exists, progress).await? {
             Some(planned) => Plan::Change(planned),
@@ -505,6 +545,17 @@ impl Deployer {
         if let Some(failure) = failure {
             return Ok(DeployOutcome::Failed(failure));
         }
+        // Termination protection: deleting the stack takes a named override (`destroy
+        // --unprotect`), from this tool or any other. Not being able to turn it on does not undo
+        // the deploy; it is reported.
+        let deployed =
+            cf::describe(&self.cfn, &t.name).await?.ok_or_else(|| DeployError::Disappeared(t.name.clone()))?;
+        if deployed.enable_termination_protection() != Some(true) {
+            match cf::protect(&self.cfn, &t.name, true).await {
+                Ok(()) => progress(Progress::Protected { stack: t.name.clone() }),
+                Err(e) => progress(Progress::Warning { message: e.to_string() }),
+            }
+        }
         Ok(DeployOutcome::Deployed { stack: t.name.clone(), outputs: cf::outputs(&self.cfn, &t.name).await? })
     }
 
@@ -526,9 +577,14 @@ impl Deployer {
     }
 
     /// What destroying the stack deletes (queues with their depths) and keeps; `None` when
-    /// there is no stack. A stack without this app's tag is refused unless `force`.
-    pub async fn destroy_plan(&self, t: &Target, force: bool) -> Result<Option<DestroyPlan>> {
+    /// there is no stack. A stack without this app's tag is refused unless `force`; one with
+    /// termination protection unless `unprotect`.
+    pub async fn destroy_plan(&self, t: &Target, force: bool, unprotect: bool) -> Result<Option<DestroyPlan>> {
         let Some(stack) = cf::describe(&self.cfn, &t.name).await? else { return Ok(None) };
+        let protected = stack.enable_termination_protection() == Some(true);
+        if protected && !unprotect {
+            return Err(DeployError::Protected(t.name.clone()));
+        }
         let ours = stack.tags().iter().any(|tag| tag.key() == Some(APP_TAG.0) && tag.value() == Some(APP_TAG.1));
         if !ours && !force {
             return Err(DeployError::Usage(format!(
@@ -538,7 +594,8 @@ impl Deployer {
         }
         let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
         let physical = cf::physical_ids(&self.cfn, &t.name).await?;
-        let mut plan = DestroyPlan { stack: t.name.clone(), deletes: Vec::new(), keeps: Vec::new() };
+        let mut plan =
+            DestroyPlan { stack: t.name.clone(), unprotect: protected, deletes: Vec::new(), keeps: Vec::new() };
         for (id, r) in deployed["Resources"].as_object().into_iter().flatten() {
             let ty = r["Type"].as_str().unwrap_or_default();
             let physical_id = physical.get(id).cloned().unwrap_or_default();
@@ -561,6 +618,9 @@ impl Deployer {
 
     /// Deletes the stack `plan` describes and follows it to the end.
     pub async fn destroy(&self, plan: DestroyPlan, progress: Report<'_>) -> Result<DestroyOutcome> {
+        if plan.unprotect {
+            cf::protect(&self.cfn, &plan.stack, false).await?;
+        }
         let seen = cf::event_ids(&self.cfn, &plan.stack).await;
         self.cfn
             .delete_stack()

@@ -17,6 +17,10 @@ pub enum DeployError {
     /// A flag or option the command cannot use.
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "stack {0} has termination protection: pass --unprotect to turn it off and delete it (or `aws cloudformation update-termination-protection --no-enable-termination-protection --stack-name {0}`)"
+    )]
+    Protected(String),
     #[error("there is no stack {0}")]
     NoStack(String),
     #[error("stack {0} is still REVIEW_IN_PROGRESS a minute after its change set was executed: the change set did not start (see `aws cloudformation describe-change-set`)")]
@@ -78,7 +82,18 @@ pub fn sdk<E: std::error::Error + ProvideErrorMetadata + 'static>(e: &SdkError<E
             SdkError::ServiceError(service) => {
                 let raw = service.raw();
                 let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-                format!("HTTP {}: {}", raw.status().as_u16(), body.trim())
+                let body = body.trim();
+                // An error page says nothing a terminal can show.
+                let html =
+                    body.get(..5).is_some_and(|b| b.eq_ignore_ascii_case("<!doc") || b.eq_ignore_ascii_case("<html"));
+                if html {
+                    format!(
+                        "HTTP {} (an HTML error page: the endpoint does not implement this call?)",
+                        raw.status().as_u16()
+                    )
+                } else {
+                    format!("HTTP {}: {body}", raw.status().as_u16())
+                }
             }
             other => format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(other)),
         },

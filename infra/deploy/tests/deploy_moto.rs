@@ -249,15 +249,15 @@ async fn large_templates_go_through_s3() {
     let config = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), "{}".into()).await.unwrap();
+    let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), None, "{}".into()).await.unwrap();
     assert!(matches!(small, deploy::cloudformation::TemplateSource::Body(_)));
     let big = format!("{{\"Description\": \"{}\"}}", "x".repeat(deploy::cloudformation::MAX_TEMPLATE_BODY));
-    let source = deploy::cloudformation::template_source(&s3, Some(BUCKET), big).await.unwrap();
+    let source = deploy::cloudformation::template_source(&s3, Some(BUCKET), None, big).await.unwrap();
     let deploy::cloudformation::TemplateSource::Url(url) = source else { panic!("a large template is uploaded") };
     let key = url.split(&format!("/{BUCKET}/")).nth(1).unwrap();
     assert!(key.starts_with("templates/") && key.ends_with(".json"), "{url}");
     s3.head_object().bucket(BUCKET).key(key).send().await.expect("the template is in the bucket");
-    let none = deploy::cloudformation::template_source(&s3, None, "x".repeat(60_000)).await;
+    let none = deploy::cloudformation::template_source(&s3, None, None, "x".repeat(60_000)).await;
     assert!(none.is_err_and(|e| e.to_string().contains("pass --asset-bucket")));
 }
 
@@ -283,30 +283,35 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
     let config = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    assert!(upload_once(&s3, BUCKET, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "uploaded");
-    assert!(!upload_once(&s3, BUCKET, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "same checksum: kept");
+    assert!(upload_once(&s3, BUCKET, None, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "uploaded");
+    assert!(!upload_once(&s3, BUCKET, None, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "same checksum: kept");
     // Something else wrote other bytes at the key: refused, naming what it found. (moto returns
     // no checksum on HEAD, so the ETag, the MD5 of a single-part upload, decides here; on AWS
     // the SHA-256 checksum the upload stored does.)
     s3.put_object().bucket(BUCKET).key("f/other.zip").body(b"tampered".to_vec().into()).send().await.unwrap();
-    let err = upload_once(&s3, BUCKET, "f/other.zip", b"zip bytes".to_vec()).await.unwrap_err();
+    let err = upload_once(&s3, BUCKET, None, "f/other.zip", b"zip bytes".to_vec()).await.unwrap_err();
     assert!(matches!(err, deploy::error::DeployError::ForeignObject { .. }), "{err:?}");
     assert!(err.to_string().contains("holds other bytes"), "{err}");
     // The same bytes written by someone else, without a checksum: kept.
     s3.put_object().bucket(BUCKET).key("f/plain.zip").body(b"zip bytes".to_vec().into()).send().await.unwrap();
-    assert!(!upload_once(&s3, BUCKET, "f/plain.zip", b"zip bytes".to_vec()).await.unwrap());
+    assert!(!upload_once(&s3, BUCKET, None, "f/plain.zip", b"zip bytes".to_vec()).await.unwrap());
     // A role without s3:ListBucket gets 403, not 404, on HEAD of a missing key (AWS's rule;
     // moto answers 404 whatever the policy, so a proxy answers every HEAD with 403 here): that
     // is "not known there", so it uploads, instead of "create the bucket".
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let upstream = moto.endpoint.trim_start_matches("http://").to_owned();
+    let owners = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = owners.clone();
     let server = tokio::spawn(async move {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else { return };
-            let upstream = upstream.clone();
+            let (upstream, seen) = (upstream.clone(), seen.clone());
             tokio::spawn(async move {
                 let Some((head, body)) = support::proxy::read_request(&mut conn).await else { return };
+                let method = head.split(' ').next().unwrap_or_default().to_owned();
+                let owner = support::proxy::header(&head, "x-amz-expected-bucket-owner").map(str::to_owned);
+                seen.lock().unwrap().push((method, owner));
                 if head.starts_with("HEAD ") {
                     support::proxy::respond(&mut conn, "HTTP/1.1 403 Forbidden\r\n", b"").await;
                 } else if let Some((head, body)) = support::proxy::relay(&upstream, &head, &body).await {
@@ -317,8 +322,18 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
     });
     let via = aws_sdk_s3::config::Builder::from(&config).endpoint_url(&endpoint).force_path_style(true).build();
     let denied = aws_sdk_s3::Client::from_conf(via);
-    assert!(upload_once(&denied, BUCKET, "f/new.zip", b"new bytes".to_vec()).await.unwrap(), "uploaded");
+    assert!(
+        upload_once(&denied, BUCKET, Some("123456789012"), "f/new.zip", b"new bytes".to_vec()).await.unwrap(),
+        "uploaded"
+    );
     let stored = s3.get_object().bucket(BUCKET).key("f/new.zip").send().await.unwrap();
     assert_eq!(stored.body.collect().await.unwrap().into_bytes().as_ref(), b"new bytes");
+    // Both calls named the account that must own the bucket.
+    let owner = Some("123456789012".to_owned());
+    assert_eq!(
+        *owners.lock().unwrap(),
+        [("HEAD".to_owned(), owner.clone()), ("PUT".to_owned(), owner)],
+        "ExpectedBucketOwner on every call"
+    );
     server.abort();
 }

@@ -6,6 +6,10 @@
 //! Refused: `ExecuteChangeSet` is never called and the stack is unchanged. With
 //! `--allow-replace MetricsTable`: executed, with the table left out of the stack policy for that
 //! update only.
+//!
+//! Termination protection the same way: moto answers `UpdateTerminationProtection` with a 500
+//! and deletes protected stacks, so the proxy keeps the flag as CloudFormation does, shows it in
+//! DescribeStacks and refuses DeleteStack while it is on.
 
 use test_support as support;
 
@@ -49,26 +53,84 @@ fn with_table_replaced(xml: &str) -> String {
     }
 }
 
+/// Shows each described stack's termination protection as the stand-in keeps it (moto's own
+/// field is dropped: it never changes after CreateStack).
+fn with_protection(xml: &str, flags: &std::collections::BTreeMap<String, bool>) -> String {
+    const OPEN: &str = "<EnableTerminationProtection>";
+    const CLOSE: &str = "</EnableTerminationProtection>";
+    let mut xml = xml.to_owned();
+    while let Some(i) = xml.find(OPEN) {
+        let end = xml[i..].find(CLOSE).map_or(xml.len(), |e| i + e + CLOSE.len());
+        xml.replace_range(i..end, "");
+    }
+    for (stack, on) in flags {
+        let name = format!("<StackName>{stack}</StackName>");
+        xml = xml.replace(&name, &format!("{name}{OPEN}{on}{CLOSE}"));
+    }
+    xml
+}
+
 /// The CloudFormation requests relayed, in order: `(Action, form body)`.
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
-/// Relays to moto; rewrites DescribeChangeSet answers; records `(Action, body)` of each request.
-async fn serve(listener: TcpListener, moto: String, seen: Seen) {
+/// What the stand-in adds to moto.
+#[derive(Default)]
+struct Stand {
+    seen: Seen,
+    /// Whether DescribeChangeSet answers get the table replacement.
+    replace_table: bool,
+    /// Termination protection, by stack name.
+    protected: Mutex<std::collections::BTreeMap<String, bool>>,
+}
+
+const XMLNS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
+
+/// Answers what moto lacks, as CloudFormation documents it; `None` relays the request.
+fn stand_in(stand: &Stand, action: &str, body: &[u8]) -> Option<(&'static str, String)> {
+    let stack = field(body, "StackName").unwrap_or_default();
+    match action {
+        "UpdateTerminationProtection" => {
+            let on = field(body, "EnableTerminationProtection").as_deref() == Some("true");
+            stand.protected.lock().unwrap().insert(stack.clone(), on);
+            Some(("HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\n", format!(
+                "<UpdateTerminationProtectionResponse xmlns=\"{XMLNS}\"><UpdateTerminationProtectionResult><StackId>arn:aws:cloudformation:us-east-1:123456789012:stack/{stack}/1</StackId></UpdateTerminationProtectionResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></UpdateTerminationProtectionResponse>"
+            )))
+        }
+        "DeleteStack" if stand.protected.lock().unwrap().get(&stack) == Some(&true) => {
+            Some(("HTTP/1.1 400 Bad Request\r\ncontent-type: text/xml\r\n", format!(
+                "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack [{stack}] cannot be deleted while TerminationProtection is enabled</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Relays to moto; answers what moto lacks; rewrites DescribeChangeSet and DescribeStacks
+/// answers; records `(Action, body)` of each request.
+async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
     let upstream = moto.trim_start_matches("http://").to_owned();
     loop {
         let Ok((mut conn, _)) = listener.accept().await else { return };
-        let (upstream, seen) = (upstream.clone(), seen.clone());
+        let (upstream, stand) = (upstream.clone(), stand.clone());
         tokio::spawn(async move {
             let Some((head, body)) = proxy::read_request(&mut conn).await else { return };
             let action = field(&body, "Action").unwrap_or_default();
-            seen.lock().unwrap().push((action.clone(), body.clone()));
+            stand.seen.lock().unwrap().push((action.clone(), body.clone()));
+            if let Some((answer_head, answer)) = stand_in(&stand, &action, &body) {
+                proxy::respond(&mut conn, answer_head, answer.as_bytes()).await;
+                return;
+            }
             let Some((answer_head, answer)) = proxy::relay(&upstream, &head, &body).await else { return };
             assert!(
                 !proxy::header(&answer_head, "transfer-encoding").is_some_and(|v| v.contains("chunked")),
                 "the proxy rewrites whole bodies only"
             );
-            let answer = if action == "DescribeChangeSet" && answer_head.starts_with("HTTP/1.1 200") {
+            let ok = answer_head.starts_with("HTTP/1.1 200");
+            let answer = if action == "DescribeChangeSet" && ok && stand.replace_table {
                 with_table_replaced(&String::from_utf8_lossy(&answer)).into_bytes()
+            } else if action == "DescribeStacks" && ok {
+                let flags = stand.protected.lock().unwrap().clone();
+                with_protection(&String::from_utf8_lossy(&answer), &flags).into_bytes()
             } else {
                 answer
             };
@@ -109,8 +171,9 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), seen.clone()));
+    let stand = Arc::new(Stand { replace_table: true, ..Default::default() });
+    let seen = stand.seen.clone();
+    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
     let actions = |seen: &Seen| -> Vec<String> { seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect() };
 
     // A real change (a new parameter value), and the table replacement the proxy reports.
@@ -157,5 +220,62 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     assert!(policies[0].0 < execute && !denies(&policies[0].1), "{:?}", policies[0]);
     assert!(policies[1].0 > execute && denies(&policies[1].1), "{:?}", policies[1]);
     assert!(parameters().await.contains(&("AlarmEmail".to_owned(), "ops@example.com".to_owned())));
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap().to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand::default());
+    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let run = |args: Vec<String>| {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || deploy(&endpoint, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let actions =
+        |stand: &Stand| -> Vec<String> { stand.seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect() };
+
+    assert!(run(args(&["bootstrap", "--asset-bucket", BUCKET])).await.unwrap().status.success());
+    let out = run(args(&["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", &lambda_dir, "--yes"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("termination protection turned on for {STACK}")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(stand.protected.lock().unwrap().get(STACK), Some(&true));
+
+    // Protected: refused before anything is deleted, with the override named.
+    stand.seen.lock().unwrap().clear();
+    let out = run(args(&["destroy", "--yes", "--stack", "standalone"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("has termination protection: pass --unprotect"), "{}", text(&out.stderr));
+    assert!(!actions(&stand).contains(&"DeleteStack".to_owned()), "{:?}", actions(&stand));
+
+    // Named: turned off, then deleted; the table stays.
+    stand.seen.lock().unwrap().clear();
+    let out = run(args(&["destroy", "--yes", "--unprotect", "--stack", "standalone"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("termination protection of"), "{}", text(&out.stdout));
+    let done = actions(&stand);
+    let off = done.iter().position(|a| a == "UpdateTerminationProtection").expect("turned off");
+    let delete = done.iter().position(|a| a == "DeleteStack").expect("deleted");
+    assert!(off < delete, "{done:?}");
+    assert_eq!(stand.protected.lock().unwrap().get(STACK), Some(&false));
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let gone = cfn.describe_stacks().stack_name(STACK).send().await;
+    assert!(
+        gone.is_err()
+            || gone.unwrap().stacks()[0].stack_status()
+                == Some(&aws_sdk_cloudformation::types::StackStatus::DeleteComplete)
+    );
     server.abort();
 }

@@ -96,6 +96,9 @@ enum Command {
         /// Delete even a stack that lacks the tag this tool's deploys set.
         #[arg(long)]
         force: bool,
+        /// Turn the stack's termination protection (which every deploy turns on) off first.
+        #[arg(long)]
+        unprotect: bool,
     },
     /// Print the stack's outputs.
     Outputs {
@@ -174,7 +177,7 @@ async fn run(cli: Cli) -> Result<bool> {
             }
             true
         }
-        Some(Command::Destroy { yes, force }) => destroy(&d, &t, yes, force).await?,
+        Some(Command::Destroy { yes, force, unprotect }) => destroy(&d, &t, yes, force, unprotect).await?,
         Some(Command::Outputs { json }) => {
             let outputs = d.outputs(&t).await?;
             if json {
@@ -201,7 +204,7 @@ fn reporter(json: bool, mut reviewed: Option<&mut Option<PlannedChange>>) -> imp
             *slot = Some(planned.clone());
         }
         match p {
-            Progress::ChangeSetLeftOver { .. } => eprintln!("{p}"),
+            Progress::ChangeSetLeftOver { .. } | Progress::Warning { .. } => eprintln!("{p}"),
             // The JSON document carries the review.
             Progress::Reviewed(_) if json => {}
             p if json => eprintln!("{p}"),
@@ -238,8 +241,8 @@ fn confirm(question: &str) -> std::io::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-async fn destroy(d: &Deployer, t: &Target, yes: bool, force: bool) -> Result<bool> {
-    let Some(plan) = d.destroy_plan(t, force).await? else {
+async fn destroy(d: &Deployer, t: &Target, yes: bool, force: bool, unprotect: bool) -> Result<bool> {
+    let Some(plan) = d.destroy_plan(t, force, unprotect).await? else {
         println!("{}", DestroyOutcome::NoStack { stack: t.name.clone() });
         return Ok(true);
     };
