@@ -143,6 +143,20 @@ fn deploy(endpoint: &str, args: &[&str]) -> Output {
     support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), endpoint, args)
 }
 
+/// [`deploy`] off the async threads, so the proxy in this process keeps answering.
+async fn deploy_via(endpoint: &str, args: &[&str]) -> Output {
+    let endpoint = endpoint.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || deploy(&endpoint, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("the deploy binary ran")
+}
+
+/// The CloudFormation actions relayed so far, in order.
+fn actions(seen: &Seen) -> Vec<String> {
+    seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     let moto = Moto::start();
@@ -174,16 +188,10 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     let stand = Arc::new(Stand { replace_table: true, ..Default::default() });
     let seen = stand.seen.clone();
     let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    let actions = |seen: &Seen| -> Vec<String> { seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect() };
 
     // A real change (a new parameter value), and the table replacement the proxy reports.
     let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
-    let out = tokio::task::spawn_blocking({
-        let (endpoint, change) = (endpoint.clone(), change.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        move || deploy(&endpoint, &change.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = deploy_via(&endpoint, &change).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "refused: {stderr}");
     assert!(stderr.contains("MetricsTable (AWS::DynamoDB::Table)"), "{stderr}");
@@ -198,12 +206,7 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     // Named: it proceeds, with the table out of the stack policy for that update only.
     seen.lock().unwrap().clear();
     let allowed = [&change[..], &["--allow-replace", "MetricsTable"]].concat();
-    let out = tokio::task::spawn_blocking({
-        let (endpoint, allowed) = (endpoint.clone(), allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        move || deploy(&endpoint, &allowed.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = deploy_via(&endpoint, &allowed).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let done = actions(&seen);
     let execute = done.iter().position(|a| a == "ExecuteChangeSet").expect("executed");
@@ -233,18 +236,12 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let stand = Arc::new(Stand::default());
     let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    let run = |args: Vec<String>| {
-        let endpoint = endpoint.clone();
-        tokio::task::spawn_blocking(move || deploy(&endpoint, &args.iter().map(String::as_str).collect::<Vec<_>>()))
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let actions =
-        |stand: &Stand| -> Vec<String> { stand.seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect() };
-
-    assert!(run(args(&["bootstrap", "--asset-bucket", BUCKET])).await.unwrap().status.success());
-    let out = run(args(&["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", &lambda_dir, "--yes"]))
-        .await
-        .unwrap();
+    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let out = deploy_via(
+        &endpoint,
+        &["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", &lambda_dir, "--yes"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains(&format!("termination protection turned on for {STACK}")),
@@ -255,17 +252,17 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
 
     // Protected: refused before anything is deleted, with the override named.
     stand.seen.lock().unwrap().clear();
-    let out = run(args(&["destroy", "--yes", "--stack", "standalone"])).await.unwrap();
+    let out = deploy_via(&endpoint, &["destroy", "--yes", "--stack", "standalone"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("has termination protection: pass --unprotect"), "{}", text(&out.stderr));
-    assert!(!actions(&stand).contains(&"DeleteStack".to_owned()), "{:?}", actions(&stand));
+    assert!(!actions(&stand.seen).contains(&"DeleteStack".to_owned()), "{:?}", actions(&stand.seen));
 
     // Named: turned off, then deleted; the table stays.
     stand.seen.lock().unwrap().clear();
-    let out = run(args(&["destroy", "--yes", "--unprotect", "--stack", "standalone"])).await.unwrap();
+    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("termination protection of"), "{}", text(&out.stdout));
-    let done = actions(&stand);
+    let done = actions(&stand.seen);
     let off = done.iter().position(|a| a == "UpdateTerminationProtection").expect("turned off");
     let delete = done.iter().position(|a| a == "DeleteStack").expect("deleted");
     assert!(off < delete, "{done:?}");
