@@ -24,7 +24,7 @@ fn cfn_lint(files: &[PathBuf]) -> (i32, serde_json::Value) {
 }
 
 fn write(dir: &Path, artifacts: &[cfn::synth::Artifact]) -> Vec<PathBuf> {
-    cfn::synth::write(dir, artifacts).expect("writes")
+    cfn::synth::write(dir, artifacts).expect("writes").into_iter().map(|w| w.path).collect()
 }
 
 #[test]

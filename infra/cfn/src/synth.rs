@@ -92,16 +92,32 @@ fn leftovers(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<PathBuf>, OutputE
     Ok(out)
 }
 
-/// Writes `artifacts` into `dir`. Every file is first written and flushed under a temporary
-/// name, then all are renamed into place, so a failure leaves no partial file behind. Owned
-/// files that are no longer produced are removed. Returns the paths written.
-pub fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<PathBuf>, OutputError> {
+/// One artifact after [`write`]: where it is, and whether its bytes were already there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub path: PathBuf,
+    pub unchanged: bool,
+}
+
+/// Writes `artifacts` into `dir`. Every changed file is first written and flushed under a
+/// temporary name, then all are renamed into place, so a failure leaves no partial file behind;
+/// a file whose bytes are already there is left alone (no write, no flush: an edit of one stack
+/// rewrites only its files). Owned files that are no longer produced are removed. Returns each
+/// artifact's path, in order.
+pub fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<Written>, OutputError> {
     fs::create_dir_all(dir).map_err(|source| OutputError::CreateDir { path: dir.to_owned(), source })?;
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut written = Vec::new();
     let result = (|| {
         for a in artifacts {
+            let path = dir.join(&a.file_name);
+            let unchanged = fs::read(&path).is_ok_and(|old| old == a.contents.as_bytes());
+            written.push(Written { path: path.clone(), unchanged });
+            if unchanged {
+                continue;
+            }
             let tmp = dir.join(format!(".{}.tmp{}", a.file_name, std::process::id()));
-            staged.push((tmp.clone(), dir.join(&a.file_name)));
+            staged.push((tmp.clone(), path));
             let mut f = fs::File::create(&tmp).map_err(|source| OutputError::Write { path: tmp.clone(), source })?;
             f.write_all(a.contents.as_bytes())
                 .and_then(|()| f.sync_all())
@@ -118,10 +134,8 @@ pub fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<PathBuf>, OutputE
     for path in leftovers(dir, artifacts)? {
         fs::remove_file(&path).map_err(|source| OutputError::Write { path: path.clone(), source })?;
     }
-    let mut written = Vec::new();
     for (tmp, path) in staged {
         fs::rename(&tmp, &path).map_err(|source| OutputError::Write { path: path.clone(), source })?;
-        written.push(path);
     }
     Ok(written)
 }
@@ -159,6 +173,25 @@ mod tests {
         ["a.template.yaml", "a.template.json"]
             .map(|n| Artifact { file_name: n.into(), contents: format!("{n}\n"), resources: Some(1) })
             .to_vec()
+    }
+
+    #[test]
+    fn files_already_current_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let art = |name: &str, contents: &str| Artifact {
+            file_name: name.to_owned(),
+            contents: contents.to_owned(),
+            resources: None,
+        };
+        let first = write(dir.path(), &[art("a.json", "1"), art("b.json", "2")]).unwrap();
+        assert!(first.iter().all(|w| !w.unchanged));
+        let before = fs::metadata(dir.path().join("a.json")).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = write(dir.path(), &[art("a.json", "1"), art("b.json", "3")]).unwrap();
+        assert_eq!(second.iter().map(|w| w.unchanged).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(fs::metadata(dir.path().join("a.json")).unwrap().modified().unwrap(), before, "not rewritten");
+        assert_eq!(fs::read_to_string(dir.path().join("b.json")).unwrap(), "3");
+        assert_eq!(second[1].path, dir.path().join("b.json"));
     }
 
     #[test]

@@ -39,6 +39,11 @@ fn writes_synth_out_and_prints_one_line_per_file() {
             serde_json::from_slice(&std::fs::read(dir.path().join("synth-out").join(&name)).unwrap()).unwrap();
         assert_eq!(schema["title"], format!("OrderManager.{detail_type} detail"));
     }
+    // Again: every file is already current, and none is rewritten.
+    let again = synth(dir.path(), &[]);
+    let stdout = text(&again.stdout);
+    assert_eq!(stdout.lines().count(), 9, "{stdout}");
+    assert!(stdout.lines().all(|l| l.starts_with("unchanged synth-out/")), "{stdout}");
 }
 
 #[test]

@@ -66,11 +66,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let written = cfn::synth::write(&out, &artifacts)?;
-    for (path, a) in written.iter().zip(&artifacts) {
-        println!("wrote {} ({})", path.display(), a.summary());
+    for (w, a) in written.iter().zip(&artifacts) {
+        println!("{} {} ({})", if w.unchanged { "unchanged" } else { "wrote" }, w.path.display(), a.summary());
     }
     if args.render {
-        for dot in written.iter().filter(|p| p.extension().is_some_and(|e| e == "dot")) {
+        for dot in written.iter().map(|w| &w.path).filter(|p| p.extension().is_some_and(|e| e == "dot")) {
             let svg = dot.with_extension("svg");
             let status = std::process::Command::new("dot").arg("-Tsvg").arg(dot).arg("-o").arg(&svg).status();
             match status {
