@@ -743,6 +743,28 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn progress_prints_itself_and_serializes_tagged() {
+        let event = StackEvent {
+            time: "t".into(),
+            logical_id: "MetricsTable".into(),
+            resource_type: "AWS::DynamoDB::Table".into(),
+            status: "CREATE_FAILED".into(),
+            reason: Some("no".into()),
+        };
+        assert!(event.failed());
+        let p = Progress::StackEvent(event);
+        assert!(p.to_string().ends_with("CREATE_FAILED  no"), "{p}");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!((v["progress"].as_str(), v["logicalId"].as_str()), (Some("stackEvent"), Some("MetricsTable")));
+        let planned = PlannedChange { stack: "s".into(), id: "cs".into(), review: guard::review(vec![]) };
+        let v = serde_json::to_value(Progress::Reviewed(planned)).unwrap();
+        assert_eq!((v["progress"].as_str(), v["id"].as_str()), (Some("reviewed"), Some("cs")));
+        let asset = Progress::Asset { name: "f".into(), bytes: 1, url: "s3://b/k".into(), uploaded: false };
+        assert_eq!(serde_json::to_value(&asset).unwrap()["progress"], "asset");
+        assert!(asset.to_string().ends_with("s3://b/k  already there"), "{asset}");
+    }
+
+    #[test]
     fn template_diff_names_added_removed_and_changed_properties() {
         let old = json!({"Resources": {
             "Q": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 30, "QueueName": "q"}},
