@@ -620,10 +620,15 @@ pub async fn protect(cfn: &Cfn, stack: &str, on: bool) -> Result<()> {
 /// The stack's outputs.
 pub async fn outputs(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
     let s = describe(cfn, stack).await?.ok_or_else(|| DeployError::NoStack(stack.to_owned()))?;
-    Ok(s.outputs()
+    Ok(outputs_of(&s))
+}
+
+/// The outputs of a described stack.
+pub fn outputs_of(s: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    s.outputs()
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value().unwrap_or_default().to_owned())))
-        .collect())
+        .collect()
 }
 
 /// Physical IDs of the stack's resources, by logical ID.
@@ -646,21 +651,27 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
 /// The parameters the stack was last deployed with.
 pub async fn deployed_parameters(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
     let s = describe(cfn, stack).await?.ok_or_else(|| DeployError::NoStack(stack.to_owned()))?;
-    Ok(s.parameters()
-        .iter()
-        .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value().unwrap_or_default().to_owned())))
-        .collect())
+    Ok(parameters_of(&s))
 }
 
-/// Whether the deployed stack already runs `template` with `parameters` (as the CDK CLI
-/// checks before deploying): then there is nothing to change.
+/// The parameters of a described stack.
+pub fn parameters_of(s: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    s.parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value().unwrap_or_default().to_owned())))
+        .collect()
+}
+
+/// Whether the described stack `deployed` already runs `template` with `parameters` (as the
+/// CDK CLI checks before deploying): then there is nothing to change.
 pub async fn is_current(
     cfn: &Cfn,
-    stack: &str,
+    deployed: &aws_sdk_cloudformation::types::Stack,
     template: &serde_json::Value,
     parameters: &BTreeMap<String, String>,
 ) -> Result<bool> {
-    Ok(deployed_template(cfn, stack).await? == *template && deployed_parameters(cfn, stack).await? == *parameters)
+    let name = deployed.stack_name().unwrap_or_default();
+    Ok(parameters_of(deployed) == *parameters && deployed_template(cfn, name).await? == *template)
 }
 
 /// The deployed template (as submitted), parsed.

@@ -291,11 +291,11 @@ impl Deployer {
     /// Clients for `connection`. With a custom endpoint, S3 uses path-style addressing (local
     /// endpoints have no per-bucket host names).
     pub async fn connect(connection: &Connection) -> Self {
-        let (cfn, s3) = connection.clients().await;
+        // One configuration (profile files, region chain) for every client.
         let config = connection.sdk_config().await;
         Deployer {
-            cfn,
-            s3,
+            cfn: Cfn::new(&config),
+            s3: connection.s3(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             account: tokio::sync::OnceCell::new(),
@@ -388,7 +388,8 @@ impl Deployer {
     /// already runs this template with these parameters, or CloudFormation finds nothing to do.
     pub async fn plan(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Plan> {
         let parameters = self.publish_assets(t, options, progress).await?;
-        let status = cf::stack_status(&self.cfn, &t.name).await?;
+        let deployed = cf::describe(&self.cfn, &t.name).await?;
+        let status = deployed.as_ref().and_then(|d| d.stack_status().cloned());
         if let Some(status) = &status {
             if let Some(blocker) = Blocker::of(status, &t.name) {
                 return Err(DeployError::Blocked(blocker));
@@ -402,7 +403,11 @@ impl Deployer {
         let settled_ok = status.as_ref().is_some_and(|s| s.settled() == Some(true));
         let local: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
-        if settled_ok && cf::is_current(&self.cfn, &t.name, &local, &parameters).await? {
+        let current = match &deployed {
+            Some(d) if settled_ok => cf::is_current(&self.cfn, d, &local, &parameters).await?,
+            _ => false,
+        };
+        if current {
             return Ok(Plan::UpToDate { stack: t.name.clone() });
         }
         let owner = match options.asset_bucket {
@@ -539,24 +544,24 @@ impl Deployer {
             return Err(DeployError::aws("execute the change set (it was deleted)", &e));
         }
         let failure = cf::follow(&self.cfn, &t.name, seen, false, progress).await?;
-        if cf::stack_status(&self.cfn, &t.name).await?.is_some() {
+        let deployed = cf::describe(&self.cfn, &t.name).await?;
+        if deployed.is_some() {
             cf::set_stack_policy(&self.cfn, &t.name, &protected).await?;
         }
         if let Some(failure) = failure {
             return Ok(DeployOutcome::Failed(failure));
         }
+        let deployed = deployed.ok_or_else(|| DeployError::Disappeared(t.name.clone()))?;
         // Termination protection: deleting the stack takes a named override (`destroy
         // --unprotect`), from this tool or any other. Not being able to turn it on does not undo
         // the deploy; it is reported.
-        let deployed =
-            cf::describe(&self.cfn, &t.name).await?.ok_or_else(|| DeployError::Disappeared(t.name.clone()))?;
         if deployed.enable_termination_protection() != Some(true) {
             match cf::protect(&self.cfn, &t.name, true).await {
                 Ok(()) => progress(Progress::Protected { stack: t.name.clone() }),
                 Err(e) => progress(Progress::Warning { message: e.to_string() }),
             }
         }
-        Ok(DeployOutcome::Deployed { stack: t.name.clone(), outputs: cf::outputs(&self.cfn, &t.name).await? })
+        Ok(DeployOutcome::Deployed { stack: t.name.clone(), outputs: cf::outputs_of(&deployed) })
     }
 
     /// What a deploy would change, from a change set created and deleted again.

@@ -113,12 +113,12 @@ impl Connection {
         self.endpoint_url.as_deref().or(env.as_deref()).is_some_and(|e| e.starts_with("http://"))
     }
 
-    /// Clients for CloudFormation and S3. With a custom endpoint, S3 uses path-style
-    /// addressing (local endpoints have no per-bucket host names).
-    pub async fn clients(&self) -> (aws_sdk_cloudformation::Client, aws_sdk_s3::Client) {
-        let config = self.sdk_config().await;
+    /// An S3 client for `config`. With a custom endpoint, S3 uses path-style addressing (local
+    /// endpoints have no per-bucket host names).
+    pub fn s3(&self, config: &SdkConfig) -> aws_sdk_s3::Client {
         let custom_endpoint = self.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(custom_endpoint).build();
-        (aws_sdk_cloudformation::Client::new(&config), aws_sdk_s3::Client::from_conf(s3))
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint).build(),
+        )
     }
 }
