@@ -191,6 +191,15 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     assert!(!done.contains(&"ExecuteChangeSet".to_owned()), "{done:?}");
     assert!(!done.contains(&"SetStackPolicy".to_owned()), "{done:?}");
     assert_eq!(parameters().await.unwrap(), before, "the stack is unchanged");
+    // The same refusal as CI reads it: one JSON document, exit 1, still nothing executed.
+    let out = deploy_via(&endpoint, &[&change[..], &["--json"]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["outcome"]["outcome"], "refused", "{doc:#}");
+    assert_eq!(doc["refused"][0]["logicalResourceId"], "MetricsTable", "{doc:#}");
+    assert_eq!(doc["outcome"]["refusals"][0]["change"]["PolicyAction"], "ReplaceAndRetain", "{doc:#}");
+    assert!(!actions(&seen).contains(&"ExecuteChangeSet".to_owned()));
+    assert_eq!(parameters().await.unwrap(), before, "the stack is unchanged");
 
     // Named: it proceeds, with the table out of the stack policy for that update only.
     seen.lock().unwrap().clear();
