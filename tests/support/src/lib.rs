@@ -66,6 +66,25 @@ pub fn templates() -> Vec<cfn::synth::Artifact> {
 }
 
 /// The cargo target directory of the running test: its executable is `<target>/<profile>/deps/<name>`.
+/// Where this test's profile puts binaries (`target/debug`): the workspace's bins and examples
+/// are built there by the same `cargo test` run.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.ancestors().nth(2).map(Path::to_path_buf).expect("tests run from <target>/<profile>/deps")
+}
+
+/// A handler's bootstrap built for this machine by `cargo test --workspace` (the README's
+/// command builds every package's binaries for its integration tests).
+pub fn handler_binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace), which build it",
+        path.display()
+    );
+    path
+}
+
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| workspace_root().join("target"))

@@ -1,0 +1,410 @@
+//! One function's execution environment: its bootstrap as a child process with the environment
+//! Lambda gives it, invoked through the Runtime API, killed at its timeout and started again on
+//! the next invocation (as Lambda resets an environment after a timeout or a crash).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::oneshot;
+
+use crate::runtime_api::{FunctionError, Pending, Reply, Server};
+use crate::{Error, MAX_PAYLOAD_BYTES};
+
+/// The credentials the function's role would give it (on a local endpoint, any).
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+/// Where a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Lines Lambda itself writes: `START`, `END`, `REPORT`, init and timeout reports.
+    Platform,
+}
+
+/// One line a function wrote, with the invocation it belongs to (`None` before the first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub function: String,
+    pub request_id: Option<String>,
+    pub stream: Stream,
+    pub line: String,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} {}] {}", self.function, self.request_id.as_deref().unwrap_or("init"), self.line)
+    }
+}
+
+/// Receives every log line of every instance.
+pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
+
+/// A function as the template deploys it, with the binary built for this machine.
+#[derive(Clone)]
+pub struct FunctionConfig {
+    pub name: String,
+    /// The handler's `bootstrap`, built for this machine from the same sources as the zip.
+    pub binary: PathBuf,
+    /// The template's `Environment.Variables`, resolved.
+    pub environment: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub memory_mb: u32,
+    pub region: String,
+    pub account_id: String,
+    /// `LoggingConfig.LogFormat: JSON`.
+    pub json_logs: bool,
+    pub credentials: Credentials,
+    /// The local AWS endpoint the function's SDK clients call (`AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    pub logs: LogSink,
+}
+
+impl std::fmt::Debug for FunctionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionConfig")
+            .field("name", &self.name)
+            .field("binary", &self.binary)
+            .field("environment", &self.environment)
+            .field("timeout", &self.timeout)
+            .field("memory_mb", &self.memory_mb)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FunctionConfig {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:lambda:{}:{}:function:{}", self.region, self.account_id, self.name)
+    }
+
+    /// The process environment: the template's variables, then Lambda's own (which a template
+    /// cannot override), then the credentials and the endpoint. Nothing of this process's own
+    /// environment leaks in but `PATH`.
+    fn process_environment(&self, runtime_api: &str, stream: &str) -> BTreeMap<String, String> {
+        let mut env = self.environment.clone();
+        let mut set = |k: &str, v: &str| {
+            env.insert(k.to_owned(), v.to_owned());
+        };
+        set("AWS_LAMBDA_RUNTIME_API", runtime_api);
+        set("AWS_LAMBDA_FUNCTION_NAME", &self.name);
+        set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
+        set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", &self.memory_mb.to_string());
+        set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+        set("AWS_LAMBDA_LOG_GROUP_NAME", &format!("/aws/lambda/{}", self.name));
+        set("AWS_LAMBDA_LOG_STREAM_NAME", stream);
+        if self.json_logs {
+            set("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        }
+        set("AWS_REGION", &self.region);
+        set("AWS_DEFAULT_REGION", &self.region);
+        set("_HANDLER", "bootstrap");
+        set("LAMBDA_TASK_ROOT", "/var/task");
+        set("LAMBDA_RUNTIME_DIR", "/var/runtime");
+        set("TZ", ":UTC");
+        set("LANG", "en_US.UTF-8");
+        set("AWS_ACCESS_KEY_ID", &self.credentials.access_key_id);
+        set("AWS_SECRET_ACCESS_KEY", &self.credentials.secret_access_key);
+        if let Some(token) = &self.credentials.session_token {
+            set("AWS_SESSION_TOKEN", token);
+        }
+        if let Some(url) = &self.endpoint_url {
+            set("AWS_ENDPOINT_URL", url);
+        }
+        if let Ok(path) = std::env::var("PATH") {
+            set("PATH", &path);
+        }
+        env
+    }
+}
+
+/// How one invocation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The runtime posted a response (any bytes: the caller judges them).
+    Response(Bytes),
+    /// The runtime posted an error (`invocation/{id}/error`).
+    FunctionError(FunctionError),
+    /// The runtime reported `init/error`, or exited before taking the invocation after doing so.
+    InitError(FunctionError),
+    /// Still running at the function's timeout: killed.
+    Timeout(Duration),
+    /// The process exited while the invocation was pending.
+    Crashed(String),
+    /// The response was over 6 MB.
+    ResponseTooLarge,
+}
+
+impl Outcome {
+    /// Whether Lambda would count it in the function's `Errors` metric.
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Outcome::Response(_))
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Response(b) => write!(f, "{}", String::from_utf8_lossy(b)),
+            Outcome::FunctionError(e) => write!(f, "function error {e}"),
+            Outcome::InitError(e) => write!(f, "init error {e}"),
+            Outcome::Timeout(t) => write!(f, "Task timed out after {:.2} seconds", t.as_secs_f64()),
+            Outcome::Crashed(why) => write!(f, "Runtime exited: {why}"),
+            Outcome::ResponseTooLarge => write!(f, "response over {MAX_PAYLOAD_BYTES} bytes"),
+        }
+    }
+}
+
+/// One invocation's result.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub request_id: String,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// A new process was started for it (a cold start).
+    pub cold_start: bool,
+}
+
+struct Running {
+    child: tokio::process::Child,
+    server: Server,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One execution environment of a function: at most one invocation at a time, as on Lambda.
+pub struct Instance {
+    config: Arc<FunctionConfig>,
+    index: usize,
+    current: Arc<Mutex<Option<String>>>,
+    running: Option<Running>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An X-Ray trace header, in the format Lambda passes (`Root=1-<time>-<24 hex>;…`).
+fn trace_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("Root=1-{:08x}-{};Parent={};Sampled=0", now_ms() / 1000, &id[..24], &id[16..32])
+}
+
+impl Instance {
+    /// An environment that starts its process on the first invocation; `index` tells
+    /// concurrent environments apart in log stream names.
+    pub fn new(config: Arc<FunctionConfig>, index: usize) -> Instance {
+        Instance { config, index, current: Arc::new(Mutex::new(None)), running: None }
+    }
+
+    fn platform(&self, request_id: Option<&str>, line: String) {
+        (self.config.logs)(LogLine {
+            function: self.config.name.clone(),
+            request_id: request_id.map(str::to_owned),
+            stream: Stream::Platform,
+            line,
+        });
+    }
+
+    async fn start(&mut self) -> Result<Running, Error> {
+        let name = &self.config.name;
+        let server = Server::start(self.current.clone())
+            .await
+            .map_err(|source| Error::Listen { function: name.clone(), source })?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let stream = format!("local/[$LATEST]{}-{}", self.index, uuid::Uuid::new_v4().simple());
+        let mut child = tokio::process::Command::new(&self.config.binary)
+            .env_clear()
+            .envs(self.config.process_environment(&server.addr.to_string(), &stream))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| Error::Spawn { function: name.clone(), binary: self.config.binary.clone(), source })?;
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(self.reader(out, Stream::Stdout));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(self.reader(err, Stream::Stderr));
+        }
+        Ok(Running { child, server, readers })
+    }
+
+    fn reader(&self, pipe: impl AsyncRead + Unpin + Send + 'static, stream: Stream) -> tokio::task::JoinHandle<()> {
+        let (config, current) = (self.config.clone(), self.current.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            // Bytes, not `lines()`: a line that is not UTF-8 is still shown, not a stopped reader.
+            while lines.read_until(b'\n', &mut buf).await.is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                buf.clear();
+                let request_id = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (config.logs)(LogLine { function: config.name.clone(), request_id, stream, line });
+            }
+        })
+    }
+
+    /// Invokes the function once with `payload`, starting its process first if there is none.
+    pub async fn invoke(&mut self, payload: Bytes) -> Result<Invocation, Error> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::RequestTooLarge { function: self.config.name.clone(), size: payload.len() });
+        }
+        let cold_start = self.running.is_none();
+        let init_started = Instant::now();
+        let mut running = match self.running.take() {
+            Some(r) => r,
+            None => self.start().await?,
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let timeout = self.config.timeout;
+        let started = Instant::now();
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            request_id: request_id.clone(),
+            deadline_ms: now_ms() + timeout.as_millis() as u64,
+            function_arn: self.config.arn(),
+            trace_id: trace_id(),
+            payload,
+            reply,
+        };
+        self.platform(Some(&request_id), format!("START RequestId: {request_id} Version: $LATEST"));
+        let outcome = if running.server.invocations.send(pending).await.is_err() {
+            Outcome::Crashed("the Runtime API endpoint closed".to_owned())
+        } else {
+            let deadline = tokio::time::Instant::from_std(started + timeout);
+            tokio::select! {
+                reply = answer => match reply {
+                    Ok(Reply::Response(body)) => Outcome::Response(body),
+                    Ok(Reply::Error(e)) => Outcome::FunctionError(e),
+                    Ok(Reply::TooLarge) => Outcome::ResponseTooLarge,
+                    Err(_) => Outcome::Crashed("the invocation was dropped".to_owned()),
+                },
+                status = running.child.wait() => match running.server.init_error() {
+                    Some(e) => Outcome::InitError(e),
+                    None => Outcome::Crashed(status.map_or_else(|e| e.to_string(), |s| s.to_string())),
+                },
+                e = running.server.init_failed() => Outcome::InitError(e),
+                _ = tokio::time::sleep_until(deadline) => Outcome::Timeout(timeout),
+            }
+        };
+        let duration = started.elapsed();
+        if matches!(outcome, Outcome::Crashed(_) | Outcome::Timeout(_) | Outcome::InitError(_)) {
+            // Lambda resets the environment: the next invocation starts a new process.
+            Self::stop(running).await;
+        } else {
+            self.running = Some(running);
+        }
+        if let Outcome::Timeout(t) = &outcome {
+            self.platform(Some(&request_id), format!("Task timed out after {:.2} seconds", t.as_secs_f64()));
+        }
+        self.platform(Some(&request_id), format!("END RequestId: {request_id}"));
+        let init = if cold_start {
+            format!(" Init Duration: {:.2} ms", (started - init_started).as_secs_f64() * 1000.0)
+        } else {
+            String::new()
+        };
+        let status = match &outcome {
+            Outcome::Response(_) => String::new(),
+            Outcome::FunctionError(_) => " Status: error".to_owned(),
+            Outcome::InitError(_) => " Status: error Error Type: Runtime.InitError".to_owned(),
+            Outcome::Timeout(_) => " Status: timeout".to_owned(),
+            Outcome::Crashed(_) => " Status: error Error Type: Runtime.ExitError".to_owned(),
+            Outcome::ResponseTooLarge => " Status: error Error Type: Function.ResponseSizeTooLarge".to_owned(),
+        };
+        self.platform(
+            Some(&request_id),
+            format!(
+                "REPORT RequestId: {request_id} Duration: {:.2} ms Memory Size: {} MB{init}{status}",
+                duration.as_secs_f64() * 1000.0,
+                self.config.memory_mb
+            ),
+        );
+        Ok(Invocation { request_id, outcome, duration, cold_start })
+    }
+
+    async fn stop(mut running: Running) {
+        let _ = running.child.kill().await;
+        // The pipes end with the process: every line it wrote has been passed on.
+        for reader in running.readers.drain(..) {
+            let _ = reader.await;
+        }
+    }
+
+    /// Stops the process, if any, after passing on every line it wrote.
+    pub async fn shutdown(&mut self) {
+        if let Some(running) = self.running.take() {
+            Self::stop(running).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> FunctionConfig {
+        FunctionConfig {
+            name: "PublishMetrics".into(),
+            binary: "/nonexistent".into(),
+            environment: BTreeMap::from([("TABLE_NAME".into(), "t".into())]),
+            timeout: Duration::from_secs(3),
+            memory_mb: 256,
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            json_logs: true,
+            credentials: Credentials { access_key_id: "k".into(), secret_access_key: "s".into(), session_token: None },
+            endpoint_url: Some("http://127.0.0.1:5000".into()),
+            logs: Arc::new(|_| {}),
+        }
+    }
+
+    #[test]
+    fn the_environment_lambda_gives() {
+        let env = config().process_environment("127.0.0.1:9001", "s");
+        assert_eq!(env["TABLE_NAME"], "t");
+        assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "PublishMetrics");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+        assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON");
+        assert_eq!(env["AWS_REGION"], "eu-west-1");
+        assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:5000");
+        assert!(!env.contains_key("AWS_SESSION_TOKEN"));
+        assert!(!env.contains_key("HOME"), "nothing of the caller's environment but PATH");
+        assert_eq!(config().arn(), "arn:aws:lambda:eu-west-1:123456789012:function:PublishMetrics");
+    }
+
+    #[test]
+    fn trace_ids_have_lambdas_shape() {
+        let t = trace_id();
+        let parts: Vec<&str> = t.split(';').collect();
+        assert!(parts[0].starts_with("Root=1-") && parts[0].len() == "Root=1-".len() + 8 + 1 + 24, "{t}");
+        assert!(parts[1].starts_with("Parent=") && parts[1].len() == "Parent=".len() + 16, "{t}");
+        assert_eq!(parts[2], "Sampled=0");
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_is_an_error_naming_the_function() {
+        let mut instance = Instance::new(Arc::new(config()), 0);
+        let err = instance.invoke(Bytes::from_static(b"{}")).await.unwrap_err().to_string();
+        assert!(err.contains("PublishMetrics") && err.contains("/nonexistent"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_request_is_refused_before_anything_starts() {
+        let mut instance = Instance::new(Arc::new(config()), 0);
+        let err = instance.invoke(Bytes::from(vec![b' '; MAX_PAYLOAD_BYTES + 1])).await.unwrap_err();
+        assert!(matches!(err, Error::RequestTooLarge { .. }), "{err}");
+    }
+}

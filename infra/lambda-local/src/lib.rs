@@ -1,0 +1,19 @@
+//! Lambda without Lambda: runs a function's real `bootstrap` binary as a child process behind
+//! an embedded Runtime API, with the limits Lambda applies (timeout, restarts after a crash or
+//! a timeout, 6 MB responses), and drives it from an SQS queue as an event source mapping
+//! would (batch size, batching window, concurrency, `ReportBatchItemFailures`).
+//!
+//! Nothing here prints: logs and results come back as values ([`LogLine`], [`Invocation`],
+//! [`MappingStats`]).
+
+mod error;
+mod function;
+mod runtime_api;
+pub mod sqs;
+
+pub use error::Error;
+pub use function::{Credentials, FunctionConfig, Instance, Invocation, LogLine, LogSink, Outcome, Stream};
+pub use runtime_api::FunctionError;
+
+/// Largest synchronous request or response payload Lambda accepts (6 MB).
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;

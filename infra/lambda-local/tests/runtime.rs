@@ -1,0 +1,143 @@
+//! The execution environment end to end with a stand-in bootstrap (`examples/stand_in.rs`, a
+//! runtime written with plain HTTP): what the function sees, and how each way of ending an
+//! invocation is reported — response, error, crash, timeout, init error, oversized response.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, Outcome, Stream};
+
+fn stand_in() -> std::path::PathBuf {
+    test_support::profile_dir().join("examples/stand_in")
+}
+
+fn config(env: &[(&str, &str)], timeout: Duration, logs: Arc<Mutex<Vec<LogLine>>>) -> Arc<FunctionConfig> {
+    Arc::new(FunctionConfig {
+        name: "StandIn".into(),
+        binary: stand_in(),
+        environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        timeout,
+        memory_mb: 128,
+        region: "eu-west-1".into(),
+        account_id: "123456789012".into(),
+        json_logs: true,
+        credentials: Credentials { access_key_id: "AK".into(), secret_access_key: "SK".into(), session_token: None },
+        endpoint_url: Some("http://127.0.0.1:9".into()),
+        logs: Arc::new(move |l| logs.lock().unwrap().push(l)),
+    })
+}
+
+fn sqs(bodies: &[&str]) -> Bytes {
+    let records: Vec<_> =
+        bodies.iter().enumerate().map(|(i, b)| serde_json::json!({"messageId": format!("m{i}"), "body": b})).collect();
+    Bytes::from(serde_json::json!({ "Records": records }).to_string())
+}
+
+fn json(outcome: &Outcome) -> serde_json::Value {
+    match outcome {
+        Outcome::Response(b) => serde_json::from_slice(b).unwrap(),
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_function_sees_lambdas_headers_and_environment_and_stays_warm() {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let mut f = Instance::new(config(&[("TABLE_NAME", "metrics")], Duration::from_secs(5), logs.clone()), 0);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let first = f.invoke(Bytes::from_static(br#"{"hello":"world"}"#)).await.unwrap();
+    assert!(first.cold_start);
+    let echo = json(&first.outcome);
+    assert_eq!(echo["event"], serde_json::json!({"hello": "world"}));
+    assert_eq!(echo["requestId"], first.request_id.as_str());
+    let deadline: u64 = echo["deadlineMs"].as_str().unwrap().parse().unwrap();
+    assert!(deadline >= before + 5000 && deadline <= before + 6000, "{deadline} vs {before}");
+    assert_eq!(echo["functionArn"], "arn:aws:lambda:eu-west-1:123456789012:function:StandIn");
+    assert!(echo["traceId"].as_str().unwrap().starts_with("Root=1-"));
+    let env = &echo["env"];
+    assert_eq!(env["TABLE_NAME"], "metrics");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "StandIn");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
+    assert_eq!(env["AWS_ACCESS_KEY_ID"], "AK");
+    assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:9");
+    assert!(env.get("HOME").is_none(), "the caller's environment does not leak in");
+
+    let second = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    assert!(!second.cold_start, "the process is reused");
+    assert_ne!(second.request_id, first.request_id);
+    f.shutdown().await;
+
+    let logs = logs.lock().unwrap();
+    let started: Vec<&LogLine> = logs.iter().filter(|l| l.line.starts_with("stand-in started")).collect();
+    assert_eq!(started.len(), 1, "one process for both invocations");
+    assert_eq!(started[0].request_id, None, "written during init");
+    assert!(logs.iter().any(|l| l.stream == Stream::Platform
+        && l.line.starts_with(&format!("REPORT RequestId: {}", first.request_id))
+        && l.line.contains("Init Duration")));
+    assert!(logs.iter().any(|l| l.stream == Stream::Stdout
+        && l.request_id.as_deref() == Some(second.request_id.as_str())
+        && l.line.starts_with("response posted: 202")));
+    assert!(logs.iter().all(|l| l.function == "StandIn"));
+}
+
+#[tokio::test]
+async fn errors_keep_the_process_crashes_and_timeouts_restart_it() {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let mut f = Instance::new(config(&[], Duration::from_secs(2), logs.clone()), 0);
+
+    let error = f.invoke(sqs(&["ok", "error"])).await.unwrap();
+    match &error.outcome {
+        Outcome::FunctionError(e) => {
+            assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("StandIn.Error", "failed on purpose"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let after_error = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(!after_error.cold_start, "a reported error keeps the environment");
+
+    let crash = f.invoke(sqs(&["crash"])).await.unwrap();
+    assert!(matches!(&crash.outcome, Outcome::Crashed(why) if why.contains('3')), "{:?}", crash.outcome);
+    let after_crash = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(after_crash.cold_start, "a crash resets the environment");
+    assert_eq!(json(&after_crash.outcome), serde_json::json!({"batchItemFailures": []}));
+
+    let slow = f.invoke(sqs(&["sleep"])).await.unwrap();
+    assert_eq!(slow.outcome, Outcome::Timeout(Duration::from_secs(2)));
+    assert!(slow.duration >= Duration::from_secs(2) && slow.duration < Duration::from_secs(4), "{:?}", slow.duration);
+    let after_timeout = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(after_timeout.cold_start, "a timeout kills the process; the next invocation starts a new one");
+
+    let big = f.invoke(sqs(&["big"])).await.unwrap();
+    assert_eq!(big.outcome, Outcome::ResponseTooLarge);
+    f.shutdown().await;
+
+    let logs = logs.lock().unwrap();
+    assert!(logs
+        .iter()
+        .any(|l| l.line == "Task timed out after 2.00 seconds"
+            && l.request_id.as_deref() == Some(slow.request_id.as_str())));
+    assert!(logs.iter().any(|l| l.stream == Stream::Stderr && l.line == "crashing on purpose"));
+    assert_eq!(logs.iter().filter(|l| l.line.starts_with("stand-in started")).count(), 3);
+}
+
+#[tokio::test]
+async fn init_failures_are_reported_and_retried_with_a_new_process() {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let mut f = Instance::new(config(&[("STAND_IN_INIT", "error")], Duration::from_secs(5), logs.clone()), 0);
+    for _ in 0..2 {
+        let init = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+        assert!(init.cold_start);
+        match &init.outcome {
+            Outcome::InitError(e) => assert_eq!(e.error_type, "Runtime.ConfigError"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut f = Instance::new(config(&[("STAND_IN_INIT", "exit")], Duration::from_secs(5), logs.clone()), 0);
+    let exit = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    assert!(matches!(&exit.outcome, Outcome::Crashed(why) if why.contains('2')), "{:?}", exit.outcome);
+    let logs = logs.lock().unwrap();
+    let reports = logs.iter().filter(|l| l.stream == Stream::Platform && l.line.starts_with("REPORT"));
+    assert_eq!(reports.filter(|l| l.line.ends_with("Error Type: Runtime.InitError")).count(), 2);
+}
