@@ -246,7 +246,14 @@ impl Poller {
             if !out.messages().is_empty() {
                 first.get_or_insert_with(Instant::now);
             }
-            messages.extend(out.messages().iter().cloned());
+            for m in out.messages() {
+                // Received again within one window (its visibility timeout is shorter than the
+                // window): one record, with the newest receipt handle, the only one still valid.
+                match messages.iter_mut().find(|k| k.message_id() == m.message_id()) {
+                    Some(known) => *known = m.clone(),
+                    None => messages.push(m.clone()),
+                }
+            }
             match first {
                 Some(t) if t.elapsed() >= m.batching_window => break,
                 _ => {}

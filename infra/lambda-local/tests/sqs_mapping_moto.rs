@@ -1,0 +1,232 @@
+//! The SQS event source mapping on moto's SQS, with the stand-in function: which messages a
+//! batch response deletes, which come back, concurrency zero, batch size and window, and a
+//! poison message's way to the dead-letter queue while the rest are processed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use lambda_local::sqs::{self, BatchOutcome, MappingStats, SqsMapping};
+use lambda_local::{Credentials, FunctionConfig};
+use test_support::moto::Moto;
+
+struct Queue {
+    url: String,
+    arn: String,
+    dlq: Option<String>,
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: Option<u32>) -> Queue {
+    let arn_of = |url: String| async move {
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        (url, out.attributes().unwrap()[&QueueAttributeName::QueueArn].clone())
+    };
+    let mut create = sqs.create_queue().queue_name(name);
+    let mut dlq = None;
+    if let Some(n) = max_receives {
+        let url =
+            sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_owned();
+        let (url, arn) = arn_of(url).await;
+        let policy = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": n}).to_string();
+        create = create.attributes(QueueAttributeName::RedrivePolicy, policy);
+        dlq = Some(url);
+    }
+    let url = create.send().await.unwrap().queue_url().unwrap().to_owned();
+    let (url, arn) = arn_of(url).await;
+    Queue { url, arn, dlq }
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, q: &Queue, bodies: &[&str]) {
+    for b in bodies {
+        sqs.send_message().queue_url(&q.url).message_body(*b).send().await.unwrap();
+    }
+}
+
+/// Every body on the queue, waiting or in flight (waits out the 3 s visibility timeout).
+async fn remaining(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let got =
+            sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        for m in got.messages() {
+            out.push(m.body().unwrap().to_owned());
+            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+    }
+    out.sort();
+    out
+}
+
+fn function(timeout: Duration) -> Arc<FunctionConfig> {
+    Arc::new(FunctionConfig {
+        name: "StandIn".into(),
+        binary: test_support::profile_dir().join("examples/stand_in"),
+        environment: BTreeMap::new(),
+        timeout,
+        memory_mb: 128,
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+        json_logs: false,
+        credentials: Credentials::default(),
+        endpoint_url: None,
+        logs: Arc::new(|l| eprintln!("{l}")),
+    })
+}
+
+fn mapping(q: &Queue, batch_size: u32, window_secs: u64, concurrency: u32) -> SqsMapping {
+    SqsMapping {
+        queue_url: q.url.clone(),
+        queue_arn: q.arn.clone(),
+        region: "us-east-1".into(),
+        batch_size,
+        batching_window: Duration::from_secs(window_secs),
+        concurrency,
+        visibility_timeout: Some(Duration::from_secs(3)),
+        report_batch_item_failures: true,
+    }
+}
+
+/// Runs the mapping until `done` holds (checked every 200 ms) or `limit` passes; returns the stats.
+async fn run_until(
+    sqs: &aws_sdk_sqs::Client,
+    m: SqsMapping,
+    f: Arc<FunctionConfig>,
+    limit: Duration,
+    done: impl Fn(&MappingStats) -> bool,
+) -> MappingStats {
+    let stats = Arc::new(Mutex::new(MappingStats::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sqs::run(sqs.clone(), m, f, stats.clone(), stopped));
+    let started = Instant::now();
+    while started.elapsed() < limit && !done(&stats.lock().unwrap()) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // With no pollers (concurrency zero) the mapping has already returned.
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    let s = stats.lock().unwrap().clone();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_batch_response_keeps_only_the_listed_messages() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "partial", None).await;
+    send(&sqs, &q, &["ok", "fail", "ok", "fail", "ok"]).await;
+    let stats =
+        run_until(&sqs, mapping(&q, 10, 1, 1), function(Duration::from_secs(5)), Duration::from_secs(20), |s| {
+            s.records >= 5
+        })
+        .await;
+    assert_eq!(stats.batches[0].outcome, BatchOutcome::Partial, "{stats:?}");
+    assert_eq!((stats.batches[0].records, stats.batches[0].deleted, stats.batches[0].returned), (5, 3, 2));
+    assert_eq!(remaining(&sqs, &q.url).await, ["fail", "fail"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_response_an_error_a_crash_and_a_timeout_each_return_the_whole_batch() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    // Each case on its own queue, all at once.
+    let mut cases = tokio::task::JoinSet::new();
+    for (mode, outcome) in [
+        ("unknown", BatchOutcome::InvalidResponse),
+        ("garbage", BatchOutcome::InvalidResponse),
+        ("error", BatchOutcome::FunctionError),
+        ("crash", BatchOutcome::Crashed),
+        ("sleep", BatchOutcome::Timeout),
+    ] {
+        let sqs = sqs.clone();
+        cases.spawn(async move {
+            let q = queue(&sqs, &format!("whole-{mode}"), None).await;
+            send(&sqs, &q, &["ok", "fail", mode]).await;
+            let f = function(Duration::from_secs(2));
+            let stats =
+                run_until(&sqs, mapping(&q, 10, 1, 1), f, Duration::from_secs(20), |s| s.invocations >= 1).await;
+            let first = &stats.batches[0];
+            assert_eq!(
+                (first.outcome, first.records, first.deleted, first.returned),
+                (outcome, 3, 0, 3),
+                "{mode}: {stats:?}"
+            );
+            let errors = if outcome == BatchOutcome::InvalidResponse { 0 } else { stats.invocations };
+            assert_eq!(
+                stats.errors, errors,
+                "{mode}: a failed invocation is an error, an unusable answer is not: {stats:?}"
+            );
+            let mut want = vec!["fail", "ok", mode];
+            want.sort();
+            assert_eq!(remaining(&sqs, &q.url).await, want, "{mode}");
+        });
+    }
+    while let Some(case) = cases.join_next().await {
+        case.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_zero_runs_nothing() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "throttled", None).await;
+    send(&sqs, &q, &["ok", "ok", "ok"]).await;
+    let stats =
+        run_until(&sqs, mapping(&q, 10, 0, 0), function(Duration::from_secs(5)), Duration::from_secs(3), |_| false)
+            .await;
+    assert_eq!(stats, MappingStats::default());
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&q.url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages], "3", "never received");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_fill_to_the_batch_size_and_the_window_closes_the_last() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "sized", None).await;
+    send(&sqs, &q, &["ok"; 10]).await;
+    let stats = run_until(&sqs, mapping(&q, 4, 2, 1), function(Duration::from_secs(5)), Duration::from_secs(30), |s| {
+        s.deleted >= 10
+    })
+    .await;
+    let sizes: Vec<usize> = stats.batches.iter().map(|b| b.records).collect();
+    assert_eq!(sizes, [4, 4, 2], "{stats:?}");
+    assert!(stats.batches[..2].iter().all(|b| b.gathered_ms < 2000), "full batches go at once: {stats:?}");
+    assert!(stats.batches[2].gathered_ms >= 2000, "the last waited for the window: {stats:?}");
+    assert_eq!(stats.cold_starts, 1, "one environment, reused");
+    assert!(remaining(&sqs, &q.url).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_reaches_the_dlq_after_max_receives_and_the_rest_are_processed() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "poisoned", Some(3)).await;
+    send(&sqs, &q, &["ok", "ok", "fail", "ok", "ok"]).await;
+    let dlq = q.dlq.clone().unwrap();
+    let stats =
+        run_until(&sqs, mapping(&q, 10, 0, 2), function(Duration::from_secs(5)), Duration::from_secs(30), |s| {
+            s.deleted >= 4 && s.returned >= 3
+        })
+        .await;
+    assert_eq!(stats.deleted, 4, "{stats:?}");
+    // Received three times (maxReceiveCount) and returned each time; SQS moves it to the DLQ
+    // at the next receive instead of delivering it a fourth time.
+    assert_eq!((stats.returned, stats.invocations), (3, 3), "{stats:?}");
+    assert!(remaining(&sqs, &q.url).await.is_empty());
+    assert_eq!(remaining(&sqs, &dlq).await, ["fail"]);
+}
