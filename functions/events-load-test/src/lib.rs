@@ -130,7 +130,7 @@ pub trait Bus {
 }
 
 /// What was sent, for comparing with the table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub sent: u32,
     /// Entries refused for good, or still failing after the retries.

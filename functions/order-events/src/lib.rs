@@ -59,6 +59,11 @@ pub mod emf {
     pub const BAD: &str = "BadRecords";
     /// Records whose write failed (throttling, faults, time out): SQS delivers them again.
     pub const FAILED: &str = "FailedRecords";
+    /// Logged with the metrics but not declared as metrics (no custom-metric cost): the
+    /// invocation's TransactWriteItems calls, their items, and the write capacity they used.
+    pub const TRANSACTIONS: &str = "Transactions";
+    pub const TRANSACTION_ITEMS: &str = "TransactionItems";
+    pub const WRITE_CAPACITY_UNITS: &str = "WriteCapacityUnits";
 }
 
 /// The detail-types counted, and what each one counts.

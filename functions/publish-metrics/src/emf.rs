@@ -4,7 +4,9 @@
 //! `BadRecords` and `FailedRecords`, so a person hears of records that were not counted before
 //! anything reaches the dead-letter queue.
 
-use order_events::emf::{BAD, COUNTED, DIMENSION, DUPLICATES, FAILED, NAMESPACE};
+use order_events::emf::{
+    BAD, COUNTED, DIMENSION, DUPLICATES, FAILED, NAMESPACE, TRANSACTIONS, TRANSACTION_ITEMS, WRITE_CAPACITY_UNITS,
+};
 use serde_json::json;
 
 use crate::Outcome;
@@ -26,6 +28,9 @@ pub fn document(outcome: &Outcome, function_name: &str, timestamp_ms: u64) -> St
         DUPLICATES: outcome.duplicates,
         BAD: outcome.bad.len(),
         FAILED: outcome.failed.len(),
+        TRANSACTIONS: outcome.transactions.len(),
+        TRANSACTION_ITEMS: outcome.transactions.iter().sum::<usize>(),
+        WRITE_CAPACITY_UNITS: outcome.wcu,
     })
     .to_string()
 }
@@ -62,5 +67,10 @@ mod tests {
         assert_eq!(names, [COUNTED, DUPLICATES, BAD, FAILED]);
         let values: Vec<u64> = names.iter().map(|n| v[*n].as_u64().unwrap()).collect();
         assert_eq!(values, [7, 2, 1, 2]);
+        // Logged, not published as metrics.
+        assert_eq!(
+            (v[TRANSACTIONS].as_u64(), v[TRANSACTION_ITEMS].as_u64(), v[WRITE_CAPACITY_UNITS].as_u64()),
+            (Some(1), Some(12), Some(24))
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! The whole workshop on moto: `local` sends 500 orders and gets exact counts; and, through
-//! the same library, injected faults (events delivered twice, malformed messages, a write that
-//! keeps failing for a while) still give exact counts, with only the poison messages in the DLQ.
+//! The whole workshop on moto: `local` runs the handlers' real binaries (EventsLoadTest sends
+//! 500 orders, PublishMetrics drains the queue under the template's mapping) and the table holds
+//! exact counts; and, through the in-process mode, injected faults (events delivered twice,
+//! malformed messages, a write that keeps failing for a while) still give exact counts, with
+//! only the poison messages in the DLQ.
 
 use test_support as support;
 
@@ -11,30 +13,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
-use deploy::local::{self, ConsumeOptions};
+use deploy::local;
+use deploy::local::in_process::{self, ConsumeOptions};
 use deploy::Connection;
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
 use support::moto::Moto;
 
 #[test]
-fn local_run_of_500_orders_counts_exactly() {
+fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
     support::fake_zips(zips.path());
     let out = Command::new(env!("CARGO_BIN_EXE_local"))
         .args(["--endpoint-url", &moto.endpoint, "--time-scale", "0.05", "--completed", "7", "--cancelled", "3"])
         .arg("--lambda-dir")
         .arg(zips.path())
+        .arg("--handlers")
+        .arg(support::handler_binary("publish-metrics").parent().unwrap())
+        .arg("--logs")
+        .arg(logs.path())
         .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("counts match what was sent"), "{stdout}");
-    assert!(stdout.contains("TotalSales                 500       500"), "{stdout}");
-    assert!(stdout.contains("Completed                    7         7"), "{stdout}");
-    assert!(stdout.contains("Cancelled                    3         3"), "{stdout}");
-    assert!(stdout.contains("| counted "), "progress lines: {stdout}");
+    assert!(stdout.contains("| invocations "), "progress lines with the invocations: {stdout}");
+    assert!(stdout.contains("0 errors, 0 timeouts"), "{stdout}");
+
+    // The counts, read back through the DynamoDB API rather than from the report.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let counters = runtime.block_on(async {
+        let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+        local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
+    });
+    let mut per_metric: BTreeMap<String, u64> = BTreeMap::new();
+    for (sk, val) in counters {
+        *per_metric.entry(sk.split_once('#').unwrap().1.to_owned()).or_default() += val;
+    }
+    assert_eq!(per_metric["TotalSales"], 500, "{per_metric:?}");
+    assert_eq!((per_metric["Completed"], per_metric["Cancelled"]), (7, 3), "{per_metric:?}");
+    let drinks: u64 = events_load_test::DEFAULT_DRINKS.iter().map(|d| per_metric[*d]).sum();
+    assert_eq!(drinks, 500, "every order counted under its drink: {per_metric:?}");
+
+    // Each function's logs, one JSON document per line, with its request IDs; the EMF lines
+    // add up to the orders counted.
+    let lines = std::fs::read_to_string(logs.path().join("PublishMetrics.jsonl")).unwrap();
+    let docs: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let counted: u64 = docs.iter().filter_map(|d| d["message"]["CountedRecords"].as_u64()).sum();
+    assert_eq!(counted, 510);
+    assert!(docs.iter().all(|d| d["function"] == "PublishMetrics"));
+    assert!(docs.iter().any(|d| d["message"].as_str().is_some_and(|m| m.starts_with("REPORT RequestId: "))));
+    assert!(logs.path().join("EventsLoadTest.jsonl").exists());
 }
 
 /// The real store, but every write fails while `failing` is above zero (counting down).
@@ -117,7 +148,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     });
     let settings = local::mapping_settings(target.app.mapping());
     let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240) };
-    let tally = local::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
+    let tally = in_process::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");
     assert!(tally.duplicates >= 40, "{tally:?}");
     assert_eq!(local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap(), want);
@@ -138,4 +169,61 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert!(dead.iter().all(|b| !b.contains("ev-")), "{dead:?}");
     assert_eq!(local::depth(&sqs, &queue).await.unwrap(), local::Depth::default());
+}
+
+#[test]
+fn local_invoke_runs_one_function_once_with_the_event_given() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let handlers = support::handler_binary("publish-metrics").parent().unwrap().to_owned();
+    let invoke = |function: &str, event: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_local"))
+            .args(["--endpoint-url", &moto.endpoint, "invoke", function, "--event", "-"])
+            .arg("--lambda-dir")
+            .arg(zips.path())
+            .arg("--handlers")
+            .arg(&handlers)
+            .env_remove("AWS_PROFILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(event.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let sqs_event = serde_json::json!({"Records": [
+        {"messageId": "m1", "body": event("order-1", "Latte"), "eventSource": "aws:sqs"},
+        {"messageId": "m2", "body": "not json", "eventSource": "aws:sqs"},
+    ]});
+    let out = invoke("PublishMetrics", &sqs_event.to_string());
+    let (stdout, stderr) = (support::text(&out.stdout), support::text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let response: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(response, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m2"}]}));
+    // The function's logs, each line prefixed with its name and request ID.
+    assert!(stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("REPORT RequestId: ")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("\"CountedRecords\":1")),
+        "{stderr}"
+    );
+    let counters = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+        local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
+    });
+    assert_eq!(counters.get("2024-05-01#Latte"), Some(&1), "{counters:?}");
+
+    // A load test input it refuses: the function error is printed and the exit status is 1.
+    let out = invoke("EventsLoadTest", r#"{"count": 0}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(support::text(&out.stdout).contains("count = 0 is invalid"), "{}", support::text(&out.stdout));
+
+    let out = invoke("Nope", "{}");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = support::text(&out.stderr);
+    assert!(stderr.contains("no function Nope") && stderr.contains("PublishMetrics"), "{stderr}");
+    let out = invoke("PublishMetrics", "not json");
+    assert!(support::text(&out.stderr).contains("is not JSON"), "{}", support::text(&out.stderr));
 }

@@ -257,7 +257,8 @@ impl Instance {
     }
 
     /// Invokes the function once with `payload`, starting its process first if there is none.
-    pub async fn invoke(&mut self, payload: Bytes) -> Result<Invocation, Error> {
+    pub async fn invoke(&mut self, payload: impl Into<Bytes>) -> Result<Invocation, Error> {
+        let payload = payload.into();
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::RequestTooLarge { function: self.config.name.clone(), size: payload.len() });
         }

@@ -47,7 +47,7 @@ async fn the_function_sees_lambdas_headers_and_environment_and_stays_warm() {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let mut f = Instance::new(config(&[("TABLE_NAME", "metrics")], Duration::from_secs(5), logs.clone()), 0);
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    let first = f.invoke(Bytes::from_static(br#"{"hello":"world"}"#)).await.unwrap();
+    let first = f.invoke(&br#"{"hello":"world"}"#[..]).await.unwrap();
     assert!(first.cold_start);
     let echo = json(&first.outcome);
     assert_eq!(echo["event"], serde_json::json!({"hello": "world"}));
@@ -64,7 +64,7 @@ async fn the_function_sees_lambdas_headers_and_environment_and_stays_warm() {
     assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:9");
     assert!(env.get("HOME").is_none(), "the caller's environment does not leak in");
 
-    let second = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    let second = f.invoke(&b"{}"[..]).await.unwrap();
     assert!(!second.cold_start, "the process is reused");
     assert_ne!(second.request_id, first.request_id);
     f.shutdown().await;
@@ -127,7 +127,7 @@ async fn init_failures_are_reported_and_retried_with_a_new_process() {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let mut f = Instance::new(config(&[("STAND_IN_INIT", "error")], Duration::from_secs(5), logs.clone()), 0);
     for _ in 0..2 {
-        let init = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+        let init = f.invoke(&b"{}"[..]).await.unwrap();
         assert!(init.cold_start);
         match &init.outcome {
             Outcome::InitError(e) => assert_eq!(e.error_type, "Runtime.ConfigError"),
@@ -135,7 +135,7 @@ async fn init_failures_are_reported_and_retried_with_a_new_process() {
         }
     }
     let mut f = Instance::new(config(&[("STAND_IN_INIT", "exit")], Duration::from_secs(5), logs.clone()), 0);
-    let exit = f.invoke(Bytes::from_static(b"{}")).await.unwrap();
+    let exit = f.invoke(&b"{}"[..]).await.unwrap();
     assert!(matches!(&exit.outcome, Outcome::Crashed(why) if why.contains('2')), "{:?}", exit.outcome);
     let logs = logs.lock().unwrap();
     let reports = logs.iter().filter(|l| l.stream == Stream::Platform && l.line.starts_with("REPORT"));

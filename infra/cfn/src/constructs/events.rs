@@ -43,6 +43,14 @@ impl EventBus {
         }
     }
 
+    /// The construct of a bus this stack creates; `None` for an imported one.
+    pub fn construct(&self) -> Option<&ConstructRef> {
+        match self {
+            EventBus::Created { construct, .. } => Some(construct),
+            EventBus::Imported { .. } => None,
+        }
+    }
+
     /// A bus that exists outside this stack, by name.
     pub fn import(name: &str) -> Result<Self> {
         check_bus_name(&format!("events::EventBus (imported) `{name}`"), name)?;

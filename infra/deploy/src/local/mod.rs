@@ -1,17 +1,16 @@
-//! The workshop's pipeline on a local endpoint, where Lambda cannot run code: the event source
-//! mapping's settings are read from the stack's handles and PublishMetrics' logic consumes the queue
-//! under them (batch size, batching window, reserved concurrency as the number of consumers),
-//! deleting only what succeeded, with progress lines.
+//! The workshop's pipeline on a local endpoint: the stack deployed to moto (or another local
+//! endpoint), the handlers' real binaries run by [`lambda_local`] under the template's settings
+//! ([`lambda`]), or — the fast mode some tests use — PublishMetrics' logic in this process
+//! ([`in_process`]); progress while the queue drains, and the table's counters at the end.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+pub mod in_process;
+pub mod lambda;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use cfn::constructs::lambda::EventSourceMapping;
-use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
 /// How Lambda would poll the queue, as the template configures it.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,7 +42,7 @@ pub fn mapping_settings(mapping: &EventSourceMapping) -> MappingSettings {
     }
 }
 
-/// Counts so far, shared by the consumers.
+/// Counts so far: from the in-process consumers, or from PublishMetrics' EMF log lines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     pub batches: usize,
@@ -56,6 +55,14 @@ pub struct Tally {
     pub transaction_items: usize,
     /// Write capacity consumed, by DynamoDB's size rules.
     pub wcu: u64,
+}
+
+/// What Lambda would report of the function's invocations (real binaries only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Invocations {
+    pub invocations: u64,
+    pub errors: u64,
+    pub timeouts: u64,
 }
 
 /// Queue depth as SQS reports it.
@@ -82,102 +89,15 @@ pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth> 
     })
 }
 
-/// How a local run consumes the queue.
-#[derive(Clone, Debug)]
-pub struct ConsumeOptions {
-    pub settings: MappingSettings,
-    /// Multiplies the batching window and the visibility timeout, for a quick demo.
-    pub time_scale: f64,
-    /// Give up after this long.
-    pub timeout: Duration,
-}
-
-/// One consumer: gathers a batch as Lambda does (up to the batch size or until the window
-/// closes), runs PublishMetrics' logic on it, and deletes what succeeded.
-async fn consumer<S: Store + Send + Sync + 'static>(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    store: Arc<S>,
-    options: ConsumeOptions,
-    tally: Arc<Mutex<Tally>>,
-    stop: Arc<AtomicBool>,
-) -> Result<()> {
-    let window = options.settings.batching_window.mul_f64(options.time_scale);
-    let visibility = ((f64::from(options.settings.visibility_timeout_secs) * options.time_scale).ceil() as i32).max(1);
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let mut messages = Vec::new();
-        while messages.len() < options.settings.batch_size as usize && !stop.load(Ordering::Relaxed) {
-            let left = options.settings.batch_size as usize - messages.len();
-            let out = sqs
-                .receive_message()
-                .queue_url(&queue_url)
-                .max_number_of_messages(left.min(10) as i32)
-                .wait_time_seconds(1)
-                .visibility_timeout(visibility)
-                .send()
-                .await
-                .context("cannot receive from the queue")?;
-            let got = out.messages().len();
-            messages.extend(out.messages().iter().cloned());
-            if started.elapsed() >= window || (got == 0 && !messages.is_empty() && window.is_zero()) {
-                break;
-            }
-        }
-        if messages.is_empty() {
-            continue;
-        }
-        let mut event = SqsEvent::default();
-        for m in &messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_owned);
-            record.body = m.body().map(str::to_owned);
-            record.receipt_handle = m.receipt_handle().map(str::to_owned);
-            event.records.push(record);
-        }
-        let invocation = Invocation::with_time_left(options.settings.function_timeout);
-        let outcome = process(store.as_ref(), event, RetryPolicy::default(), invocation).await;
-        let failed: Vec<String> =
-            outcome.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        let done: Vec<_> =
-            messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())).collect();
-        for chunk in done.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            sqs.delete_message_batch()
-                .queue_url(&queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .context("cannot delete messages")?;
-        }
-        let mut t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?;
-        t.batches += 1;
-        t.counted += outcome.counted;
-        t.duplicates += outcome.duplicates;
-        t.failures += failed.len();
-        t.transactions += outcome.transactions.len();
-        t.transaction_items += outcome.transactions.iter().sum::<usize>();
-        t.wcu += outcome.wcu;
-    }
-    Ok(())
-}
-
-/// Where the queues stand, reported once a second while [`consume`] runs.
+/// Where the queues stand, reported once a second while the queue drains.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub sent: usize,
     pub queue: Depth,
     pub dead_letters: Depth,
     pub tally: Tally,
+    /// With the real binaries.
+    pub lambda: Option<Invocations>,
 }
 
 impl std::fmt::Display for Standing {
@@ -192,64 +112,53 @@ impl std::fmt::Display for Standing {
             self.tally.duplicates,
             self.dead_letters.waiting,
             self.tally.batches
-        )
+        )?;
+        if let Some(l) = &self.lambda {
+            write!(f, " | invocations {} | errors {} | timeouts {}", l.invocations, l.errors, l.timeouts)?;
+        }
+        Ok(())
     }
 }
 
-/// Consumes `queue_url` with `options.settings.consumers` consumers until `expected` events are
-/// accounted for (counted, or in the dead-letter queue) and the queue is empty, reporting
-/// where things stand every second. Returns the tally.
-pub async fn consume<S: Store + Send + Sync + 'static>(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    dlq_url: &str,
-    store: Arc<S>,
-    options: &ConsumeOptions,
-    sent: usize,
+/// The queues a drain watches, and for how long.
+pub(crate) struct Drain<'a> {
+    pub sqs: &'a aws_sdk_sqs::Client,
+    pub queue_url: &'a str,
+    pub dlq_url: &'a str,
+    pub timeout: Duration,
+    pub sent: usize,
+}
+
+/// Waits until the queue has been empty (nothing waiting, nothing in flight) for two checks
+/// in a row, reporting where things stand every second; fails at the timeout, or when
+/// `stopped_early` says a consumer ended.
+pub(crate) async fn until_drained(
+    drain: Drain<'_>,
     progress: &mut (dyn FnMut(&Standing) + Send),
-) -> Result<Tally> {
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..options.settings.consumers {
-        tasks.push(tokio::spawn(consumer(
-            sqs.clone(),
-            queue_url.to_owned(),
-            store.clone(),
-            options.clone(),
-            tally.clone(),
-            stop.clone(),
-        )));
-    }
+    snapshot: &(dyn Fn() -> (Tally, Option<Invocations>) + Sync),
+    stopped_early: &(dyn Fn() -> bool + Sync),
+) -> Result<()> {
+    let Drain { sqs, queue_url, dlq_url, timeout, sent } = drain;
     let started = Instant::now();
     let mut quiet = 0;
-    let result = loop {
+    loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let queue = depth(sqs, queue_url).await?;
-        let dlq = depth(sqs, dlq_url).await?;
-        let t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?.clone();
-        progress(&Standing { sent, queue, dead_letters: dlq, tally: t.clone() });
-        if tasks.iter().any(|t| t.is_finished()) {
-            break Err(anyhow!("a consumer stopped early"));
+        let dead_letters = depth(sqs, dlq_url).await?;
+        let (tally, lambda) = snapshot();
+        progress(&Standing { sent, queue, dead_letters, tally, lambda });
+        if stopped_early() {
+            return Err(anyhow!("a consumer stopped early"));
         }
         quiet = if queue.waiting + queue.in_flight == 0 { quiet + 1 } else { 0 };
         if quiet >= 2 {
-            break Ok(t);
+            return Ok(());
         }
-        if started.elapsed() > options.timeout {
-            break Err(anyhow!("the queue was not drained within {:?}", options.timeout));
-        }
-    };
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        match task.await {
-            Ok(Err(e)) if result.is_ok() => return Err(e),
-            _ => {}
+        if started.elapsed() > timeout {
+            return Err(anyhow!("the queue was not drained within {timeout:?}"));
         }
     }
-    result
 }
-
 /// Every counter of the metrics table: sort key -> `val`.
 pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<std::collections::BTreeMap<String, u64>> {
     use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,0 +1,144 @@
+//! The fast mode: PublishMetrics' logic consumes the queue in this process under the mapping's
+//! settings (batch size, batching window, concurrency), deleting only what succeeded. No
+//! process, no Runtime API: used by tests that inject faults into the store.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use publish_metrics::{process, Invocation, RetryPolicy, Store};
+
+use super::{until_drained, Drain, MappingSettings, Standing, Tally};
+
+/// How a local run consumes the queue.
+#[derive(Clone, Debug)]
+pub struct ConsumeOptions {
+    pub settings: MappingSettings,
+    /// Multiplies the batching window and the visibility timeout, for a quick demo.
+    pub time_scale: f64,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// One consumer: gathers a batch as Lambda does (up to the batch size or until the window
+/// closes), runs PublishMetrics' logic on it, and deletes what succeeded.
+async fn consumer<S: Store + Send + Sync + 'static>(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    store: Arc<S>,
+    options: ConsumeOptions,
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let window = options.settings.batching_window.mul_f64(options.time_scale);
+    let visibility = ((f64::from(options.settings.visibility_timeout_secs) * options.time_scale).ceil() as i32).max(1);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut messages = Vec::new();
+        while messages.len() < options.settings.batch_size as usize && !stop.load(Ordering::Relaxed) {
+            let left = options.settings.batch_size as usize - messages.len();
+            let out = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(left.min(10) as i32)
+                .wait_time_seconds(1)
+                .visibility_timeout(visibility)
+                .send()
+                .await
+                .context("cannot receive from the queue")?;
+            let got = out.messages().len();
+            messages.extend(out.messages().iter().cloned());
+            if started.elapsed() >= window || (got == 0 && !messages.is_empty() && window.is_zero()) {
+                break;
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        for m in &messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_owned);
+            record.body = m.body().map(str::to_owned);
+            record.receipt_handle = m.receipt_handle().map(str::to_owned);
+            event.records.push(record);
+        }
+        let invocation = Invocation::with_time_left(options.settings.function_timeout);
+        let outcome = process(store.as_ref(), event, RetryPolicy::default(), invocation).await;
+        let failed: Vec<String> =
+            outcome.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let done: Vec<_> =
+            messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())).collect();
+        for chunk in done.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sqs.delete_message_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .context("cannot delete messages")?;
+        }
+        let mut t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?;
+        t.batches += 1;
+        t.counted += outcome.counted;
+        t.duplicates += outcome.duplicates;
+        t.failures += failed.len();
+        t.transactions += outcome.transactions.len();
+        t.transaction_items += outcome.transactions.iter().sum::<usize>();
+        t.wcu += outcome.wcu;
+    }
+    Ok(())
+}
+
+/// Consumes `queue_url` with `options.settings.consumers` consumers until `expected` events are
+/// accounted for (counted, or in the dead-letter queue) and the queue is empty, reporting
+/// where things stand every second. Returns the tally.
+pub async fn consume<S: Store + Send + Sync + 'static>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    dlq_url: &str,
+    store: Arc<S>,
+    options: &ConsumeOptions,
+    sent: usize,
+    progress: &mut (dyn FnMut(&Standing) + Send),
+) -> Result<Tally> {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..options.settings.consumers {
+        tasks.push(tokio::spawn(consumer(
+            sqs.clone(),
+            queue_url.to_owned(),
+            store.clone(),
+            options.clone(),
+            tally.clone(),
+            stop.clone(),
+        )));
+    }
+    let snapshot = || (tally.lock().map(|t| t.clone()).unwrap_or_default(), None);
+    let stopped_early = || tasks.iter().any(|t| t.is_finished());
+    let drain = Drain { sqs, queue_url, dlq_url, timeout: options.timeout, sent };
+    let result = until_drained(drain, progress, &snapshot, &stopped_early)
+        .await
+        .and_then(|()| tally.lock().map(|t| t.clone()).map_err(|_| anyhow!("a consumer panicked")));
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        match task.await {
+            Ok(Err(e)) if result.is_ok() => return Err(e),
+            _ => {}
+        }
+    }
+    result
+}

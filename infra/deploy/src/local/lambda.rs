@@ -1,0 +1,369 @@
+//! The handlers' real binaries on a local endpoint: each function's configuration from the
+//! stack's handles (environment resolved against the deployed stack, timeout, memory), its
+//! bootstrap built for this machine, and the SQS mapping from the template, run by
+//! [`lambda_local`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cfn::constructs::lambda::{Code, EventSourceMapping, Function};
+use cfn::template::{Expr, Pseudo};
+use lambda_local::sqs::{MappingStats, SqsMapping};
+use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
+
+use super::{mapping_settings, until_drained, Drain, Invocations, Standing, Tally};
+
+/// The local AWS the functions call: endpoint, region, account and credentials.
+#[derive(Clone, Debug)]
+pub struct LocalAws {
+    pub endpoint_url: String,
+    pub region: String,
+    pub account_id: String,
+    pub credentials: Credentials,
+}
+
+/// A resource of the deployed stack: its type and physical ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub resource_type: String,
+    pub physical_id: String,
+}
+
+/// Every resource of the deployed stack by logical ID: what `Ref` and the attributes the
+/// functions' environments name resolve to.
+pub async fn physical_ids(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<BTreeMap<String, Deployed>> {
+    let out = cfn
+        .describe_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .with_context(|| format!("cannot list the resources of stack {stack}"))?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            let deployed = Deployed {
+                resource_type: r.resource_type()?.to_owned(),
+                // moto leaves some empty (see `fill_missing`).
+                physical_id: r.physical_resource_id().unwrap_or_default().to_owned(),
+            };
+            Some((r.logical_resource_id()?.to_owned(), deployed))
+        })
+        .collect())
+}
+
+/// Fills a physical ID the endpoint left empty with the name the stack's handle declares (moto
+/// does so for an event bus; AWS's physical ID of a bus is its name).
+pub fn fill_missing(ids: &mut BTreeMap<String, Deployed>, id: &cfn::template::LogicalId, declared: &str) {
+    if let Some(r) = ids.get_mut(id.as_str()) {
+        if r.physical_id.is_empty() {
+            r.physical_id = declared.to_owned();
+        }
+    }
+}
+
+/// `Fn::GetAtt` of the attributes that follow from a resource's physical ID by AWS's documented
+/// formats; anything else is refused by name.
+fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<String> {
+    let (region, account, name) = (&aws.region, &aws.account_id, &r.physical_id);
+    let last = name.rsplit(['/', ':']).next().unwrap_or(name);
+    Ok(match (r.resource_type.as_str(), attr) {
+        ("AWS::Events::EventBus", "Name") => last.to_owned(),
+        ("AWS::Events::EventBus", "Arn") => format!("arn:aws:events:{region}:{account}:event-bus/{last}"),
+        ("AWS::DynamoDB::Table", "Arn") => format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
+        ("AWS::SQS::Queue", "QueueName") => last.to_owned(),
+        ("AWS::SQS::Queue", "QueueUrl") => name.clone(),
+        ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{region}:{account}:{last}"),
+        (t, a) => bail!("Fn::GetAtt {id}.{a} ({t}) is not resolved locally"),
+    })
+}
+
+/// A template value as the deployed stack resolves it. Only what a function environment of
+/// this app can hold: literals, `Ref` of a resource, the attributes [`attribute`] knows, pseudo
+/// parameters, `Fn::Join` of those.
+pub fn resolve(expr: &Expr, ids: &BTreeMap<String, Deployed>, aws: &LocalAws, stack: &str) -> Result<String> {
+    let resource = |id: &cfn::template::LogicalId| {
+        ids.get(id.as_str()).ok_or_else(|| anyhow!("{id}: stack {stack} has no such resource"))
+    };
+    Ok(match expr {
+        Expr::Literal(s) => s.clone(),
+        Expr::Ref(id) => resource(id)?.physical_id.clone(),
+        Expr::GetAtt(id, attr) => attribute(id.as_str(), resource(id)?, attr, aws)?,
+        Expr::Pseudo(Pseudo::Region) => aws.region.clone(),
+        Expr::Pseudo(Pseudo::AccountId) => aws.account_id.clone(),
+        Expr::Pseudo(Pseudo::Partition) => "aws".to_owned(),
+        Expr::Pseudo(Pseudo::UrlSuffix) => "amazonaws.com".to_owned(),
+        Expr::Pseudo(Pseudo::StackName) => stack.to_owned(),
+        Expr::Join(separator, parts) => {
+            parts.iter().map(|p| resolve(p, ids, aws, stack)).collect::<Result<Vec<_>>>()?.join(separator)
+        }
+        other => bail!(
+            "{other:?} is not resolved locally (only literals, Ref, known attributes, pseudo parameters and Fn::Join)"
+        ),
+    })
+}
+
+/// The binary cargo builds for a function's asset (`target/<profile>/<name>` on this machine).
+pub fn binary_of(function: &Function, handlers: &Path) -> Result<PathBuf> {
+    match function.code() {
+        Code::Asset { name } => Ok(handlers.join(name)),
+        Code::S3 { .. } => bail!("{}: its code is not built from this workspace", function.construct()),
+    }
+}
+
+/// The function as the deployed template configures it, to run `binary`.
+pub fn function_config(
+    function: &Function,
+    binary: PathBuf,
+    ids: &BTreeMap<String, Deployed>,
+    aws: &LocalAws,
+    stack: &str,
+    logs: LogSink,
+) -> Result<FunctionConfig> {
+    let name = function.physical_name().map_or_else(|| function.construct().id.to_string(), str::to_owned);
+    let environment = function
+        .environment()
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve(v, ids, aws, stack).with_context(|| format!("{name}'s {k}"))?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok(FunctionConfig {
+        name,
+        binary,
+        environment,
+        timeout: Duration::from_secs(u64::from(function.timeout_secs())),
+        memory_mb: function.memory_mb(),
+        region: aws.region.clone(),
+        account_id: aws.account_id.clone(),
+        // Every function of the construct library logs JSON (`LoggingConfig.LogFormat`).
+        json_logs: true,
+        credentials: aws.credentials.clone(),
+        endpoint_url: Some(aws.endpoint_url.clone()),
+        logs,
+    })
+}
+
+/// The template's event source mapping for `queue_url`; `time_scale` shortens the window and
+/// the visibility timeout for a demo (1.0 keeps the queue's own timeout, as Lambda does).
+pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws, time_scale: f64) -> SqsMapping {
+    let settings = mapping_settings(mapping);
+    let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
+    SqsMapping {
+        queue_url: queue_url.to_owned(),
+        queue_arn: format!("arn:aws:sqs:{}:{}:{queue_name}", aws.region, aws.account_id),
+        region: aws.region.clone(),
+        batch_size: settings.batch_size,
+        batching_window: settings.batching_window.mul_f64(time_scale),
+        concurrency: settings.consumers,
+        visibility_timeout: (time_scale != 1.0)
+            .then(|| Duration::from_secs(u64::from(settings.visibility_timeout_secs)).mul_f64(time_scale)),
+        report_batch_item_failures: mapping.reports_batch_item_failures(),
+    }
+}
+
+/// Adds one PublishMetrics EMF line (its per-invocation counts) to `tally`; other lines are
+/// left alone. This is what CloudWatch Logs would extract.
+pub fn add_emf(line: &LogLine, tally: &mut Tally) {
+    use order_events::emf::{BAD, COUNTED, DUPLICATES, FAILED, TRANSACTIONS, TRANSACTION_ITEMS, WRITE_CAPACITY_UNITS};
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line.line) else { return };
+    if doc.get("_aws").is_none() {
+        return;
+    }
+    let n = |k: &str| doc.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    tally.batches += 1;
+    tally.counted += n(COUNTED) as usize;
+    tally.duplicates += n(DUPLICATES) as usize;
+    tally.failures += (n(BAD) + n(FAILED)) as usize;
+    tally.transactions += n(TRANSACTIONS) as usize;
+    tally.transaction_items += n(TRANSACTION_ITEMS) as usize;
+    tally.wcu += n(WRITE_CAPACITY_UNITS);
+}
+
+/// Runs the mapping with the real PublishMetrics until the queue is drained; `tally` is fed by
+/// the function's log sink ([`add_emf`]). Returns the mapping's stats once every process has
+/// stopped and every log line has been read.
+#[allow(clippy::too_many_arguments)]
+pub async fn consume(
+    sqs: &aws_sdk_sqs::Client,
+    mapping: SqsMapping,
+    dlq_url: &str,
+    function: Arc<FunctionConfig>,
+    tally: Arc<Mutex<Tally>>,
+    timeout: Duration,
+    sent: usize,
+    progress: &mut (dyn FnMut(&Standing) + Send),
+) -> Result<MappingStats> {
+    let stats = Arc::new(Mutex::new(MappingStats::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let queue_url = mapping.queue_url.clone();
+    let pollers = mapping.concurrency;
+    let task = tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, function, stats.clone(), stopped));
+    let snapshot = || {
+        let s = stats.lock().map(|s| (s.invocations, s.errors, s.timeouts)).unwrap_or_default();
+        let t = tally.lock().map(|t| t.clone()).unwrap_or_default();
+        (t, Some(Invocations { invocations: s.0, errors: s.1, timeouts: s.2 }))
+    };
+    let stopped_early = || pollers > 0 && task.is_finished();
+    let drain = Drain { sqs, queue_url: &queue_url, dlq_url, timeout, sent };
+    let drained = until_drained(drain, progress, &snapshot, &stopped_early).await;
+    let _ = stop.send(true);
+    let ran = task.await.context("the mapping panicked")?;
+    drained?;
+    ran?;
+    let stats = stats.lock().map_err(|_| anyhow!("a poller panicked"))?.clone();
+    Ok(stats)
+}
+
+/// One invocation of a function, with its logs: what `local invoke` prints.
+pub async fn invoke_once(function: Arc<FunctionConfig>, payload: Vec<u8>) -> Result<lambda_local::Invocation> {
+    let mut instance = Instance::new(function, 0);
+    let result = instance.invoke(payload).await;
+    instance.shutdown().await;
+    Ok(result?)
+}
+
+/// The load test's report from its response, or why there is none.
+pub fn load_test_report(outcome: &Outcome) -> Result<events_load_test::Report> {
+    match outcome {
+        Outcome::Response(body) => serde_json::from_slice(body)
+            .with_context(|| format!("EventsLoadTest answered {}", String::from_utf8_lossy(body))),
+        other => bail!("EventsLoadTest failed: {other}"),
+    }
+}
+
+/// Builds the handlers for this machine (debug, the same sources and features as the zips) and
+/// returns the directory holding their binaries.
+pub fn build_handlers(workspace: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(workspace).args(["build", "--bins", "--message-format=json-render-diagnostics"]);
+    for name in order_events::assets::ALL {
+        command.args(["-p", name]);
+    }
+    let out = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo to build the handlers for this machine")?;
+    if !out.status.success() {
+        bail!("building the handlers failed ({})", out.status);
+    }
+    // cargo names every executable it built; the handlers share one directory.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
+        .find_map(|exe| exe.parent().map(Path::to_path_buf))
+        .ok_or_else(|| anyhow!("cargo built no handler binary"))
+}
+
+/// Invocation counts from the mapping's stats.
+pub fn invocations(stats: &MappingStats) -> Invocations {
+    Invocations { invocations: stats.invocations, errors: stats.errors, timeouts: stats.timeouts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws() -> LocalAws {
+        LocalAws {
+            endpoint_url: "http://127.0.0.1:5000".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            credentials: Credentials::default(),
+        }
+    }
+
+    #[test]
+    fn the_environment_resolves_against_the_deployed_stack() {
+        let app = metrics_stack::metrics_stack(&metrics_stack::MetricsStackProps::standalone()).unwrap();
+        let ids: BTreeMap<String, Deployed> = [
+            ("MetricsTable", "AWS::DynamoDB::Table", "serverlesspresso-metrics-table"),
+            // moto leaves a bus's physical ID empty; the handle's name fills it.
+            ("EventBus", "AWS::Events::EventBus", ""),
+        ]
+        .into_iter()
+        .map(|(k, t, v)| (k.to_owned(), Deployed { resource_type: t.to_owned(), physical_id: v.to_owned() }))
+        .collect();
+        let mut ids = ids;
+        fill_missing(&mut ids, &app.bus().construct().unwrap().id, app.bus().name());
+        let sink: LogSink = Arc::new(|_| {});
+        let dir = Path::new("/handlers");
+        let publish = app.publish();
+        let config =
+            function_config(publish, binary_of(publish, dir).unwrap(), &ids, &aws(), "s", sink.clone()).unwrap();
+        assert_eq!(config.environment[order_events::env::TABLE_NAME], "serverlesspresso-metrics-table");
+        assert_eq!(config.binary, dir.join(order_events::assets::PUBLISH_METRICS));
+        assert_eq!((config.timeout, config.memory_mb), (Duration::from_secs(30), 256));
+        assert_eq!(config.name, "PublishMetrics");
+        let load_test = app.load_test();
+        let config = function_config(load_test, "/x".into(), &ids, &aws(), "s", sink.clone()).unwrap();
+        assert_eq!(config.environment[order_events::env::EVENT_BUS_NAME], "Serverlesspresso");
+
+        let missing = function_config(publish, "/x".into(), &BTreeMap::new(), &aws(), "s", sink).unwrap_err();
+        let text = format!("{missing:#}");
+        assert!(text.contains("PublishMetrics's TABLE_NAME") && text.contains("MetricsTable"), "{text}");
+    }
+
+    #[test]
+    fn values_the_local_run_cannot_resolve_are_named() {
+        let ids = BTreeMap::new();
+        let id = cfn::template::LogicalId::new("Queue").unwrap();
+        let err = resolve(&Expr::get_att(&id, "Arn"), &ids, &aws(), "s").unwrap_err().to_string();
+        assert!(err.contains("Queue: stack s has no such resource"), "{err}");
+        let queue = Deployed {
+            resource_type: "AWS::SQS::Queue".into(),
+            physical_id: "http://127.0.0.1:5000/123456789012/MetricsQueue".into(),
+        };
+        let ids = BTreeMap::from([("Queue".to_owned(), queue)]);
+        let arn = resolve(&Expr::get_att(&id, "Arn"), &ids, &aws(), "s").unwrap();
+        assert_eq!(arn, "arn:aws:sqs:eu-west-1:123456789012:MetricsQueue");
+        let err = resolve(&Expr::get_att(&id, "Nope"), &ids, &aws(), "s").unwrap_err().to_string();
+        assert!(err.contains("Fn::GetAtt Queue.Nope (AWS::SQS::Queue) is not resolved locally"), "{err}");
+        let join = Expr::Join("-".into(), vec![Expr::lit("a"), Expr::Pseudo(Pseudo::Region)]);
+        assert_eq!(resolve(&join, &ids, &aws(), "s").unwrap(), "a-eu-west-1");
+    }
+
+    #[test]
+    fn the_mapping_comes_from_the_template_and_scales_for_a_demo() {
+        let app = metrics_stack::metrics_stack(&Default::default()).unwrap();
+        let url = "http://127.0.0.1:5000/123456789012/MetricsQueue";
+        let m = sqs_mapping(app.mapping(), url, &aws(), 1.0);
+        assert_eq!(m.queue_arn, "arn:aws:sqs:eu-west-1:123456789012:MetricsQueue");
+        assert_eq!((m.batch_size, m.batching_window, m.concurrency), (10, Duration::from_secs(30), 1));
+        assert_eq!(m.visibility_timeout, None, "the queue's own, as Lambda");
+        assert!(m.report_batch_item_failures);
+        let fast = sqs_mapping(app.mapping(), url, &aws(), 0.1);
+        assert_eq!(fast.batching_window, Duration::from_secs(3));
+        assert_eq!(fast.visibility_timeout, Some(Duration::from_secs(21)));
+    }
+
+    #[test]
+    fn emf_lines_feed_the_tally_and_nothing_else_does() {
+        let line = |l: &str| LogLine {
+            function: "PublishMetrics".into(),
+            request_id: None,
+            stream: lambda_local::Stream::Stdout,
+            line: l.into(),
+        };
+        let mut t = Tally::default();
+        add_emf(&line(r#"{"level":"INFO","fields":{"message":"hi"}}"#), &mut t);
+        add_emf(&line("not json"), &mut t);
+        assert_eq!(t, Tally::default());
+        let emf = r#"{"_aws":{},"CountedRecords":8,"DuplicateRecords":1,"BadRecords":1,"FailedRecords":0,"Transactions":1,"TransactionItems":12,"WriteCapacityUnits":24}"#;
+        add_emf(&line(emf), &mut t);
+        add_emf(&line(emf), &mut t);
+        let want = Tally {
+            batches: 2,
+            counted: 16,
+            duplicates: 2,
+            failures: 2,
+            transactions: 2,
+            transaction_items: 24,
+            wcu: 48,
+        };
+        assert_eq!(t, want);
+    }
+}
