@@ -5,26 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, Outcome, Stream};
+use lambda_local::{FunctionConfig, Instance, LogLine, Outcome, Stream};
 
 fn config(env: &[(&str, &str)], logs: Arc<Mutex<Vec<LogLine>>>) -> Arc<FunctionConfig> {
     Arc::new(FunctionConfig {
-        name: "PublishMetrics".into(),
-        binary: env!("CARGO_BIN_EXE_publish-metrics").into(),
         environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         timeout: Duration::from_secs(10),
         memory_mb: 256,
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
         json_logs: true,
-        credentials: Credentials {
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
-            session_token: None,
-        },
         // Nothing listens there: a DynamoDB call would fail, and none is expected.
         endpoint_url: Some("http://127.0.0.1:9".into()),
         logs: Arc::new(move |l| logs.lock().unwrap().push(l)),
+        ..FunctionConfig::new("PublishMetrics", env!("CARGO_BIN_EXE_publish-metrics"))
     })
 }
 

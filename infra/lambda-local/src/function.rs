@@ -84,6 +84,29 @@ impl std::fmt::Debug for FunctionConfig {
 }
 
 impl FunctionConfig {
+    /// `binary` as function `name` with Lambda's defaults (3 s, 128 MB), no environment, text
+    /// logs dropped, us-east-1 in account 123456789012 with placeholder credentials and no
+    /// endpoint; set the rest by field.
+    pub fn new(name: &str, binary: impl Into<PathBuf>) -> FunctionConfig {
+        FunctionConfig {
+            name: name.to_owned(),
+            binary: binary.into(),
+            environment: BTreeMap::new(),
+            timeout: Duration::from_secs(3),
+            memory_mb: 128,
+            region: "us-east-1".to_owned(),
+            account_id: "123456789012".to_owned(),
+            json_logs: false,
+            credentials: Credentials {
+                access_key_id: "testing".to_owned(),
+                secret_access_key: "testing".to_owned(),
+                session_token: None,
+            },
+            endpoint_url: None,
+            logs: Arc::new(|_| {}),
+        }
+    }
+
     pub fn arn(&self) -> String {
         format!("arn:aws:lambda:{}:{}:function:{}", self.region, self.account_id, self.name)
     }
@@ -357,17 +380,12 @@ mod tests {
 
     fn config() -> FunctionConfig {
         FunctionConfig {
-            name: "PublishMetrics".into(),
-            binary: "/nonexistent".into(),
             environment: BTreeMap::from([("TABLE_NAME".into(), "t".into())]),
-            timeout: Duration::from_secs(3),
             memory_mb: 256,
             region: "eu-west-1".into(),
-            account_id: "123456789012".into(),
             json_logs: true,
-            credentials: Credentials { access_key_id: "k".into(), secret_access_key: "s".into(), session_token: None },
             endpoint_url: Some("http://127.0.0.1:5000".into()),
-            logs: Arc::new(|_| {}),
+            ..FunctionConfig::new("PublishMetrics", "/nonexistent")
         }
     }
 

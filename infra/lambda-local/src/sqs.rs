@@ -176,6 +176,56 @@ pub async fn run(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The event Lambda passes for `messages` received from the queue `queue_arn`.
+pub fn event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id().map(str::to_owned);
+        record.receipt_handle = m.receipt_handle().map(str::to_owned);
+        record.body = m.body().map(str::to_owned);
+        record.md5_of_body = m.md5_of_body().map(str::to_owned);
+        record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
+        record.attributes = m
+            .attributes()
+            .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>())
+            .unwrap_or_default();
+        record.event_source = Some("aws:sqs".to_owned());
+        record.event_source_arn = Some(queue_arn.to_owned());
+        record.aws_region = Some(region.to_owned());
+        event.records.push(record);
+    }
+    event
+}
+
+/// Deletes `messages` in calls of 10 (SQS's limit); returns how many SQS refused (a receipt
+/// handle that expired: that message will be delivered again).
+pub async fn delete(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[&Message]) -> Result<usize, Error> {
+    let mut refused = 0;
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| sqs_error("DeleteMessageBatch", queue_url, e))?;
+        let out = sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sqs_error("DeleteMessageBatch", queue_url, e))?;
+        refused += out.failed().len();
+    }
+    Ok(refused)
+}
+
 struct Poller {
     sqs: aws_sdk_sqs::Client,
     mapping: SqsMapping,
@@ -262,62 +312,20 @@ impl Poller {
         Ok((messages, first.map_or(Duration::ZERO, |t| t.elapsed())))
     }
 
-    fn event(&self, messages: &[Message]) -> SqsEvent {
-        let mut event = SqsEvent::default();
-        for m in messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_owned);
-            record.receipt_handle = m.receipt_handle().map(str::to_owned);
-            record.body = m.body().map(str::to_owned);
-            record.md5_of_body = m.md5_of_body().map(str::to_owned);
-            record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
-            record.attributes = m
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>())
-                .unwrap_or_default();
-            record.event_source = Some("aws:sqs".to_owned());
-            record.event_source_arn = Some(self.mapping.queue_arn.clone());
-            record.aws_region = Some(self.mapping.region.clone());
-            event.records.push(record);
-        }
-        event
-    }
-
     async fn invoke(&mut self, messages: Vec<Message>, gathered: Duration) -> Result<(), Error> {
         let ids: Vec<String> = messages.iter().map(|m| m.message_id().unwrap_or_default().to_owned()).collect();
-        let payload = serde_json::to_vec(&self.event(&messages)).unwrap_or_default();
+        let payload =
+            serde_json::to_vec(&event(&messages, &self.mapping.queue_arn, &self.mapping.region)).unwrap_or_default();
         let invocation = self.instance.invoke(Bytes::from(payload)).await?;
         let settlement = settle(&invocation.outcome, &ids, self.mapping.report_batch_item_failures);
-        let delete: Vec<&Message> = match &settlement {
+        let to_delete: Vec<&Message> = match &settlement {
             Settlement::DeleteAll => messages.iter().collect(),
             Settlement::Keep(keep) => {
                 messages.iter().filter(|m| !keep.iter().any(|k| Some(k.as_str()) == m.message_id())).collect()
             }
             Settlement::ReturnAll(_) => Vec::new(),
         };
-        let mut delete_failures = 0;
-        for chunk in delete.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| sqs_error("DeleteMessageBatch", &self.mapping.queue_url, e))?;
-            let out = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.mapping.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sqs_error("DeleteMessageBatch", &self.mapping.queue_url, e))?;
-            delete_failures += out.failed().len();
-        }
+        let delete_failures = delete(&self.sqs, &self.mapping.queue_url, &to_delete).await?;
         let outcome = match (&invocation.outcome, &settlement) {
             (Outcome::Response(_), Settlement::DeleteAll) => BatchOutcome::Succeeded,
             (Outcome::Response(_), Settlement::Keep(_)) => BatchOutcome::Partial,
@@ -331,16 +339,16 @@ impl Poller {
         stats.invocations += 1;
         stats.cold_starts += u64::from(invocation.cold_start);
         stats.records += messages.len() as u64;
-        stats.deleted += (delete.len() - delete_failures) as u64;
-        stats.returned += (messages.len() - delete.len()) as u64;
+        stats.deleted += (to_delete.len() - delete_failures) as u64;
+        stats.returned += (messages.len() - to_delete.len()) as u64;
         stats.delete_failures += delete_failures as u64;
         stats.errors += u64::from(invocation.outcome.is_error());
         stats.timeouts += u64::from(matches!(invocation.outcome, Outcome::Timeout(_)));
         stats.batches.push(Batch {
             records: messages.len(),
             gathered_ms: gathered.as_millis() as u64,
-            deleted: delete.len() - delete_failures,
-            returned: messages.len() - delete.len(),
+            deleted: to_delete.len() - delete_failures,
+            returned: messages.len() - to_delete.len(),
             outcome,
         });
         Ok(())

@@ -15,17 +15,14 @@ fn stand_in() -> std::path::PathBuf {
 
 fn config(env: &[(&str, &str)], timeout: Duration, logs: Arc<Mutex<Vec<LogLine>>>) -> Arc<FunctionConfig> {
     Arc::new(FunctionConfig {
-        name: "StandIn".into(),
-        binary: stand_in(),
         environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         timeout,
-        memory_mb: 128,
         region: "eu-west-1".into(),
-        account_id: "123456789012".into(),
         json_logs: true,
         credentials: Credentials { access_key_id: "AK".into(), secret_access_key: "SK".into(), session_token: None },
         endpoint_url: Some("http://127.0.0.1:9".into()),
         logs: Arc::new(move |l| logs.lock().unwrap().push(l)),
+        ..FunctionConfig::new("StandIn", stand_in())
     })
 }
 

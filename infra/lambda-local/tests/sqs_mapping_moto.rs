@@ -2,13 +2,12 @@
 //! batch response deletes, which come back, concurrency zero, batch size and window, and a
 //! poison message's way to the dead-letter queue while the rest are processed.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambda_local::sqs::{self, BatchOutcome, MappingStats, SqsMapping};
-use lambda_local::{Credentials, FunctionConfig};
+use lambda_local::FunctionConfig;
 use test_support::moto::Moto;
 
 struct Queue {
@@ -67,17 +66,9 @@ async fn remaining(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
 
 fn function(timeout: Duration) -> Arc<FunctionConfig> {
     Arc::new(FunctionConfig {
-        name: "StandIn".into(),
-        binary: test_support::profile_dir().join("examples/stand_in"),
-        environment: BTreeMap::new(),
         timeout,
-        memory_mb: 128,
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
-        json_logs: false,
-        credentials: Credentials::default(),
-        endpoint_url: None,
         logs: Arc::new(|l| eprintln!("{l}")),
+        ..FunctionConfig::new("StandIn", test_support::profile_dir().join("examples/stand_in"))
     })
 }
 
@@ -226,7 +217,9 @@ async fn a_poison_message_reaches_the_dlq_after_max_receives_and_the_rest_are_pr
     assert_eq!(stats.deleted, 4, "{stats:?}");
     // Received three times (maxReceiveCount) and returned each time; SQS moves it to the DLQ
     // at the next receive instead of delivering it a fourth time.
-    assert_eq!((stats.returned, stats.invocations), (3, 3), "{stats:?}");
+    // (The four good ones may come in one batch or several: two pollers, short receives.)
+    assert_eq!(stats.returned, 3, "{stats:?}");
+    assert_eq!(stats.batches.iter().filter(|b| b.returned == 1).count(), 3, "{stats:?}");
     assert!(remaining(&sqs, &q.url).await.is_empty());
     assert_eq!(remaining(&sqs, &dlq).await, ["fail"]);
 }

@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
 use super::{until_drained, Drain, MappingSettings, Standing, Tally};
@@ -58,38 +56,15 @@ async fn consumer<S: Store + Send + Sync + 'static>(
         if messages.is_empty() {
             continue;
         }
-        let mut event = SqsEvent::default();
-        for m in &messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_owned);
-            record.body = m.body().map(str::to_owned);
-            record.receipt_handle = m.receipt_handle().map(str::to_owned);
-            event.records.push(record);
-        }
+        // Only what the handler reads; the queue ARN does not matter here.
+        let event = lambda_local::sqs::event(&messages, "", "");
         let invocation = Invocation::with_time_left(options.settings.function_timeout);
         let outcome = process(store.as_ref(), event, RetryPolicy::default(), invocation).await;
         let failed: Vec<String> =
             outcome.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         let done: Vec<_> =
             messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())).collect();
-        for chunk in done.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            sqs.delete_message_batch()
-                .queue_url(&queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .context("cannot delete messages")?;
-        }
+        lambda_local::sqs::delete(&sqs, &queue_url, &done).await?;
         let mut t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?;
         t.batches += 1;
         t.counted += outcome.counted;
