@@ -71,6 +71,13 @@ struct RunArgs {
     /// `OrderManager.OrderCancelled` events to send too.
     #[arg(long, default_value_t = 0)]
     cancelled: u32,
+    /// The drink mix the load test picks from, comma-separated [default: EventsLoadTest's:
+    /// Latte, Cappuccino, Espresso].
+    #[arg(long, value_delimiter = ',')]
+    drinks: Option<Vec<String>>,
+    /// Seed of the load test's drink choice [default: EventsLoadTest's].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Scale the batching window and visibility timeout (0.1 makes the 30 s window 3 s).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
@@ -314,12 +321,24 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
         }
         let report: Report = match &mut load_test {
             Some(instance) => {
-                let input = serde_json::json!({"count": count, "detailType": detail_type, "runId": run_id});
+                let mut input = serde_json::json!({"count": count, "detailType": detail_type, "runId": run_id});
+                if let Some(drinks) = &args.drinks {
+                    input["drinks"] = serde_json::json!(drinks);
+                }
+                if let Some(seed) = args.seed {
+                    input["seed"] = serde_json::json!(seed);
+                }
                 let invocation = instance.invoke(input.to_string()).await?;
                 real::load_test_report(&invocation.outcome)?
             }
             None => {
-                let input = Input { count: Some(count), detail_type: Some(detail_type), ..Default::default() };
+                let input = Input {
+                    count: Some(count),
+                    detail_type: Some(detail_type),
+                    drinks: args.drinks.clone(),
+                    seed: args.seed,
+                    ..Default::default()
+                };
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
                 events_load_test::run(&bus, &input, &run_id, RetryPolicy::default(), deadline).await?
             }

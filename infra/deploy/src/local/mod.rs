@@ -275,5 +275,8 @@ mod tests {
         };
         let s = mapping_settings(metrics_stack::metrics_stack(&props).unwrap().mapping());
         assert_eq!((s.batch_size, s.batching_window, s.consumers), (50, Duration::from_secs(5), 3));
+        // Reserved concurrency 0 is a throttled function: nothing polls.
+        let props = metrics_stack::MetricsStackProps { publish_reserved_concurrency: 0, ..Default::default() };
+        assert_eq!(mapping_settings(metrics_stack::metrics_stack(&props).unwrap().mapping()).consumers, 0);
     }
 }
