@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let var = order_events::env::EVENT_BUS_NAME;
     let bus_name = std::env::var(var).map_err(|_| format!("{var} is not set: the stack sets it to the bus"))?;
     // Built once per container, reused by every invocation.
-    let config = aws_config::load_from_env().await;
+    let config = events_load_test::sdk_config().await;
     let bus = EventBridgeBus::new(events_load_test::client(&config), bus_name);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Input>| {
         let bus = &bus;

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use order_events::OrderEvent;
 use tokio::time::Instant;
 
-pub use store::{classify, client, Dynamo, DynamoStore, Store, TxError, WriteError};
+pub use store::{classify, client, sdk_config, Dynamo, DynamoStore, Store, TxError, WriteError};
 
 /// DynamoDB's limit on the items of one TransactWriteItems.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;

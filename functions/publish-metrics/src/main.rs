@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let table = std::env::var(var).map_err(|_| format!("{var} is not set: the stack sets it to the metrics table"))?;
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "PublishMetrics".to_owned());
     // Built once per container, reused by every invocation.
-    let config = aws_config::load_from_env().await;
+    let config = publish_metrics::sdk_config().await;
     let store = DynamoStore::new(publish_metrics::client(&config), table);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (store, function_name) = (&store, &function_name);

@@ -35,6 +35,13 @@ pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
     }
 }
 
+/// The HTTPS client every SDK client here uses: rustls on ring (the SDK crates are built
+/// without their own, which would bring aws-lc and its C build).
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// Where the commands connect: region, profile and endpoint, each optional (the SDK's default
 /// chain otherwise). The same arguments for every binary (flattened into each one's CLI).
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -86,7 +93,7 @@ pub struct StackArgs {
 
 impl Connection {
     pub async fn sdk_config(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         }
