@@ -68,6 +68,8 @@ fn main() {
             println!("response posted: {}", a.status);
         };
         let Some(records) = event.get("Records").and_then(|r| r.as_array()) else {
+            // Before the response: once that is posted the process may be stopped at any time.
+            println!("echo {id}");
             let echo = serde_json::json!({
                 "event": event,
                 "requestId": id,
