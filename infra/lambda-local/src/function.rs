@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::oneshot;
 
 use crate::runtime_api::{FunctionError, Pending, Reply, Server};
@@ -47,6 +47,9 @@ impl std::fmt::Display for LogLine {
         write!(f, "[{} {}] {}", self.function, self.request_id.as_deref().unwrap_or("init"), self.line)
     }
 }
+
+/// Longest log line passed on in one piece (CloudWatch Logs' event size limit, 256 KiB).
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
 
 /// Receives every log line of every instance.
 pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
@@ -270,7 +273,9 @@ impl Instance {
             let mut lines = BufReader::new(pipe);
             let mut buf = Vec::new();
             // Bytes, not `lines()`: a line that is not UTF-8 is still shown, not a stopped reader.
-            while lines.read_until(b'\n', &mut buf).await.is_ok_and(|n| n > 0) {
+            // At most MAX_LINE_BYTES at a time: a line without end cannot fill the memory; a
+            // longer one comes out in pieces, as CloudWatch Logs splits its events.
+            while (&mut lines).take(MAX_LINE_BYTES as u64).read_until(b'\n', &mut buf).await.is_ok_and(|n| n > 0) {
                 let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
                 buf.clear();
                 let request_id = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -411,6 +416,24 @@ mod tests {
         assert!(parts[0].starts_with("Root=1-") && parts[0].len() == "Root=1-".len() + 8 + 1 + 24, "{t}");
         assert!(parts[1].starts_with("Parent=") && parts[1].len() == "Parent=".len() + 16, "{t}");
         assert_eq!(parts[2], "Sampled=0");
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_passed_on_whole_up_to_the_limit_and_in_pieces_beyond() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let config = FunctionConfig { logs: Arc::new(move |l: LogLine| sink.lock().unwrap().push(l.line)), ..config() };
+        let instance = Instance::new(Arc::new(config), 0);
+        let mut out = Vec::new();
+        out.extend(vec![b'a'; MAX_LINE_BYTES - 1]);
+        out.push(b'\n');
+        out.extend(vec![b'b'; MAX_LINE_BYTES + 10]);
+        out.extend(b"\n\xff ok\r\n");
+        instance.reader(std::io::Cursor::new(out), Stream::Stdout).await.unwrap();
+        let lines = lines.lock().unwrap();
+        let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+        assert_eq!(lengths[..3], [MAX_LINE_BYTES - 1, MAX_LINE_BYTES, 10], "{lengths:?}");
+        assert_eq!(lines[3], "\u{fffd} ok", "not UTF-8 is shown, not dropped");
     }
 
     #[tokio::test]
