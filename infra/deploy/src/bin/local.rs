@@ -217,7 +217,7 @@ fn handlers(common: &Common) -> Result<PathBuf> {
             eprintln!("building the handlers for this machine (cargo build --bins) ...");
             // The workspace this binary was built from.
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            real::build_handlers(&workspace)
+            Ok(real::build_handlers(&workspace)?)
         }
     }
 }

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
 use publish_metrics::{process, Invocation, RetryPolicy, Store};
 
-use super::{until_drained, Drain, MappingSettings, Standing, Tally};
+use super::error::aws;
+use super::{until_drained, Drain, LocalError, MappingSettings, Standing, Tally};
 
 /// How a local run consumes the queue.
 #[derive(Clone, Debug)]
@@ -30,7 +30,7 @@ async fn consumer<S: Store + Send + Sync + 'static>(
     options: ConsumeOptions,
     tally: Arc<Mutex<Tally>>,
     stop: Arc<AtomicBool>,
-) -> Result<()> {
+) -> Result<(), LocalError> {
     let window = options.settings.batching_window.mul_f64(options.time_scale);
     let visibility = ((f64::from(options.settings.visibility_timeout_secs) * options.time_scale).ceil() as i32).max(1);
     while !stop.load(Ordering::Relaxed) {
@@ -46,7 +46,7 @@ async fn consumer<S: Store + Send + Sync + 'static>(
                 .visibility_timeout(visibility)
                 .send()
                 .await
-                .context("cannot receive from the queue")?;
+                .map_err(aws("cannot receive from the queue"))?;
             let got = out.messages().len();
             messages.extend(out.messages().iter().cloned());
             if started.elapsed() >= window || (got == 0 && !messages.is_empty() && window.is_zero()) {
@@ -65,7 +65,7 @@ async fn consumer<S: Store + Send + Sync + 'static>(
         let done: Vec<_> =
             messages.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())).collect();
         lambda_local::sqs::delete(&sqs, &queue_url, &done).await?;
-        let mut t = tally.lock().map_err(|_| anyhow!("a consumer panicked"))?;
+        let mut t = tally.lock().map_err(|_| LocalError::ConsumerPanicked)?;
         t.batches += 1;
         t.counted += outcome.counted;
         t.duplicates += outcome.duplicates;
@@ -88,7 +88,7 @@ pub async fn consume<S: Store + Send + Sync + 'static>(
     options: &ConsumeOptions,
     sent: usize,
     progress: &mut (dyn FnMut(&Standing) + Send),
-) -> Result<Tally> {
+) -> Result<Tally, LocalError> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -107,7 +107,7 @@ pub async fn consume<S: Store + Send + Sync + 'static>(
     let drain = Drain { sqs, queue_url, dlq_url, timeout: options.timeout, sent };
     let result = until_drained(drain, progress, &snapshot, &stopped_early)
         .await
-        .and_then(|()| tally.lock().map(|t| t.clone()).map_err(|_| anyhow!("a consumer panicked")));
+        .and_then(|()| tally.lock().map(|t| t.clone()).map_err(|_| LocalError::ConsumerPanicked));
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         match task.await {

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
 use cfn::constructs::lambda::{Code, EventSourceMapping, Function};
 use cfn::template::{Expr, Pseudo};
 use lambda_local::sqs::{MappingStats, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
-use super::{mapping_settings, until_drained, Drain, Invocations, Standing, Tally};
+use super::error::aws;
+use super::{mapping_settings, until_drained, Drain, Invocations, LocalError, Standing, Tally};
 
 /// The local AWS the functions call: endpoint, region, account and credentials.
 #[derive(Clone, Debug)]
@@ -34,13 +34,16 @@ pub struct Deployed {
 
 /// Every resource of the deployed stack by logical ID: what `Ref` and the attributes the
 /// functions' environments name resolve to.
-pub async fn physical_ids(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<BTreeMap<String, Deployed>> {
+pub async fn physical_ids(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<BTreeMap<String, Deployed>, LocalError> {
     let out = cfn
         .describe_stack_resources()
         .stack_name(stack)
         .send()
         .await
-        .with_context(|| format!("cannot list the resources of stack {stack}"))?;
+        .map_err(aws(format!("cannot list the resources of stack {stack}")))?;
     Ok(out
         .stack_resources()
         .iter()
@@ -67,7 +70,7 @@ pub fn fill_missing(ids: &mut BTreeMap<String, Deployed>, id: &cfn::template::Lo
 
 /// `Fn::GetAtt` of the attributes that follow from a resource's physical ID by AWS's documented
 /// formats; anything else is refused by name.
-fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<String> {
+fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<String, LocalError> {
     let (region, account, name) = (&aws.region, &aws.account_id, &r.physical_id);
     let last = name.rsplit(['/', ':']).next().unwrap_or(name);
     Ok(match (r.resource_type.as_str(), attr) {
@@ -77,16 +80,21 @@ fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<Strin
         ("AWS::SQS::Queue", "QueueName") => last.to_owned(),
         ("AWS::SQS::Queue", "QueueUrl") => name.clone(),
         ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{region}:{account}:{last}"),
-        (t, a) => bail!("Fn::GetAtt {id}.{a} ({t}) is not resolved locally"),
+        (t, a) => return Err(LocalError::Unresolved(format!("Fn::GetAtt {id}.{a} ({t}) is not resolved locally"))),
     })
 }
 
 /// A template value as the deployed stack resolves it. Only what a function environment of
 /// this app can hold: literals, `Ref` of a resource, the attributes [`attribute`] knows, pseudo
 /// parameters, `Fn::Join` of those.
-pub fn resolve(expr: &Expr, ids: &BTreeMap<String, Deployed>, aws: &LocalAws, stack: &str) -> Result<String> {
+pub fn resolve(
+    expr: &Expr,
+    ids: &BTreeMap<String, Deployed>,
+    aws: &LocalAws,
+    stack: &str,
+) -> Result<String, LocalError> {
     let resource = |id: &cfn::template::LogicalId| {
-        ids.get(id.as_str()).ok_or_else(|| anyhow!("{id}: stack {stack} has no such resource"))
+        ids.get(id.as_str()).ok_or_else(|| LocalError::Unresolved(format!("{id}: stack {stack} has no such resource")))
     };
     Ok(match expr {
         Expr::Literal(s) => s.clone(),
@@ -98,19 +106,21 @@ pub fn resolve(expr: &Expr, ids: &BTreeMap<String, Deployed>, aws: &LocalAws, st
         Expr::Pseudo(Pseudo::UrlSuffix) => "amazonaws.com".to_owned(),
         Expr::Pseudo(Pseudo::StackName) => stack.to_owned(),
         Expr::Join(separator, parts) => {
-            parts.iter().map(|p| resolve(p, ids, aws, stack)).collect::<Result<Vec<_>>>()?.join(separator)
+            parts.iter().map(|p| resolve(p, ids, aws, stack)).collect::<Result<Vec<_>, LocalError>>()?.join(separator)
         }
-        other => bail!(
+        other => {
+            return Err(LocalError::Unresolved(format!(
             "{other:?} is not resolved locally (only literals, Ref, known attributes, pseudo parameters and Fn::Join)"
-        ),
+        )))
+        }
     })
 }
 
 /// The binary cargo builds for a function's asset (`target/<profile>/<name>` on this machine).
-pub fn binary_of(function: &Function, handlers: &Path) -> Result<PathBuf> {
+pub fn binary_of(function: &Function, handlers: &Path) -> Result<PathBuf, LocalError> {
     match function.code() {
         Code::Asset { name } => Ok(handlers.join(name)),
-        Code::S3 { .. } => bail!("{}: its code is not built from this workspace", function.construct()),
+        Code::S3 { .. } => Err(LocalError::NotBuiltHere(function.construct().to_string())),
     }
 }
 
@@ -122,13 +132,20 @@ pub fn function_config(
     aws: &LocalAws,
     stack: &str,
     logs: LogSink,
-) -> Result<FunctionConfig> {
+) -> Result<FunctionConfig, LocalError> {
     let name = function.physical_name().map_or_else(|| function.construct().id.to_string(), str::to_owned);
     let environment = function
         .environment()
         .iter()
-        .map(|(k, v)| Ok((k.clone(), resolve(v, ids, aws, stack).with_context(|| format!("{name}'s {k}"))?)))
-        .collect::<Result<BTreeMap<_, _>>>()?;
+        .map(|(k, v)| {
+            let why = |e: LocalError| LocalError::Environment {
+                function: name.clone(),
+                variable: k.clone(),
+                why: e.to_string(),
+            };
+            Ok((k.clone(), resolve(v, ids, aws, stack).map_err(why)?))
+        })
+        .collect::<Result<BTreeMap<_, _>, LocalError>>()?;
     Ok(FunctionConfig {
         name,
         binary,
@@ -194,7 +211,7 @@ pub async fn consume(
     timeout: Duration,
     sent: usize,
     progress: &mut (dyn FnMut(&Standing) + Send),
-) -> Result<MappingStats> {
+) -> Result<MappingStats, LocalError> {
     let stats = Arc::new(Mutex::new(MappingStats::default()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let queue_url = mapping.queue_url.clone();
@@ -209,15 +226,18 @@ pub async fn consume(
     let drain = Drain { sqs, queue_url: &queue_url, dlq_url, timeout, sent };
     let drained = until_drained(drain, progress, &snapshot, &stopped_early).await;
     let _ = stop.send(true);
-    let ran = task.await.context("the mapping panicked")?;
+    let ran = task.await.map_err(|_| LocalError::ConsumerPanicked)?;
     drained?;
     ran?;
-    let stats = stats.lock().map_err(|_| anyhow!("a poller panicked"))?.clone();
+    let stats = stats.lock().map_err(|_| LocalError::ConsumerPanicked)?.clone();
     Ok(stats)
 }
 
 /// One invocation of a function, with its logs: what `local invoke` prints.
-pub async fn invoke_once(function: Arc<FunctionConfig>, payload: Vec<u8>) -> Result<lambda_local::Invocation> {
+pub async fn invoke_once(
+    function: Arc<FunctionConfig>,
+    payload: Vec<u8>,
+) -> Result<lambda_local::Invocation, LocalError> {
     let mut instance = Instance::new(function, 0);
     let result = instance.invoke(payload).await;
     instance.shutdown().await;
@@ -225,17 +245,17 @@ pub async fn invoke_once(function: Arc<FunctionConfig>, payload: Vec<u8>) -> Res
 }
 
 /// The load test's report from its response, or why there is none.
-pub fn load_test_report(outcome: &Outcome) -> Result<events_load_test::Report> {
+pub fn load_test_report(outcome: &Outcome) -> Result<events_load_test::Report, LocalError> {
     match outcome {
         Outcome::Response(body) => serde_json::from_slice(body)
-            .with_context(|| format!("EventsLoadTest answered {}", String::from_utf8_lossy(body))),
-        other => bail!("EventsLoadTest failed: {other}"),
+            .map_err(|e| LocalError::LoadTest(format!("answered {} ({e})", String::from_utf8_lossy(body)))),
+        other => Err(LocalError::LoadTest(format!("failed: {other}"))),
     }
 }
 
 /// Builds the handlers for this machine (debug, the same sources and features as the zips) and
 /// returns the directory holding their binaries.
-pub fn build_handlers(workspace: &Path) -> Result<PathBuf> {
+pub fn build_handlers(workspace: &Path) -> Result<PathBuf, LocalError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(workspace).args(["build", "--bins", "--message-format=json-render-diagnostics"]);
@@ -245,9 +265,9 @@ pub fn build_handlers(workspace: &Path) -> Result<PathBuf> {
     let out = command
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("cannot run cargo to build the handlers for this machine")?;
+        .map_err(|e| LocalError::Build(format!("cannot run cargo: {e}")))?;
     if !out.status.success() {
-        bail!("building the handlers failed ({})", out.status);
+        return Err(LocalError::Build(format!("cargo {}", out.status)));
     }
     // cargo names every executable it built; the handlers share one directory.
     String::from_utf8_lossy(&out.stdout)
@@ -255,7 +275,7 @@ pub fn build_handlers(workspace: &Path) -> Result<PathBuf> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.get("executable").and_then(|e| e.as_str()).map(PathBuf::from))
         .find_map(|exe| exe.parent().map(Path::to_path_buf))
-        .ok_or_else(|| anyhow!("cargo built no handler binary"))
+        .ok_or_else(|| LocalError::Build("cargo built no handler binary".to_owned()))
 }
 
 /// Invocation counts from the mapping's stats.

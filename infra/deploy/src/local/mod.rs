@@ -3,12 +3,15 @@
 //! ([`lambda`]), or — the fast mode some tests use — PublishMetrics' logic in this process
 //! ([`in_process`]); progress while the queue drains, and the table's counters at the end.
 
+mod error;
 pub mod in_process;
 pub mod lambda;
 
+use error::aws;
+pub use error::LocalError;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
 use aws_sdk_sqs::types::QueueAttributeName;
 use cfn::constructs::lambda::EventSourceMapping;
 
@@ -72,7 +75,7 @@ pub struct Depth {
     pub in_flight: u64,
 }
 
-pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth> {
+pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth, LocalError> {
     let out = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -80,7 +83,7 @@ pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth> 
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .context("cannot read the queue's depth")?;
+        .map_err(aws("cannot read the queue's depth"))?;
     let attrs = out.attributes().cloned().unwrap_or_default();
     let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok(Depth {
@@ -137,7 +140,7 @@ pub(crate) async fn until_drained(
     progress: &mut (dyn FnMut(&Standing) + Send),
     snapshot: &(dyn Fn() -> (Tally, Option<Invocations>) + Sync),
     stopped_early: &(dyn Fn() -> bool + Sync),
-) -> Result<()> {
+) -> Result<(), LocalError> {
     let Drain { sqs, queue_url, dlq_url, timeout, sent } = drain;
     let started = Instant::now();
     let mut quiet = 0;
@@ -148,19 +151,22 @@ pub(crate) async fn until_drained(
         let (tally, lambda) = snapshot();
         progress(&Standing { sent, queue, dead_letters, tally, lambda });
         if stopped_early() {
-            return Err(anyhow!("a consumer stopped early"));
+            return Err(LocalError::ConsumerStopped);
         }
         quiet = if queue.waiting + queue.in_flight == 0 { quiet + 1 } else { 0 };
         if quiet >= 2 {
             return Ok(());
         }
         if started.elapsed() > timeout {
-            return Err(anyhow!("the queue was not drained within {timeout:?}"));
+            return Err(LocalError::NotDrained(timeout));
         }
     }
 }
 /// Every counter of the metrics table: sort key -> `val`.
-pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+pub async fn counters(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, LocalError> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let mut out = std::collections::BTreeMap::new();
     let mut start = None;
@@ -173,7 +179,7 @@ pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<std
             .set_exclusive_start_key(start)
             .send()
             .await
-            .with_context(|| format!("cannot query {table}"))?;
+            .map_err(aws(format!("cannot query {table}")))?;
         for item in page.items() {
             let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
             let val = item.get("val").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -195,25 +201,24 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts `server` (a `moto_server` executable) on 127.0.0.1 and waits until it answers.
-    pub fn start(server: &std::path::Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())?.port();
+    pub fn start(server: &std::path::Path) -> Result<Self, LocalError> {
+        let start = |source| LocalError::MotoStart { server: server.to_owned(), source };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(start)?.port();
         let child = std::process::Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .with_context(|| {
-                format!("cannot start {} (install moto[server], or pass --endpoint-url)", server.display())
-            })?;
+            .map_err(start)?;
         let mut moto = MotoServer { child, endpoint: format!("http://127.0.0.1:{port}") };
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = moto.child.try_wait()? {
-                return Err(anyhow!("{} exited with {status}", server.display()));
+            if let Some(status) = moto.child.try_wait().map_err(start)? {
+                return Err(LocalError::MotoExited { server: server.to_owned(), status: status.to_string() });
             }
             if started.elapsed() > Duration::from_secs(60) {
-                return Err(anyhow!("moto did not answer on {addr} within 60 s"));
+                return Err(LocalError::MotoSilent { addr: addr.to_string() });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -230,9 +235,13 @@ impl Drop for MotoServer {
 
 /// Stops moto's own poller for the function's mappings: it would take messages off the queue
 /// to invoke a function it cannot run.
-pub async fn disable_mappings(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<usize> {
-    let out =
-        lambda.list_event_source_mappings().function_name(function).send().await.context("cannot list the mappings")?;
+pub async fn disable_mappings(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<usize, LocalError> {
+    let out = lambda
+        .list_event_source_mappings()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(aws("cannot list the mappings"))?;
     let mut n = 0;
     for m in out.event_source_mappings() {
         if let Some(uuid) = m.uuid() {
@@ -242,7 +251,7 @@ pub async fn disable_mappings(lambda: &aws_sdk_lambda::Client, function: &str) -
                 .enabled(false)
                 .send()
                 .await
-                .context("cannot disable a mapping")?;
+                .map_err(aws("cannot disable a mapping"))?;
             n += 1;
         }
     }
@@ -252,6 +261,16 @@ pub async fn disable_mappings(lambda: &aws_sdk_lambda::Client, function: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moto_that_cannot_start_is_named_with_the_way_out() {
+        let Err(err) = MotoServer::start(std::path::Path::new("/nonexistent/moto_server")) else {
+            panic!("started a server that does not exist")
+        };
+        let text = err.to_string();
+        assert!(matches!(err, LocalError::MotoStart { .. }), "{err:?}");
+        assert!(text.contains("/nonexistent/moto_server") && text.contains("--endpoint-url"), "{text}");
+    }
 
     #[test]
     fn settings_come_from_the_stack() {

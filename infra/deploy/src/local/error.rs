@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What stops a local run, each naming what failed and, where there is one, the way out.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A call to the local endpoint failed.
+    #[error("{action}: {message}")]
+    Aws { action: String, message: String },
+    #[error("cannot start {} (install moto[server], or pass --endpoint-url): {source}", server.display())]
+    MotoStart { server: PathBuf, source: std::io::Error },
+    #[error("{} exited with {status}", server.display())]
+    MotoExited { server: PathBuf, status: String },
+    #[error("moto did not answer on {addr} within 60 s")]
+    MotoSilent { addr: String },
+    #[error("a consumer stopped early")]
+    ConsumerStopped,
+    #[error("a consumer panicked")]
+    ConsumerPanicked,
+    #[error("the queue was not drained within {0:?}")]
+    NotDrained(Duration),
+    /// A template value the local run cannot work out.
+    #[error("{0}")]
+    Unresolved(String),
+    #[error("{function}'s {variable}: {why}")]
+    Environment { function: String, variable: String, why: String },
+    #[error("{0}: its code is not built from this workspace")]
+    NotBuiltHere(String),
+    #[error(transparent)]
+    Lambda(#[from] lambda_local::Error),
+    #[error("EventsLoadTest {0}")]
+    LoadTest(String),
+    #[error("building the handlers for this machine failed: {0}")]
+    Build(String),
+}
+
+/// Maps an SDK (or any) error to [`LocalError::Aws`], with its whole chain of causes.
+pub(crate) fn aws<E: std::error::Error>(action: impl Into<String>) -> impl FnOnce(E) -> LocalError {
+    let action = action.into();
+    move |e| {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        LocalError::Aws { action, message }
+    }
+}
