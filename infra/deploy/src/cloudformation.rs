@@ -631,8 +631,16 @@ pub fn outputs_of(s: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, 
         .collect()
 }
 
-/// Physical IDs of the stack's resources, by logical ID.
-pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, String>> {
+/// A resource of a deployed stack: its type and physical ID (empty when the endpoint gives
+/// none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub resource_type: String,
+    pub physical_id: String,
+}
+
+/// The stack's resources, by logical ID.
+pub async fn resources(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Deployed>> {
     let out = cfn
         .describe_stack_resources()
         .stack_name(stack)
@@ -643,7 +651,11 @@ pub async fn physical_ids(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Str
         .stack_resources()
         .iter()
         .filter_map(|r| {
-            Some((r.logical_resource_id()?.to_owned(), r.physical_resource_id().unwrap_or_default().to_owned()))
+            let deployed = Deployed {
+                resource_type: r.resource_type().unwrap_or_default().to_owned(),
+                physical_id: r.physical_resource_id().unwrap_or_default().to_owned(),
+            };
+            Some((r.logical_resource_id()?.to_owned(), deployed))
         })
         .collect())
 }

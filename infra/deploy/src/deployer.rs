@@ -598,12 +598,12 @@ impl Deployer {
             )));
         }
         let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
-        let physical = cf::physical_ids(&self.cfn, &t.name).await?;
+        let physical = cf::resources(&self.cfn, &t.name).await?;
         let mut plan =
             DestroyPlan { stack: t.name.clone(), unprotect: protected, deletes: Vec::new(), keeps: Vec::new() };
         for (id, r) in deployed["Resources"].as_object().into_iter().flatten() {
             let ty = r["Type"].as_str().unwrap_or_default();
-            let physical_id = physical.get(id).cloned().unwrap_or_default();
+            let physical_id = physical.get(id).map(|r| r.physical_id.clone()).unwrap_or_default();
             if r["DeletionPolicy"] == "Retain" {
                 plan.keeps.push((id.clone(), physical_id));
                 continue;

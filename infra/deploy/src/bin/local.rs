@@ -202,7 +202,7 @@ async fn deploy_locally(common: &Common, quiet: bool) -> Result<Local> {
         },
     };
     let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let mut ids = real::physical_ids(&cfn, &target.name).await?;
+    let mut ids = deploy::cloudformation::resources(&cfn, &target.name).await?;
     let bus = target.app.bus();
     if let Some(construct) = bus.construct() {
         real::fill_missing(&mut ids, &construct.id, bus.name());

@@ -1,4 +1,7 @@
 use std::path::PathBuf;
+
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// What stops a local run, each naming what failed and, where there is one, the way out.
@@ -34,16 +37,11 @@ pub enum LocalError {
     Build(String),
 }
 
-/// Maps an SDK (or any) error to [`LocalError::Aws`], with its whole chain of causes.
-pub(crate) fn aws<E: std::error::Error>(action: impl Into<String>) -> impl FnOnce(E) -> LocalError {
+/// Maps an SDK error to [`LocalError::Aws`], read as every deploy error is ([`crate::error::sdk`]).
+pub(crate) fn aws<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E, HttpResponse>) -> LocalError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
     let action = action.into();
-    move |e| {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
-        LocalError::Aws { action, message }
-    }
+    move |e| LocalError::Aws { action, message: crate::error::sdk(&e) }
 }

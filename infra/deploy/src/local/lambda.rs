@@ -13,7 +13,6 @@ use cfn::template::{Expr, Pseudo};
 use lambda_local::sqs::{MappingStats, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
-use super::error::aws;
 use super::{mapping_settings, until_drained, Drain, Invocations, LocalError, Standing, Tally};
 
 /// The local AWS the functions call: endpoint, region, account and credentials.
@@ -25,38 +24,7 @@ pub struct LocalAws {
     pub credentials: Credentials,
 }
 
-/// A resource of the deployed stack: its type and physical ID.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deployed {
-    pub resource_type: String,
-    pub physical_id: String,
-}
-
-/// Every resource of the deployed stack by logical ID: what `Ref` and the attributes the
-/// functions' environments name resolve to.
-pub async fn physical_ids(
-    cfn: &aws_sdk_cloudformation::Client,
-    stack: &str,
-) -> Result<BTreeMap<String, Deployed>, LocalError> {
-    let out = cfn
-        .describe_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(aws(format!("cannot list the resources of stack {stack}")))?;
-    Ok(out
-        .stack_resources()
-        .iter()
-        .filter_map(|r| {
-            let deployed = Deployed {
-                resource_type: r.resource_type()?.to_owned(),
-                // moto leaves some empty (see `fill_missing`).
-                physical_id: r.physical_resource_id().unwrap_or_default().to_owned(),
-            };
-            Some((r.logical_resource_id()?.to_owned(), deployed))
-        })
-        .collect())
-}
+pub use crate::cloudformation::Deployed;
 
 /// Fills a physical ID the endpoint left empty with the name the stack's handle declares (moto
 /// does so for an event bus; AWS's physical ID of a bus is its name).
@@ -218,9 +186,8 @@ pub async fn consume(
     let pollers = mapping.concurrency;
     let task = tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, function, stats.clone(), stopped));
     let snapshot = || {
-        let s = stats.lock().map(|s| (s.invocations, s.errors, s.timeouts)).unwrap_or_default();
-        let t = tally.lock().map(|t| t.clone()).unwrap_or_default();
-        (t, Some(Invocations { invocations: s.0, errors: s.1, timeouts: s.2 }))
+        let s = stats.lock().map(|s| invocations(&s)).unwrap_or_default();
+        (tally.lock().map(|t| t.clone()).unwrap_or_default(), Some(s))
     };
     let stopped_early = || pollers > 0 && task.is_finished();
     let drain = Drain { sqs, queue_url: &queue_url, dlq_url, timeout, sent };
