@@ -47,9 +47,15 @@ fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<Strin
         ("AWS::DynamoDB::Table", "Arn") => format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
         ("AWS::SQS::Queue", "QueueName") => last.to_owned(),
         ("AWS::SQS::Queue", "QueueUrl") => name.clone(),
-        ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{region}:{account}:{last}"),
+        ("AWS::SQS::Queue", "Arn") => queue_arn(aws, name),
         (t, a) => return Err(LocalError::Unresolved(format!("Fn::GetAtt {id}.{a} ({t}) is not resolved locally"))),
     })
+}
+
+/// A queue's ARN from its URL (or name), in the format AWS documents.
+fn queue_arn(aws: &LocalAws, url: &str) -> String {
+    let name = url.rsplit('/').next().unwrap_or(url);
+    format!("arn:aws:sqs:{}:{}:{name}", aws.region, aws.account_id)
 }
 
 /// A template value as the deployed stack resolves it. Only what a function environment of
@@ -134,10 +140,9 @@ pub fn function_config(
 /// the visibility timeout for a demo (1.0 keeps the queue's own timeout, as Lambda does).
 pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws, time_scale: f64) -> SqsMapping {
     let settings = mapping_settings(mapping);
-    let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
     SqsMapping {
         queue_url: queue_url.to_owned(),
-        queue_arn: format!("arn:aws:sqs:{}:{}:{queue_name}", aws.region, aws.account_id),
+        queue_arn: queue_arn(aws, queue_url),
         region: aws.region.clone(),
         batch_size: settings.batch_size,
         batching_window: settings.batching_window.mul_f64(time_scale),
@@ -325,6 +330,22 @@ mod tests {
         let fast = sqs_mapping(app.mapping(), url, &aws(), 0.1);
         assert_eq!(fast.batching_window, Duration::from_secs(3));
         assert_eq!(fast.visibility_timeout, Some(Duration::from_secs(21)));
+    }
+
+    #[test]
+    fn a_load_test_answer_that_is_not_a_report_is_an_error_saying_what_came() {
+        let report = load_test_report(&Outcome::Response(
+            r#"{"sent":3,"failed":0,"unsent":0,"perDrink":{"Latte":3},"putEventsCalls":1,"retries":0}"#.into(),
+        ));
+        assert_eq!(report.unwrap().sent, 3);
+        for (outcome, says) in [
+            (Outcome::Response("not json".into()), "answered not json"),
+            (Outcome::Response(r#"{"sent":"many"}"#.into()), "answered"),
+            (Outcome::Timeout(Duration::from_secs(120)), "Task timed out after 120.00 seconds"),
+        ] {
+            let err = load_test_report(&outcome).unwrap_err().to_string();
+            assert!(err.starts_with("EventsLoadTest ") && err.contains(says), "{err}");
+        }
     }
 
     #[test]
