@@ -223,3 +223,17 @@ async fn a_poison_message_reaches_the_dlq_after_max_receives_and_the_rest_are_pr
     assert!(remaining(&sqs, &q.url).await.is_empty());
     assert_eq!(remaining(&sqs, &dlq).await, ["fail"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_received_again_within_the_window_is_one_record() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "redelivered", None).await;
+    send(&sqs, &q, &["ok"]).await;
+    // Visible again after 1 s while the 3 s window is still gathering: SQS delivers it twice.
+    let m = SqsMapping { visibility_timeout: Some(Duration::from_secs(1)), ..mapping(&q, 10, 3, 1) };
+    let stats =
+        run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(20), |s| s.invocations >= 1).await;
+    assert_eq!((stats.batches[0].records, stats.batches[0].deleted), (1, 1), "{stats:?}");
+    assert_eq!(stats.delete_failures, 0, "deleted with the newest receipt handle: {stats:?}");
+}
