@@ -2,7 +2,7 @@
 //! faults and deadlines, run through [`process`] under a faithful simulation of the SQS queue
 //! (failed records come back, `maxReceiveCount` receives move a message to the dead-letter
 //! queue, a lost delete redelivers a whole batch), and compared with a reference model.
-//! The unit tests run it on the strict in-memory table; `tests/publish_metrics_moto.rs` runs one
+//! The unit tests run it on the strict in-memory table; `tests/integration/publish_metrics_moto.rs` runs one
 //! fixed scenario on moto with the real DynamoDB client.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -18,7 +18,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Stand-ins for the Lambda zips in `dir` (`<name>/bootstrap.zip`): an arm64 ELF header, enough
 /// for `assets` and for moto, which stores functions but never runs them. The real zips are
-/// built and checked by `tests/lambda_build.rs`.
+/// built and checked by `tests/integration/arm64_build.rs`.
 pub fn fake_zips(dir: &Path) {
     use std::io::Write;
     for name in order_events::assets::ALL {

@@ -40,7 +40,7 @@ fn actions(statement: &Value) -> Vec<&str> {
 #[test]
 fn snapshots() {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for a in support::templates().iter().filter(|a| a.file_name.ends_with(".yaml")) {

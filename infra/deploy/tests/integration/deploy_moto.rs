@@ -3,7 +3,7 @@
 //! diff, and destroy leaving the retained table.
 //!
 //! The Lambda zips here are small stand-ins with an arm64 ELF header (moto stores functions but
-//! never runs them); the real zips are built and checked by `tests/lambda_build.rs`.
+//! never runs them); the real zips are built and checked by `tests/integration/arm64_build.rs`.
 
 use test_support as support;
 
