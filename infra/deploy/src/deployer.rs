@@ -609,7 +609,7 @@ impl Deployer {
                 continue;
             }
             let holds = if ty == cfn::constructs::sqs::Queue::TYPE && !physical_id.is_empty() {
-                Some(match crate::local::depth(&self.sqs, &physical_id).await {
+                Some(match crate::queue::depth(&self.sqs, &physical_id).await {
                     Ok(d) => format!("with {} waiting and {} in flight message(s)", d.waiting, d.in_flight),
                     Err(_) => "(its depth could not be read)".to_owned(),
                 })

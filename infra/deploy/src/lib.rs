@@ -8,10 +8,9 @@ pub mod cloudformation;
 pub mod deployer;
 pub mod error;
 pub mod guard;
-pub mod local;
 pub mod offline;
+pub mod queue;
 pub mod redrive;
-pub mod report;
 pub mod status;
 
 use std::future::Future;

@@ -58,5 +58,5 @@ pub async fn create_metrics_table(client: &aws_sdk_dynamodb::Client, name: &str)
 
 /// Every counter of the table: sort key -> `val`.
 pub async fn counters(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, u64> {
-    deploy::local::counters(client, table).await.expect("the table can be queried")
+    report::counters(client, table).await.expect("the table can be queried")
 }

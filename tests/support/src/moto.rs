@@ -3,7 +3,7 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use deploy::local::MotoServer;
+use local::MotoServer;
 
 pub struct Moto {
     _server: MotoServer,

@@ -1,11 +1,66 @@
-//! The investors' report: the metrics table's counters grouped per day (total, per drink,
-//! completed, cancelled), as a table, JSON or CSV.
+//! The investors' report: the metrics table's counters ([`counters`]) grouped per day (total,
+//! per drink, completed, cancelled), as a table, JSON, CSV or an SVG chart. The library returns
+//! data; the `report` binary prints it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use order_events::{Metric, MetricKey};
 use serde::Serialize;
+
+/// Why the counters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot query {table}: {message}")]
+    Query { table: String, message: String },
+    /// A counter item that is not what PublishMetrics writes: rather than count it as 0 (and
+    /// hand investors a wrong total), the report stops and names it.
+    #[error("{table}: the counter item {item} {why}")]
+    Item { table: String, item: String, why: String },
+}
+
+/// Every counter of the metrics table (the items under the aggregate partition key): sort key
+/// -> `val`. An item without a string `SK` or a whole-number `val` is an error naming it.
+pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<BTreeMap<String, u64>, ReportError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .query()
+            .table_name(table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| ReportError::Query { table: table.to_owned(), message: deploy::error::sdk(&e) })?;
+        for item in page.items() {
+            out.extend([counter(table, item)?]);
+        }
+        match page.last_evaluated_key() {
+            Some(k) => start = Some(k.clone()),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// One counter item as (sort key, value).
+fn counter(
+    table: &str,
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Result<(String, u64), ReportError> {
+    let bad = |item: String, why: String| ReportError::Item { table: table.to_owned(), item, why };
+    let sk = match item.get("SK").map(|v| v.as_s()) {
+        Some(Ok(sk)) => sk.clone(),
+        other => return Err(bad(format!("{item:?}"), format!("has no string SK ({other:?})"))),
+    };
+    let val = match item.get("val").map(|v| v.as_n()) {
+        Some(Ok(n)) => n.parse::<u64>().map_err(|_| bad(printable(&sk), format!("has val {n}, not a count")))?,
+        other => return Err(bad(printable(&sk), format!("has no number val ({other:?})"))),
+    };
+    Ok((sk, val))
+}
 
 /// One day's metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -174,6 +229,41 @@ pub fn chart(days: &[Day]) -> Result<String, ChartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn item(
+        sk: Option<AttributeValue>,
+        val: Option<AttributeValue>,
+    ) -> std::collections::HashMap<String, AttributeValue> {
+        sk.map(|v| ("SK".to_owned(), v)).into_iter().chain(val.map(|v| ("val".to_owned(), v))).collect()
+    }
+
+    #[test]
+    fn a_counter_item_is_read_exactly_or_refused_by_name() {
+        let s = |v: &str| Some(AttributeValue::S(v.to_owned()));
+        let n = |v: &str| Some(AttributeValue::N(v.to_owned()));
+        let ok = counter("t", &item(s("2024-05-01#Latte"), n("18446744073709551615"))).unwrap();
+        assert_eq!(ok, ("2024-05-01#Latte".to_owned(), u64::MAX));
+        assert_eq!(counter("t", &item(s("2024-05-01#Latte"), n("0"))).unwrap().1, 0);
+        for (sk, val, says) in [
+            (
+                s("2024-05-01#Latte"),
+                n("18446744073709551616"),
+                "2024-05-01#Latte has val 18446744073709551616, not a count",
+            ),
+            (s("2024-05-01#Latte"), n("-1"), "has val -1, not a count"),
+            (s("2024-05-01#Latte"), n("1.5"), "has val 1.5, not a count"),
+            (s("2024-05-01#Latte"), s("3"), "has no number val"),
+            (s("2024-05-01#Latte"), None, "has no number val (None)"),
+            (n("7"), n("1"), "has no string SK"),
+            (None, n("1"), "has no string SK (None)"),
+            (s("2024-05-01#\u{202e}ettaL"), s("x"), "2024-05-01#\\u{202e}ettaL has no number val"),
+        ] {
+            let e = counter("the-table", &item(sk, val)).unwrap_err().to_string();
+            assert!(e.starts_with("the-table: the counter item "), "{e}");
+            assert!(e.contains(says), "{e} should say {says}");
+        }
+    }
 
     fn counters() -> BTreeMap<String, u64> {
         [

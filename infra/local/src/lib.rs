@@ -10,9 +10,10 @@ pub mod lambda;
 use error::aws;
 pub use error::LocalError;
 
+use deploy::queue::{depth, Depth};
+
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use cfn::constructs::lambda::EventSourceMapping;
 
 /// How Lambda would poll the queue, as the template configures it.
@@ -66,30 +67,6 @@ pub struct Invocations {
     pub invocations: u64,
     pub errors: u64,
     pub timeouts: u64,
-}
-
-/// Queue depth as SQS reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Depth {
-    pub waiting: u64,
-    pub in_flight: u64,
-}
-
-pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Depth, LocalError> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(aws("cannot read the queue's depth"))?;
-    let attrs = out.attributes().cloned().unwrap_or_default();
-    let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok(Depth {
-        waiting: get(QueueAttributeName::ApproximateNumberOfMessages),
-        in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    })
 }
 
 /// Where the queues stand, reported once a second while the queue drains.
@@ -162,36 +139,6 @@ pub(crate) async fn until_drained(
         }
     }
 }
-/// Every counter of the metrics table: sort key -> `val`.
-pub async fn counters(
-    ddb: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<std::collections::BTreeMap<String, u64>, LocalError> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let mut out = std::collections::BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = ddb
-            .query()
-            .table_name(table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(aws(format!("cannot query {table}")))?;
-        for item in page.items() {
-            let sk = item.get("SK").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let val = item.get("val").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
-            out.insert(sk, val);
-        }
-        match page.last_evaluated_key() {
-            Some(k) => start = Some(k.clone()),
-            None => return Ok(out),
-        }
-    }
-}
-
 /// A moto server this process started; stopped when dropped (Ctrl-C included, as the runtime
 /// unwinds).
 pub struct MotoServer {

@@ -31,17 +31,20 @@ pub enum LocalError {
     NotBuiltHere(String),
     #[error(transparent)]
     Lambda(#[from] lambda_local::Error),
+    /// A deploy-library call (the stack's resources, a queue's depth) failed.
+    #[error(transparent)]
+    Deploy(#[from] deploy::error::DeployError),
     #[error("EventsLoadTest {0}")]
     LoadTest(String),
     #[error("building the handlers for this machine failed: {0}")]
     Build(String),
 }
 
-/// Maps an SDK error to [`LocalError::Aws`], read as every deploy error is ([`crate::error::sdk`]).
+/// Maps an SDK error to [`LocalError::Aws`], read as every deploy error is ([`deploy::error::sdk`]).
 pub(crate) fn aws<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E, HttpResponse>) -> LocalError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
     let action = action.into();
-    move |e| LocalError::Aws { action, message: crate::error::sdk(&e) }
+    move |e| LocalError::Aws { action, message: deploy::error::sdk(&e) }
 }

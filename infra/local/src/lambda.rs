@@ -24,7 +24,7 @@ pub struct LocalAws {
     pub credentials: Credentials,
 }
 
-pub use crate::cloudformation::Deployed;
+pub use deploy::cloudformation::Deployed;
 
 /// Fills a physical ID the endpoint left empty with the name the stack's handle declares (moto
 /// does so for an event bus; AWS's physical ID of a bus is its name).

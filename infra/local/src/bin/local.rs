@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
-use deploy::local::lambda::{self as real, LocalAws};
-use deploy::local::{self, in_process, MotoServer, Tally};
 use deploy::{Connection, StackArgs, StackChoice};
 use events_load_test::{EventBridgeBus, Input, Report, RetryPolicy};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink};
+use local::lambda::{self as real, LocalAws};
+use local::{in_process, MotoServer, Tally};
 use order_events::DetailType;
 use publish_metrics::DynamoStore;
 
@@ -411,7 +411,7 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
 
     // Counts per metric over every day (a run may cross midnight).
     let mut counted: BTreeMap<String, u64> = BTreeMap::new();
-    for (sk, val) in local::counters(&ddb, &table).await? {
+    for (sk, val) in report::counters(&ddb, &table).await? {
         if let Some((_, metric)) = sk.split_once('#') {
             *counted.entry(metric.to_owned()).or_default() += val;
         }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
-use deploy::local;
-use deploy::local::in_process::{self, ConsumeOptions};
+use deploy::queue::{depth, Depth};
 use deploy::Connection;
+use local::in_process::{self, ConsumeOptions};
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
 use support::moto::Moto;
 
@@ -47,7 +47,7 @@ fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let counters = runtime.block_on(async {
         let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-        local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
+        report::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
     });
     let mut per_metric: BTreeMap<String, u64> = BTreeMap::new();
     for (sk, val) in counters {
@@ -155,7 +155,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let tally = in_process::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");
     assert!(tally.duplicates >= 40, "{tally:?}");
-    assert_eq!(local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap(), want);
+    assert_eq!(report::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap(), want);
 
     // Only the three malformed messages are in the DLQ; the queue is empty.
     let mut dead = Vec::new();
@@ -172,7 +172,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     dead.sort();
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert!(dead.iter().all(|b| !b.contains("ev-")), "{dead:?}");
-    assert_eq!(local::depth(&sqs, &queue).await.unwrap(), local::Depth::default());
+    assert_eq!(depth(&sqs, &queue).await.unwrap(), Depth::default());
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
     );
     let counters = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-        local::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
+        report::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
     });
     assert_eq!(counters.get("2024-05-01#Latte"), Some(&1), "{counters:?}");
 

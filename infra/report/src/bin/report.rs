@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, ValueEnum};
-use deploy::{local, report, Connection, StackArgs};
+use deploy::{Connection, StackArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -55,7 +55,7 @@ async fn run(args: Args) -> Result<bool> {
         }
     };
     let ddb = aws_sdk_dynamodb::Client::new(&args.connection.sdk_config().await);
-    let counters = local::counters(&ddb, &table).await?;
+    let counters = report::counters(&ddb, &table).await?;
     let days = report::days(&counters, args.from, args.to);
     match args.format {
         Format::Table if days.is_empty() => println!("no metrics in {table} for that range"),
