@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod moto;
 pub mod proxy;
+mod venv;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -93,24 +94,23 @@ pub fn target_dir() -> PathBuf {
 /// The virtual environment holding the tools of `tests/requirements.txt`. Shared by every test
 /// binary (a file lock keeps them from installing at once); kept in the target directory, so a
 /// cached target directory also caches the tools. `SERVERLESSPRESSO_VENV` overrides the place.
+/// This crate's build script installs it while the tests compile; this installs it if that
+/// could not (no network then, say) or the environment was removed since.
 pub fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| prepared_venv("SERVERLESSPRESSO_VENV", "tools-venv", "tests/requirements.txt"))
+    VENV.get_or_init(|| prepared(&venv::TOOLS))
 }
 
 /// checkov's own virtual environment (`tests/requirements-checkov.txt`): checkov pins a boto3
 /// that moto and awscli do not accept. `SERVERLESSPRESSO_CHECKOV_VENV` overrides the place.
 pub fn checkov() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        prepared_venv("SERVERLESSPRESSO_CHECKOV_VENV", "checkov-venv", "tests/requirements-checkov.txt")
-    })
-    .join("bin/checkov")
+    VENV.get_or_init(|| prepared(&venv::CHECKOV)).join("bin/checkov")
 }
 
-fn prepared_venv(override_var: &str, name: &str, requirements: &str) -> PathBuf {
-    let dir = std::env::var_os(override_var).map(PathBuf::from).unwrap_or_else(|| target_dir().join("tmp").join(name));
-    if let Err(e) = ensure_venv(&dir, &workspace_root().join(requirements)) {
+fn prepared(v: &venv::Venv) -> PathBuf {
+    let dir = v.dir(&target_dir());
+    if let Err(e) = v.ensure(&dir, &workspace_root()) {
         panic!("cannot prepare the test tools in {}: {e}", dir.display());
     }
     dir
@@ -132,43 +132,4 @@ pub fn cfn_lint_data() -> PathBuf {
 /// Path of `tool` in the tools' virtual environment.
 pub fn tool(name: &str) -> PathBuf {
     venv().join("bin").join(name)
-}
-
-fn ensure_venv(dir: &Path, requirements_path: &Path) -> Result<(), String> {
-    let requirements =
-        fs::read_to_string(requirements_path).map_err(|e| format!("{}: {e}", requirements_path.display()))?;
-    let parent = dir.parent().ok_or("the venv path has no parent")?;
-    fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let lock_path = dir.with_extension("lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-
-    let stamp = dir.join(".requirements.txt");
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str()) {
-        return Ok(());
-    }
-    eprintln!("installing the test tools of {} into {} ...", requirements_path.display(), dir.display());
-    if !dir.join("bin/pip").exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(dir),
-            "python3 -m venv (is python3 with venv installed?)",
-        )?;
-    }
-    run(
-        Command::new(dir.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "--quiet", "-r"])
-            .arg(requirements_path),
-        "pip install -r",
-    )?;
-    fs::write(&stamp, requirements).map_err(|e| format!("{}: {e}", stamp.display()))?;
-    Ok(())
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
 }
