@@ -19,9 +19,10 @@ use std::process::{Command, Stdio};
 const INSTALL_INTO: &str = "TEST_SUPPORT_INSTALL_INTO";
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // tests/support -> the workspace root.
+    let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2) else { return };
     if let Some(target) = std::env::var_os(INSTALL_INTO) {
-        return install(Path::new(&target), &root);
+        return install(Path::new(&target), root);
     }
     println!("cargo:rerun-if-changed=src/venv.rs");
     for v in [&venv::TOOLS, &venv::CHECKOV] {
