@@ -6,9 +6,9 @@
 #                          one stack changed), median of 100 runs, peak RSS          (~1 min)
 #   bench/run.sh edit      edit -> synth: one value changed in the app's stack, then
 #                          `cargo run --bin synth` (debug), median of 9               (~1 min)
-#   bench/run.sh release   the deploy tools' first release build, empty target dir   (~10 min)
+#   bench/run.sh release   the deploy tools' first release build, empty target dir   (~5 min)
 #   bench/run.sh lambda    the handlers' arm64 release build and zip sizes            (~5 min)
-#   bench/run.sh tests     the README's test command with an empty target dir        (~13 min)
+#   bench/run.sh tests     the README's test command with an empty target dir        (~12 min)
 #   bench/run.sh all       every part above
 set -euo pipefail
 cd "$(dirname "$0")/.."
