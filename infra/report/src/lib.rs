@@ -36,7 +36,8 @@ pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<BTr
             .await
             .map_err(|e| ReportError::Query { table: table.to_owned(), message: deploy::error::sdk(&e) })?;
         for item in page.items() {
-            out.extend([counter(table, item)?]);
+            let (sk, val) = counter(table, item)?;
+            out.insert(sk, val);
         }
         match page.last_evaluated_key() {
             Some(k) => start = Some(k.clone()),

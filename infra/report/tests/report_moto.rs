@@ -69,3 +69,33 @@ async fn report_per_day_as_table_json_and_csv() {
     );
     assert!(report(&moto, &["--from", "2025-01-01"]).contains("no metrics"));
 }
+
+/// A counter item PublishMetrics would never write (`val` stored as a string) stops the report
+/// with the item's name and a failure exit, rather than being counted as 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_counter_stops_the_report_naming_it() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    support::aws::create_metrics_table(&ddb, TABLE).await;
+    for (sk, val) in
+        [("2024-05-01#TotalSales", AttributeValue::N("2".into())), ("2024-05-01#Latte", AttributeValue::S("2".into()))]
+    {
+        ddb.put_item()
+            .table_name(TABLE)
+            .item("PK", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
+            .item("SK", AttributeValue::S(sk.to_owned()))
+            .item("val", val)
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .args(["--endpoint-url", &moto.endpoint, "--local-credentials"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("the counter item 2024-05-01#Latte has no number val"), "{stderr}");
+}
