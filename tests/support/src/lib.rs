@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: the workspace root, the synthesized artifacts, and
-//! the pinned Python tools, installed on first use into a virtual environment.
+//! the pinned Python tools in their virtual environments (installed while the tests compile,
+//! by `build.rs`, or else on first use).
 
 pub mod aws;
 pub mod moto;

@@ -76,3 +76,29 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
         Err(format!("{what} failed ({status})"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn venv(requirements: &'static str) -> Venv {
+        Venv { override_var: "TEST_SUPPORT_UNUSED", name: "v", requirements }
+    }
+
+    #[test]
+    fn a_matching_stamp_means_installed_and_missing_pins_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("tests")).unwrap();
+        fs::write(root.path().join("tests/pins.txt"), "nothing-installable==0\n").unwrap();
+        let dir = root.path().join("target/tmp/v");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".requirements.txt"), "nothing-installable==0\n").unwrap();
+        // pip would fail on this pin: Ok means the stamp was read and nothing ran.
+        venv("tests/pins.txt").ensure(&dir, root.path()).unwrap();
+        assert!(dir.with_extension("lock").exists());
+        assert_eq!(venv("tests/pins.txt").dir(&root.path().join("target")), dir);
+
+        let err = venv("tests/missing.txt").ensure(&dir, root.path()).unwrap_err();
+        assert!(err.contains("tests/missing.txt"), "{err}");
+    }
+}
