@@ -108,11 +108,11 @@ pub async fn redrive(
     timeout: Duration,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<Redriven, RedriveError> {
-    let waiting =
-        attribute(sqs, &q.dead_letters_name, &q.dead_letters_url, QueueAttributeName::ApproximateNumberOfMessages)
-            .await?
-            .parse::<u64>()
-            .unwrap_or(0);
+    // The one depth reader: an answer that is not a count is an error, not an empty DLQ.
+    let waiting = crate::queue::depth(sqs, &q.dead_letters_url)
+        .await
+        .map_err(|e| RedriveError::Attributes { queue: q.dead_letters_name.clone(), message: e.to_string() })?
+        .waiting;
     if waiting == 0 {
         return Ok(Redriven::default());
     }
