@@ -392,6 +392,16 @@ pub enum Metric {
 impl Metric {
     /// The metrics' own names, which no drink may take (compared without regard to case).
     pub const RESERVED: [&'static str; 3] = ["TotalSales", "Completed", "Cancelled"];
+
+    /// The name in the sort key: one of [`Metric::RESERVED`], or the drink's raw name.
+    pub fn name(&self) -> &str {
+        match self {
+            Metric::TotalSales => Self::RESERVED[0],
+            Metric::Completed => Self::RESERVED[1],
+            Metric::Cancelled => Self::RESERVED[2],
+            Metric::Drink(d) => d,
+        }
+    }
 }
 
 /// One counter item: PK `Aggregate`, SK `YYYY-MM-DD#<metric>`, counter attribute `val`.
@@ -408,26 +418,20 @@ impl MetricKey {
 
     /// The sort key, e.g. `2024-05-01#TotalSales` or `2024-05-01#Flat White`.
     pub fn sort_key(&self) -> String {
-        let suffix = match &self.metric {
-            Metric::TotalSales => "TotalSales",
-            Metric::Drink(d) => d,
-            Metric::Completed => "Completed",
-            Metric::Cancelled => "Cancelled",
-        };
-        format!("{}#{suffix}", self.day.format("%Y-%m-%d"))
+        format!("{}#{}", self.day.format("%Y-%m-%d"), self.metric.name())
     }
 
     /// Reads a sort key back; `None` when it is not `YYYY-MM-DD#<metric>`.
     pub fn parse_sort_key(sk: &str) -> Option<Self> {
         let (day, rest) = sk.split_once('#')?;
         let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
-        let metric = match rest {
-            "TotalSales" => Metric::TotalSales,
-            "Completed" => Metric::Completed,
-            "Cancelled" => Metric::Cancelled,
-            "" => return None,
-            drink => Metric::Drink(drink.to_owned()),
-        };
+        if rest.is_empty() {
+            return None;
+        }
+        let metric = [Metric::TotalSales, Metric::Completed, Metric::Cancelled]
+            .into_iter()
+            .find(|m| m.name() == rest)
+            .unwrap_or_else(|| Metric::Drink(rest.to_owned()));
         Some(MetricKey { day, metric })
     }
 }
