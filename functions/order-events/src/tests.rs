@@ -247,3 +247,22 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn sort_keys_read_back_to_the_same_metric() {
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
+    for metric in [
+        Metric::TotalSales,
+        Metric::Completed,
+        Metric::Cancelled,
+        Metric::Drink("Flat White".into()),
+        Metric::Drink("Latte#2".into()),
+    ] {
+        let key = MetricKey::new(day, metric);
+        assert_eq!(MetricKey::parse_sort_key(&key.sort_key()), Some(key.clone()), "{}", key.sort_key());
+    }
+    assert_eq!(MetricKey::new(day, Metric::Completed).sort_key(), "2024-05-01#Completed");
+    for bad in ["2024-05-01#", "2024-05-01", "2024-13-01#Latte", "#TotalSales", ""] {
+        assert_eq!(MetricKey::parse_sort_key(bad), None, "{bad}");
+    }
+}
