@@ -231,3 +231,36 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
     let out = invoke("PublishMetrics", "not json");
     assert!(support::text(&out.stderr).contains("is not JSON"), "{}", support::text(&out.stderr));
 }
+
+#[test]
+fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
+    // Before the subcommand clap accepts the run's flags; `invoke` would not use them.
+    let out = Command::new(env!("CARGO_BIN_EXE_local"))
+        .args(["--count", "5", "--time-scale", "0.1", "invoke", "PublishMetrics", "--event", "-"])
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--count, --time-scale cannot be used with `invoke`"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&out.stdout));
+
+    // The shared flags stay accepted before `invoke`, and a run flag's default is not taken
+    // for one given: this reaches the event's check (no endpoint is contacted before it).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_local"))
+        .args(["--endpoint-url", "http://127.0.0.1:9", "--handlers", "/nonexistent", "invoke", "PublishMetrics"])
+        .args(["--event", "-"])
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the event - is not JSON"), "{stderr}");
+}

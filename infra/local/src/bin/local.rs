@@ -105,8 +105,37 @@ struct InvokeArgs {
     event: String,
 }
 
+/// The run's flags given on the command line, by their long names: `invoke` takes none of them
+/// (clap accepts them before the subcommand, where they would be silently ignored).
+fn run_flags_given(matches: &clap::ArgMatches) -> Vec<String> {
+    use clap::Args as _;
+    RunArgs::augment_args(clap::Command::new("run"))
+        .get_arguments()
+        .filter(|a| matches.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|a| format!("--{}", a.get_long().unwrap_or(a.get_id().as_str())))
+        .collect()
+}
+
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.command.is_some() {
+        let given = run_flags_given(&matches);
+        if !given.is_empty() {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{} cannot be used with `invoke` (they set up a full run)", given.join(", ")),
+                )
+                .exit();
+        }
+    }
+    cli
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server and the functions'
     // processes it started.
     deploy::run_main(async {
