@@ -182,12 +182,15 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
     support::fake_zips(zips.path());
     let handlers = support::handler_binary("publish-metrics").parent().unwrap().to_owned();
     let invoke = |function: &str, event: &str| {
-        let mut args: Vec<std::ffi::OsString> =
-            ["--endpoint-url", &moto.endpoint, "invoke", function, "--event", "-", "--lambda-dir"]
-                .map(Into::into)
-                .into();
-        args.extend([zips.path().into(), "--handlers".into(), handlers.clone().into()]);
-        local_with_stdin(&args, event.as_bytes())
+        with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_local"))
+                .args(["--endpoint-url", &moto.endpoint, "invoke", function, "--event", "-"])
+                .arg("--lambda-dir")
+                .arg(zips.path())
+                .arg("--handlers")
+                .arg(&handlers),
+            event.as_bytes(),
+        )
     };
     let sqs_event = serde_json::json!({"Records": [
         {"messageId": "m1", "body": event("order-1", "Latte"), "eventSource": "aws:sqs"},
@@ -226,12 +229,19 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
 #[test]
 fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
     // Before the subcommand clap accepts the run's flags; `invoke` would not use them.
-    let out = Command::new(env!("CARGO_BIN_EXE_local"))
-        .args(["--count", "5", "--time-scale", "0.1", "invoke", "PublishMetrics", "--event", "-"])
-        .env_remove("AWS_PROFILE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_local")).args([
+            "--count",
+            "5",
+            "--time-scale",
+            "0.1",
+            "invoke",
+            "PublishMetrics",
+            "--event",
+            "-",
+        ]),
+        b"",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--count, --time-scale cannot be used with `invoke`"), "{stderr}");
@@ -239,17 +249,10 @@ fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
 
     // The shared flags stay accepted before `invoke`, and a run flag's default is not taken
     // for one given: this reaches the event's check (no endpoint is contacted before it).
-    let out = local_with_stdin(
-        &[
-            "--endpoint-url",
-            "http://127.0.0.1:9",
-            "--handlers",
-            "/nonexistent",
-            "invoke",
-            "PublishMetrics",
-            "--event",
-            "-",
-        ],
+    let out = with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_local"))
+            .args(["--endpoint-url", "http://127.0.0.1:9", "--handlers", "/nonexistent"])
+            .args(["invoke", "PublishMetrics", "--event", "-"]),
         b"not json",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -257,11 +260,10 @@ fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
     assert!(stderr.contains("the event - is not JSON"), "{stderr}");
 }
 
-/// The `local` binary run with `args`, `stdin` written to it, its output collected.
-fn local_with_stdin(args: &[impl AsRef<std::ffi::OsStr>], stdin: &[u8]) -> std::process::Output {
+/// `cmd` run without an AWS profile, `stdin` written to it, its output collected.
+fn with_stdin(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_local"))
-        .args(args)
+    let mut child = cmd
         .env_remove("AWS_PROFILE")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
