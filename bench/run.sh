@@ -67,6 +67,8 @@ EOF
 # One value changed in the app's stack, then `cargo run "$@" --bin synth` (debug), 9 times.
 edit_runs() {
     local lib="infra/stack/src/lib.rs"
+    # Built once first: each variant keeps its own build (features unified differently).
+    cargo run -q "$@" --bin synth >/dev/null
     local times=()
     for i in 1 2 3 4 5 6 7 8 9; do
         if [ $((i % 2)) = 1 ]; then
@@ -90,18 +92,10 @@ edit() {
     grep -q "publish_memory_mb: 256," "$lib" || { echo "$lib has no 'publish_memory_mb: 256,' to toggle" >&2; exit 2; }
     cp "$lib" "$target/bench-lib.rs.orig"
     trap 'cp "$target/bench-lib.rs.orig" "$lib"; cargo run -q --bin synth >/dev/null' RETURN
-    cargo run -q --bin synth >/dev/null
     echo "edit -> synth (debug), cargo run --bin synth: $(edit_runs)"
     echo "edit -> synth (debug), cargo run -p metrics-stack --bin synth: $(edit_runs -p metrics-stack)"
-    local noop_start noop_end
-    noop_start=$(date +%s%N)
-    cargo run -q --bin synth >/dev/null
-    noop_end=$(date +%s%N)
-    echo "cargo run --bin synth with nothing changed: $(((noop_end - noop_start) / 1000000)) ms"
-    noop_start=$(date +%s%N)
-    cargo run -q -p metrics-stack --bin synth >/dev/null
-    noop_end=$(date +%s%N)
-    echo "cargo run -p metrics-stack --bin synth with nothing changed: $(((noop_end - noop_start) / 1000000)) ms"
+    echo "cargo run --bin synth with nothing changed: $(median_ms 3 cargo run -q --bin synth) ms median of 3"
+    echo "cargo run -p metrics-stack --bin synth with nothing changed: $(median_ms 3 cargo run -q -p metrics-stack --bin synth) ms median of 3"
 }
 
 release() {
