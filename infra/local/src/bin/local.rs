@@ -374,18 +374,16 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
         };
         println!("load test: {} {} sent, {} failed", report.sent, detail_type.as_str(), report.failed);
         sent += report.sent as usize;
-        match detail_type {
-            DetailType::WaitingCompletion => {
-                *expected.entry(Metric::TotalSales.name().to_owned()).or_default() += u64::from(report.sent);
-                for (drink, n) in &report.per_drink {
-                    *expected.entry(drink.clone()).or_default() += u64::from(*n);
-                }
-            }
-            DetailType::OrderCompleted => {
-                *expected.entry(Metric::Completed.name().to_owned()).or_default() += u64::from(report.sent)
-            }
-            DetailType::OrderCancelled => {
-                *expected.entry(Metric::Cancelled.name().to_owned()).or_default() += u64::from(report.sent)
+        let metric = match detail_type {
+            DetailType::WaitingCompletion => Metric::TotalSales,
+            DetailType::OrderCompleted => Metric::Completed,
+            DetailType::OrderCancelled => Metric::Cancelled,
+        };
+        *expected.entry(metric.name().to_owned()).or_default() += u64::from(report.sent);
+        // Only a waiting order counts its drink (the report names drinks for every type).
+        if detail_type == DetailType::WaitingCompletion {
+            for (drink, n) in &report.per_drink {
+                *expected.entry(drink.clone()).or_default() += u64::from(*n);
             }
         }
     }
