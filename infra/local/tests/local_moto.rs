@@ -246,6 +246,16 @@ fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--count, --time-scale cannot be used with `invoke`"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&out.stdout));
+    // The `=` form, a flag without a value and one after the subcommand are refused too.
+    for (args, says) in [
+        (&["--seed=7", "--print-logs", "invoke", "PublishMetrics", "--event", "-"][..], "--seed, --print-logs cannot"),
+        (&["invoke", "PublishMetrics", "--event", "-", "--count", "5"][..], "unexpected argument '--count'"),
+    ] {
+        let out = with_stdin(Command::new(env!("CARGO_BIN_EXE_local")).args(args), b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 
     // The shared flags stay accepted before `invoke`, and a run flag's default is not taken
     // for one given: this reaches the event's check (no endpoint is contacted before it).
