@@ -46,7 +46,11 @@ fn scan(dir: &Path) -> (Findings, Findings) {
 
 /// The templates the tests synthesize: the app's two stacks and another environment's.
 fn stacks() -> Vec<cfn::constructs::Stack> {
-    let mut stacks = metrics_stack::app().expect("the app's stacks are valid");
+    let mut stacks: Vec<_> = metrics_stack::app()
+        .expect("the app's stacks are valid")
+        .into_iter()
+        .map(metrics_stack::MetricsStack::into_stack)
+        .collect();
     stacks.push(metrics_stack(&MetricsStackProps::for_environment("staging", None).unwrap()).unwrap().into_stack());
     stacks
 }

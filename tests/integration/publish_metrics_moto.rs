@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use publish_metrics::fake::events::{batch, state, waiting};
 use publish_metrics::model::{check, redeliver_all, run as run_model, scenario, Faulty};
 use publish_metrics::{
-    process, Chunk, Dynamo, DynamoStore, Invocation, Outcome, RetryPolicy, Store, TxError, WriteError,
+    process, Chunk, Dynamo, DynamoStore, Invocation, Outcome, Pacer, RetryPolicy, Spacing, Store, TxError, WriteError,
 };
 use support::aws::{counters, create_metrics_table};
 use support::moto::Moto;
@@ -23,7 +23,7 @@ fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 }
 
 fn fast() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) }
+    RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) }
 }
 
 struct Env {
@@ -41,7 +41,9 @@ async fn env() -> Env {
 }
 
 async fn run<S: Store>(store: &S, bodies: &[String]) -> Outcome {
-    process(store, batch(bodies), fast(), Invocation::with_time_left(Duration::from_secs(30))).await
+    let pacer = Pacer::unpaced();
+    let spacing = Spacing { retry: fast(), pacer: &pacer };
+    process(store, batch(bodies), spacing, Invocation::with_time_left(Duration::from_secs(30))).await
 }
 
 const DAY: &str = "2024-05-01T10:00:00Z";
@@ -134,20 +136,25 @@ async fn two_days_completed_and_cancelled() {
     );
 }
 
-/// The real store, but the `fail_call`-th write (0-based) fails as throttled, `times` times.
+/// The real store, but the listed writes (0-based) fail with `error`.
 struct Flaky {
     inner: DynamoStore,
     calls: AtomicUsize,
     fail_calls: Vec<usize>,
+    error: WriteError,
 }
 
 impl Store for Flaky {
     async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_calls.contains(&n) {
-            return Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into()));
+            return Err(self.error.clone());
         }
         self.inner.write(chunk).await
+    }
+
+    fn cost(&self, chunk: &Chunk) -> u64 {
+        self.inner.cost(chunk)
     }
 }
 
@@ -157,12 +164,13 @@ async fn a_failing_write_returns_exactly_the_affected_records() {
     // 120 events, each its own drink: a dedupe record and a drink counter each, plus the shared
     // TotalSales, so 49 events (99 items) per transaction -> transactions of 49, 49 and 22.
     let bodies: Vec<String> = (0..120).map(|i| waiting(&format!("e{i}"), &format!("Drink {i:03}"), DAY)).collect();
-    // The second transaction fails on every attempt (calls 1, 2, 3); the others succeed.
-    let flaky = Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![1, 2, 3] };
+    // The second transaction fails for good (a permission lost, say); the others succeed.
+    let denied = WriteError::Permanent("AccessDeniedException (injected)".into());
+    let flaky = Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![1], error: denied };
     let out = run(&flaky, &bodies).await;
     assert_eq!(out.transactions, [99, 45]);
     assert_eq!(out.failed.len(), 49);
-    assert!(out.failed[0].reason.contains("after 3 attempt(s)"), "{}", out.failed[0].reason);
+    assert!(out.failed[0].reason.contains("after 1 attempt(s): permanent: AccessDenied"), "{}", out.failed[0].reason);
     let failed: Vec<String> = out.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
     let want: Vec<String> = (49..98).map(|i| format!("m{i}")).collect();
     assert_eq!(failed, want);
@@ -170,9 +178,11 @@ async fn a_failing_write_returns_exactly_the_affected_records() {
 
     // SQS redelivers the failed ones with the rest, and the first write is throttled once: only
     // the 49 are new.
-    let flaky_once = Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![0] };
+    let throttled = WriteError::Throttled("ProvisionedThroughputExceeded (injected)".into());
+    let flaky_once =
+        Flaky { inner: e.store.clone(), calls: AtomicUsize::new(0), fail_calls: vec![0], error: throttled };
     let out = run(&flaky_once, &bodies).await;
-    assert_eq!((out.counted, out.duplicates, out.failed.len()), (49, 71, 0));
+    assert_eq!((out.counted, out.duplicates, out.failed.len(), out.throttled), (49, 71, 0, 1));
     let c = counters(&e.client, TABLE).await;
     assert_eq!(c["2024-05-01#TotalSales"], 120);
     assert!((0..120).all(|i| c[&format!("2024-05-01#Drink {i:03}")] == 1));
@@ -192,8 +202,7 @@ async fn the_model_property_holds_on_the_real_client() {
         }
     };
     let store = Faulty::new(e.store.clone());
-    let fast =
-        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(50) };
+    let fast = RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(50) };
     let result = run_model(&s, &store, fast).await;
     let table: BTreeMap<String, i128> =
         counters(&e.client, TABLE).await.into_iter().map(|(k, v)| (k, i128::from(v))).collect();

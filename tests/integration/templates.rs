@@ -145,7 +145,11 @@ fn publish_metrics_is_throttled_to_one_and_batches() {
     assert_eq!(f["Architectures"], json!(["arm64"]));
     assert_eq!(f["ReservedConcurrentExecutions"], 1);
     assert_eq!(f["Timeout"], 30);
-    assert_eq!(f["Environment"]["Variables"], json!({"TABLE_NAME": {"Ref": "MetricsTable"}}));
+    // Its share of the table's 5 WCU: the one instance reserved concurrency allows gets all.
+    assert_eq!(
+        f["Environment"]["Variables"],
+        json!({"TABLE_NAME": {"Ref": "MetricsTable"}, "WRITE_BUDGET_WCU_PER_SECOND": "5"})
+    );
     assert_eq!(f["Code"], json!({"S3Bucket": {"Ref": "AssetBucket"}, "S3Key": {"Ref": "PublishMetricsCodeKey"}}));
     assert_eq!(f["LoggingConfig"]["LogGroup"], json!({"Ref": "PublishMetricsLogGroup"}));
     let m = props(&t, "PublishMetricsQueueMapping");

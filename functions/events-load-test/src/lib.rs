@@ -44,9 +44,8 @@ pub struct Input {
     pub run_id: Option<String>,
 }
 
-pub const DEFAULT_COUNT: u32 = 500;
+pub use order_events::capacity::load_test::{DEFAULT_COUNT, DEFAULT_DRINKS};
 pub const MAX_COUNT: u32 = 10_000;
-pub const DEFAULT_DRINKS: [&str; 3] = ["Latte", "Cappuccino", "Espresso"];
 pub const DEFAULT_SEED: u64 = 42;
 /// Longest run ID: order IDs stay far within the handler's limit.
 pub const MAX_RUN_ID_CHARS: usize = 64;

@@ -6,6 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod capacity;
+
 /// The source of every order event.
 pub const SOURCE: &str = "awsserverlessda.serverlesspresso";
 
@@ -37,6 +39,9 @@ pub mod env {
     pub const TABLE_NAME: &str = "TABLE_NAME";
     /// EventsLoadTest: the bus to put order events on.
     pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+    /// PublishMetrics: the write capacity one instance may consume per second (its share of
+    /// the table's provisioned WCU), or `unpaced`; see [`crate::capacity::WriteBudget`].
+    pub const WRITE_BUDGET: &str = "WRITE_BUDGET_WCU_PER_SECOND";
 }
 
 /// The handlers' cargo-lambda binary names: `target/lambda/<name>/bootstrap.zip`.
@@ -64,6 +69,10 @@ pub mod emf {
     pub const TRANSACTIONS: &str = "Transactions";
     pub const TRANSACTION_ITEMS: &str = "TransactionItems";
     pub const WRITE_CAPACITY_UNITS: &str = "WriteCapacityUnits";
+    /// Write attempts the table refused for throughput, and the time spent waiting for the
+    /// write budget (milliseconds).
+    pub const THROTTLED_WRITES: &str = "ThrottledWrites";
+    pub const PACING_WAIT_MS: &str = "PacingWaitMs";
 }
 
 /// The detail-types counted, and what each one counts.

@@ -5,7 +5,8 @@
 //! anything reaches the dead-letter queue.
 
 use order_events::emf::{
-    BAD, COUNTED, DIMENSION, DUPLICATES, FAILED, NAMESPACE, TRANSACTIONS, TRANSACTION_ITEMS, WRITE_CAPACITY_UNITS,
+    BAD, COUNTED, DIMENSION, DUPLICATES, FAILED, NAMESPACE, PACING_WAIT_MS, THROTTLED_WRITES, TRANSACTIONS,
+    TRANSACTION_ITEMS, WRITE_CAPACITY_UNITS,
 };
 use serde_json::json;
 
@@ -31,6 +32,8 @@ pub fn document(outcome: &Outcome, function_name: &str, timestamp_ms: u64) -> St
         TRANSACTIONS: outcome.transactions.len(),
         TRANSACTION_ITEMS: outcome.transactions.iter().sum::<usize>(),
         WRITE_CAPACITY_UNITS: outcome.wcu,
+        THROTTLED_WRITES: outcome.throttled,
+        PACING_WAIT_MS: outcome.paced.as_millis() as u64,
     })
     .to_string()
 }
@@ -52,6 +55,8 @@ mod tests {
             ],
             transactions: vec![12],
             wcu: 24,
+            throttled: 3,
+            paced: std::time::Duration::from_millis(5600),
         };
         let line = document(&outcome, "PublishMetrics", 1_714_557_600_000);
         assert!(!line.contains('\n'));
@@ -72,5 +77,6 @@ mod tests {
             (v[TRANSACTIONS].as_u64(), v[TRANSACTION_ITEMS].as_u64(), v[WRITE_CAPACITY_UNITS].as_u64()),
             (Some(1), Some(12), Some(24))
         );
+        assert_eq!((v[THROTTLED_WRITES].as_u64(), v[PACING_WAIT_MS].as_u64()), (Some(3), Some(5600)));
     }
 }

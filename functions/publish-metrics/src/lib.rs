@@ -13,6 +13,7 @@ pub mod emf;
 pub mod fake;
 #[cfg(any(test, feature = "fake"))]
 pub mod model;
+pub mod pacing;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use order_events::OrderEvent;
 use tokio::time::Instant;
 
+pub use pacing::Pacer;
 pub use store::{classify, client, sdk_config, Dynamo, DynamoStore, Store, TxError, WriteError};
 
 /// DynamoDB's limit on the items of one TransactWriteItems.
@@ -30,11 +32,12 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
 /// The longest one write may take: the DynamoDB client's operation timeout (see
 /// [`store::client`]). A write is only started with this much time left plus
-/// [`ANSWER_MARGIN`], so the invocation answers before Lambda's deadline.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// [`ANSWER_MARGIN`], so the invocation answers before Lambda's deadline. The stack checks the
+/// function's timeout against both.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(order_events::capacity::WRITE_ATTEMPT_SECS as u64);
 
 /// Time kept after the last write for returning the batch response.
-pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(order_events::capacity::ANSWER_MARGIN_SECS as u64);
 
 /// One event to count, with the SQS message that carried it.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,25 +126,42 @@ pub fn time_left(deadline_ms: u64, now_ms: u128) -> Duration {
     Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
 }
 
-/// Retries of a transaction that was throttled or hit a transient fault.
+/// Backoff between attempts at a transaction that was throttled or hit a transient fault.
+/// There is no fixed number of attempts: a chunk is retried for as long as the invocation's
+/// deadline allows another attempt, then returned to the queue.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(3) }
+        RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(3) }
     }
 }
 
 impl RetryPolicy {
-    /// Exponential backoff before attempt `attempt + 1`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        self.base_delay.saturating_mul(1 << attempt.min(16)).min(self.max_delay)
+    /// Backoff before attempt `attempt + 1`: exponential, capped at `max_delay`, with "equal
+    /// jitter" (half of it fixed, half spread by `key`), so instances throttled at once do not
+    /// retry in step. The spread is a hash of `key` and the attempt rather than a random
+    /// number: reproducible in tests, and different for different records.
+    pub fn delay(&self, attempt: u32, key: &str) -> Duration {
+        let full = self.base_delay.saturating_mul(1 << attempt.min(16)).min(self.max_delay);
+        full / 2 + (full / 2).mul_f64(spread(key, attempt))
     }
+}
+
+/// A number in [0, 1) from `key` and `attempt` (FNV-1a, then splitmix64's finalizer).
+fn spread(key: &str, attempt: u32) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain(attempt.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A record that was not counted, and why.
@@ -167,6 +187,10 @@ pub struct Outcome {
     /// Write capacity those transactions consumed, by DynamoDB's size rules
     /// ([`store::transaction_wcu`] of the items written).
     pub wcu: u64,
+    /// Attempts the table refused for throughput (throttled), each retried or returned.
+    pub throttled: usize,
+    /// Time spent waiting for the write budget ([`Pacer`]).
+    pub paced: Duration,
 }
 
 impl Outcome {
@@ -182,10 +206,18 @@ impl Outcome {
     }
 }
 
+/// How writes are spaced: the backoff after a failed attempt, and the write budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Spacing<'a> {
+    pub retry: RetryPolicy,
+    pub pacer: &'a Pacer,
+}
+
 /// Counts one batch. Never fails as a whole: every problem is a failure of the records
-/// concerned. Writes are only started while they can end before `invocation`'s deadline; the
-/// records not attempted are failures, so SQS delivers them again.
-pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, invocation: Invocation) -> Outcome {
+/// concerned. Writes are only started while they can end before `invocation`'s deadline, after
+/// waiting for the backoff and the write budget (`spacing`); the records not attempted are
+/// failures, so SQS delivers them again.
+pub async fn process<S: Store>(store: &S, event: SqsEvent, spacing: Spacing<'_>, invocation: Invocation) -> Outcome {
     let mut outcome = Outcome::default();
     let mut seen = HashSet::new();
     let mut pending = Vec::new();
@@ -211,9 +243,9 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, i
             Ok(event) => pending.push(Pending { event, message_id }),
         }
     }
-    let mut work: VecDeque<(Chunk, u32)> = chunks(pending).into_iter().map(|c| (c, 0)).collect();
-    while let Some((chunk, attempt)) = work.pop_front() {
-        write_chunk(store, chunk, attempt, retry, &invocation, &mut work, &mut outcome).await;
+    let mut work: VecDeque<Work> = chunks(pending).into_iter().map(Work::first).collect();
+    while let Some(next) = work.pop_front() {
+        write_chunk(store, next, spacing, &invocation, &mut work, &mut outcome).await;
     }
     tracing::info!(
         counted = outcome.counted,
@@ -221,6 +253,8 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, retry: RetryPolicy, i
         bad = outcome.bad.len(),
         failed = outcome.failed.len(),
         transactions = outcome.transactions.len(),
+        throttled = outcome.throttled,
+        paced_ms = outcome.paced.as_millis() as u64,
         "batch done"
     );
     outcome
@@ -233,31 +267,52 @@ fn fail_all(events: Vec<Pending>, reason: &str, into: &mut Vec<Failure>) {
     }
 }
 
-/// One attempt at `chunk`; what is left to do goes to the front of `work`.
-async fn write_chunk<S: Store>(
-    store: &S,
+/// A chunk to write, with the attempts made at it and why the last one failed.
+struct Work {
     chunk: Chunk,
     attempt: u32,
-    retry: RetryPolicy,
+    last_error: Option<WriteError>,
+}
+
+impl Work {
+    fn first(chunk: Chunk) -> Self {
+        Work { chunk, attempt: 0, last_error: None }
+    }
+}
+
+/// One attempt at a chunk; what is left to do goes to the front of `work`.
+async fn write_chunk<S: Store>(
+    store: &S,
+    Work { chunk, attempt, last_error }: Work,
+    spacing: Spacing<'_>,
     invocation: &Invocation,
-    work: &mut VecDeque<(Chunk, u32)>,
+    work: &mut VecDeque<Work>,
     outcome: &mut Outcome,
 ) {
-    if chunk.events.is_empty() {
-        return;
-    }
-    let delay = if attempt == 0 { Duration::ZERO } else { retry.delay(attempt - 1) };
+    let Some(first) = chunk.events.first() else { return };
+    let backoff = if attempt == 0 { Duration::ZERO } else { spacing.retry.delay(attempt - 1, &first.message_id) };
+    let cost = store.cost(&chunk);
+    // The budget accrues during the backoff too.
+    let delay = backoff.max(spacing.pacer.wait(cost));
     if !invocation.can_start_write(delay) {
-        let reason = if attempt == 0 {
-            "not attempted: the invocation's time ran out".to_owned()
-        } else {
-            format!("write failed after {attempt} attempt(s) and the invocation's time ran out")
+        let reason = match (attempt, delay > backoff) {
+            (0, false) => "not attempted: the invocation's time ran out".to_owned(),
+            (0, true) => format!(
+                "not attempted: its {cost} WCU at the write budget of {} WCU/s would start after the invocation's time ran out",
+                spacing.pacer.budget()
+            ),
+            _ => {
+                let last = last_error.map_or_else(String::new, |e| format!(" (last: {e})"));
+                format!("write failed after {attempt} attempt(s) and the invocation's time ran out{last}")
+            }
         };
         return fail_all(chunk.events, &reason, &mut outcome.failed);
     }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+        outcome.paced += delay - backoff;
     }
+    spacing.pacer.charge(cost);
     match store.write(&chunk).await {
         Ok(wcu) => {
             outcome.counted += chunk.events.len();
@@ -274,7 +329,7 @@ async fn write_chunk<S: Store>(
                 tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "already counted");
             }
             outcome.duplicates += dups.len();
-            work.push_front((Chunk::new(rest), attempt));
+            work.push_front(Work { chunk: Chunk::new(rest), attempt, last_error });
         }
         Err(WriteError::Rejected(reason)) if chunk.events.len() == 1 => {
             fail_all(chunk.events, &format!("DynamoDB refuses this record: {reason}"), &mut outcome.bad);
@@ -285,14 +340,17 @@ async fn write_chunk<S: Store>(
             tracing::info!(events = chunk.events.len(), reason = %reason, "transaction refused; splitting it");
             let mut events = chunk.events;
             let second = events.split_off(events.len() / 2);
-            work.push_front((Chunk::new(second), 0));
-            work.push_front((Chunk::new(events), 0));
+            work.push_front(Work::first(Chunk::new(second)));
+            work.push_front(Work::first(Chunk::new(events)));
         }
-        Err(WriteError::Transient(error)) if attempt + 1 < retry.max_attempts => {
+        Err(error @ (WriteError::Throttled(_) | WriteError::Transient(_))) => {
+            if matches!(error, WriteError::Throttled(_)) {
+                outcome.throttled += 1;
+            }
             tracing::info!(attempt = attempt + 1, error = %error, "retrying the transaction");
-            work.push_front((chunk, attempt + 1));
+            work.push_front(Work { chunk, attempt: attempt + 1, last_error: Some(error) });
         }
-        Err(error) => {
+        Err(error @ WriteError::Permanent(_)) => {
             let reason = format!("write failed after {} attempt(s): {error}", attempt + 1);
             fail_all(chunk.events, &reason, &mut outcome.failed);
         }

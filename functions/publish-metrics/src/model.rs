@@ -13,7 +13,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
-use crate::{classify, process, Chunk, Invocation, Outcome, RetryPolicy, Store, TxError, WriteError};
+use crate::{classify, process, Chunk, Invocation, Outcome, Pacer, RetryPolicy, Spacing, Store, TxError, WriteError};
 
 /// Drink spellings producers send: the last two are one drink once normalized.
 pub const DRINKS: [&str; 6] = ["Latte", "Cappuccino", "Espresso", "Flat White", "Caf\u{e9}", " Cafe\u{301} "];
@@ -85,6 +85,8 @@ pub struct Step {
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
+    /// The write budget, thousandths of a WCU per second (`None`: unpaced).
+    pub budget_milli: Option<u64>,
     pub orders: Vec<Order>,
     /// Messages in the order they enter the queue; an order may appear several times
     /// (EventBridge's at-least-once delivery, or re-publication).
@@ -122,8 +124,10 @@ pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
             time_left: Duration::from_millis(ms),
             lost_delete,
         });
-    (proptest::collection::vec(order, 1..=max_orders), proptest::collection::vec(step, 1..40))
-        .prop_flat_map(move |(orders, steps)| {
+    // Paced at 5 WCU/s or more, so a full batch (at most 60 WCU) fits one invocation's time.
+    let budget = proptest::option::weighted(0.5, 5_000u64..50_000);
+    (proptest::collection::vec(order, 1..=max_orders), proptest::collection::vec(step, 1..40), budget)
+        .prop_flat_map(move |(orders, steps, budget_milli)| {
             let n = orders.len();
             let delivery = prop_oneof![
                 8 => (0..n, prop_oneof![4 => Just(0u8), 1 => 1u8..3]).prop_map(|(order, publication)| Message::Order { order, publication }),
@@ -136,7 +140,7 @@ pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
                 .prop_shuffle()
                 .prop_map({
                     let (orders, steps) = (orders.clone(), steps.clone());
-                    move |messages| Scenario { orders: orders.clone(), messages, steps: steps.clone() }
+                    move |messages| Scenario { budget_milli, orders: orders.clone(), messages, steps: steps.clone() }
                 })
         })
 }
@@ -266,7 +270,7 @@ impl<S: Store + Sync> Store for Faulty<S> {
         }
         let fault = self.faults.lock().expect("not poisoned").pop_front();
         match fault {
-            Some(Fault::Throttle) => Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into())),
+            Some(Fault::Throttle) => Err(WriteError::Throttled("ProvisionedThroughputExceeded (injected)".into())),
             Some(Fault::Internal) => Err(WriteError::Transient("InternalServerError (injected)".into())),
             Some(Fault::CommitThenTimeout) => {
                 self.inner.write(chunk).await?;
@@ -274,6 +278,10 @@ impl<S: Store + Sync> Store for Faulty<S> {
             }
             None => self.inner.write(chunk).await,
         }
+    }
+
+    fn cost(&self, chunk: &Chunk) -> u64 {
+        self.inner.cost(chunk)
     }
 }
 
@@ -293,6 +301,11 @@ pub struct Run {
 /// the alarm) until only records that can never be counted are left there.
 pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry: RetryPolicy) -> Run {
     let now = Utc::now();
+    // One execution environment for the whole run: its bucket carries over between invocations.
+    let pacer = match scenario.budget_milli.and_then(order_events::capacity::WriteBudget::per_second_milli) {
+        Some(budget) => Pacer::new(budget),
+        None => Pacer::unpaced(),
+    };
     let mut queue: VecDeque<usize> = (0..scenario.messages.len()).collect();
     let mut receives: HashMap<usize, u32> = HashMap::new();
     let mut out = Run::default();
@@ -329,7 +342,7 @@ pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry:
         }
         let invocation = Invocation { deadline: tokio::time::Instant::now() + step.time_left, now };
         *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
-        let outcome: Outcome = process(store, event, retry, invocation).await;
+        let outcome: Outcome = process(store, event, Spacing { retry, pacer: &pacer }, invocation).await;
         store.faults.lock().expect("not poisoned").clear();
         out.invocations += 1;
         out.counted += outcome.counted;
@@ -402,6 +415,7 @@ pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) 
 /// Delivers every good message once more, with no faults: nothing may change.
 pub async fn redeliver_all<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>) -> Outcome {
     let now = Utc::now();
+    let pacer = Pacer::unpaced();
     let mut total = Outcome::default();
     let good: Vec<usize> = (0..scenario.messages.len()).filter(|i| scenario.is_good(*i)).collect();
     for batch in good.chunks(10) {
@@ -414,7 +428,7 @@ pub async fn redeliver_all<S: Store + Sync>(scenario: &Scenario, store: &Faulty<
         }
         let invocation = Invocation { deadline: tokio::time::Instant::now() + Duration::from_secs(30), now };
         *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
-        let o = process(store, event, RetryPolicy::default(), invocation).await;
+        let o = process(store, event, Spacing { retry: RetryPolicy::default(), pacer: &pacer }, invocation).await;
         total.counted += o.counted;
         total.duplicates += o.duplicates;
         total.failed.extend(o.failed);

@@ -20,7 +20,9 @@ pub const DEDUPE_TTL_SECS: u64 = 16 * 24 * 3600;
 pub enum WriteError {
     /// These orders were counted before: their dedupe records exist. Nothing was written.
     AlreadyCounted(Vec<DedupeKey>),
-    /// Throttling or a transient fault: worth retrying.
+    /// The table refused the write for throughput (throttled): worth retrying after a backoff.
+    Throttled(String),
+    /// A transient fault (an internal error, a conflict, a timeout): worth retrying.
     Transient(String),
     /// DynamoDB refused something the items hold (a key or an item too large, an invalid
     /// value): the same items will always be refused, but each event alone may not be.
@@ -36,6 +38,7 @@ impl std::fmt::Display for WriteError {
                 let keys: Vec<String> = keys.iter().map(DedupeKey::partition_key).collect();
                 write!(f, "already counted: {}", keys.join(", "))
             }
+            WriteError::Throttled(m) => write!(f, "throttled: {m}"),
             WriteError::Transient(m) => write!(f, "transient: {m}"),
             WriteError::Rejected(m) => write!(f, "rejected: {m}"),
             WriteError::Permanent(m) => write!(f, "permanent: {m}"),
@@ -47,6 +50,10 @@ impl std::fmt::Display for WriteError {
 /// Returns the write capacity the transaction consumed ([`transaction_wcu`] of its items).
 pub trait Store {
     fn write(&self, chunk: &Chunk) -> impl Future<Output = Result<u64, WriteError>> + Send;
+
+    /// The write capacity writing `chunk` costs, known before writing it (what the write
+    /// budget is charged).
+    fn cost(&self, chunk: &Chunk) -> u64;
 }
 
 /// How a `TransactWriteItems` call failed, in DynamoDB's own terms.
@@ -104,15 +111,20 @@ pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
         | TransactWriteItemsError::TransactionInProgressException(_)) => TxError::Transient(text(&e)),
         e => match e.code() {
             Some("ValidationException") => TxError::Validation(text(&e)),
-            Some("ThrottlingException" | "ServiceUnavailable" | "InternalFailure") => TxError::Transient(text(&e)),
+            Some("ThrottlingException") => TxError::Throttled(text(&e)),
+            Some("ServiceUnavailable" | "InternalFailure") => TxError::Transient(text(&e)),
             _ => TxError::Other(text(&e)),
         },
     }
 }
 
-/// Cancellation codes worth retrying.
-const TRANSIENT_CODES: [&str; 4] =
-    ["ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"];
+/// Cancellation codes that mean the table refused the transaction for throughput
+/// (TransactWriteItems' API reference: `ProvisionedThroughputExceeded` on a provisioned table,
+/// `ThrottlingError` while an on-demand table scales, `RequestLimitExceeded` for the account).
+const THROTTLE_CODES: [&str; 3] = ["ProvisionedThroughputExceeded", "ThrottlingError", "RequestLimitExceeded"];
+
+/// Other cancellation codes worth retrying: a concurrent transaction held an item.
+const TRANSIENT_CODES: [&str; 1] = ["TransactionConflict"];
 
 /// What a failed transaction means for a chunk: which orders were counted before, whether to
 /// retry, or whether the items themselves were refused.
@@ -130,6 +142,8 @@ pub fn classify(chunk: &Chunk, error: TxError) -> WriteError {
                 WriteError::AlreadyCounted(duplicates)
             } else if reasons.iter().any(|c| c == "ValidationError") {
                 WriteError::Rejected(format!("transaction cancelled: {reasons:?}: {message}"))
+            } else if reasons.iter().any(|c| THROTTLE_CODES.contains(&c.as_str())) {
+                WriteError::Throttled(format!("transaction cancelled: {reasons:?}"))
             } else if reasons.iter().any(|c| TRANSIENT_CODES.contains(&c.as_str())) {
                 WriteError::Transient(format!("transaction cancelled: {reasons:?}"))
             } else {
@@ -137,7 +151,8 @@ pub fn classify(chunk: &Chunk, error: TxError) -> WriteError {
             }
         }
         TxError::Validation(m) => WriteError::Rejected(m),
-        TxError::Throttled(m) | TxError::Transient(m) => WriteError::Transient(m),
+        TxError::Throttled(m) => WriteError::Throttled(m),
+        TxError::Transient(m) => WriteError::Transient(m),
         TxError::Other(m) => WriteError::Permanent(m),
     }
 }
@@ -255,13 +270,21 @@ pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
         .sum()
 }
 
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
 impl<D: Dynamo> Store for DynamoStore<D> {
     async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-        let items = self.transaction(chunk, now)?;
+        let items = self.transaction(chunk, now_secs())?;
         let wcu = transaction_wcu(&items);
         self.client.transact_write_items(items).await.map_err(|e| classify(chunk, e))?;
         Ok(wcu)
+    }
+
+    fn cost(&self, chunk: &Chunk) -> u64 {
+        // Items that cannot be built are refused by `write` without a call: they cost nothing.
+        self.transaction(chunk, now_secs()).map_or(0, |items| transaction_wcu(&items))
     }
 }
 

@@ -20,8 +20,20 @@ fn counters(store: &Fake) -> BTreeMap<String, i128> {
 
 const T: &str = "2024-05-01T10:00:00Z";
 
-fn fast() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
+fn unpaced() -> &'static Pacer {
+    static UNPACED: std::sync::LazyLock<Pacer> = std::sync::LazyLock::new(Pacer::unpaced);
+    &UNPACED
+}
+
+fn fast() -> Spacing<'static> {
+    Spacing {
+        retry: RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) },
+        pacer: unpaced(),
+    }
+}
+
+fn budget(wcu_per_second: u64) -> Pacer {
+    Pacer::new(order_events::capacity::WriteBudget::per_second_milli(wcu_per_second * 1000).unwrap())
 }
 
 fn ample() -> Invocation {
@@ -204,18 +216,38 @@ async fn transient_errors_are_retried() {
     assert_eq!(store.client().calls(), (3, 1));
 }
 
-#[tokio::test]
-async fn persistent_throttling_fails_exactly_the_chunk() {
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_for_as_long_as_the_deadline_allows_then_fails_exactly_the_chunk() {
     let store = store();
-    store.client().inject(vec![TxError::Throttled("throttled".into()); 3]);
+    store.client().inject(vec![TxError::Throttled("throttled".into()); 1000]);
     let mut bodies = ten();
     bodies.push("bad".into());
-    let out = run(&store, &bodies).await;
+    let spacing = Spacing { retry: RetryPolicy::default(), pacer: unpaced() };
+    let started = tokio::time::Instant::now();
+    let out = process(&store, batch(&bodies), spacing, ample()).await;
     assert_eq!(out.counted, 0);
     assert_eq!(out.failed.len(), 10);
-    assert!(out.failed[0].reason.contains("after 3 attempt(s)"), "{}", out.failed[0].reason);
+    let calls = store.client().calls().0;
+    assert_eq!(out.throttled, calls);
+    // Backoff capped at 3 s with half of it jittered: 30 s - 3 s of margin hold at least 9
+    // more attempts after the first few short ones, and never one started too late.
+    assert!(calls > 10, "retried until the deadline, not a fixed number of times: {calls}");
+    assert!(started.elapsed() <= Duration::from_secs(30) - ATTEMPT_TIMEOUT - ANSWER_MARGIN, "{:?}", started.elapsed());
+    let reason = &out.failed[0].reason;
+    assert!(reason.contains(&format!("after {calls} attempt(s) and the invocation's time ran out")), "{reason}");
+    assert!(reason.contains("(last: throttled: throttled)"), "{reason}");
     assert_eq!(out.response().batch_item_failures.len(), 11);
     assert!(counters(&store).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_write_that_then_succeeds_counts_once_and_says_it_was_throttled() {
+    let store = store();
+    store.client().inject(vec![TxError::Throttled("throttled".into()); 4]);
+    let out =
+        process(&store, batch(&ten()), Spacing { retry: RetryPolicy::default(), pacer: unpaced() }, ample()).await;
+    assert_eq!((out.counted, out.throttled, out.failed.len()), (10, 4, 0));
+    assert_eq!(store.client().calls(), (5, 1));
 }
 
 #[tokio::test]
@@ -259,6 +291,10 @@ async fn a_record_the_table_always_refuses_fails_alone() {
                 return Err(classify(chunk, TxError::Cancelled { reasons, message: "Item size too large".into() }));
             }
             self.0.write(chunk).await
+        }
+
+        fn cost(&self, chunk: &Chunk) -> u64 {
+            self.0.cost(chunk)
         }
     }
     let store = RefusesE5(store());
@@ -320,11 +356,14 @@ async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
     // A retry whose backoff would end too late is not made.
     let store = DynamoStore::new(MemoryDynamo::default(), "t");
     store.client().inject([TxError::Throttled("slow".into())]);
-    let slow = RetryPolicy { max_attempts: 5, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(2) };
+    let slow = Spacing {
+        retry: RetryPolicy { base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(2) },
+        pacer: unpaced(),
+    };
     let out = process(&store, batch(&ten()), slow, Invocation::with_time_left(Duration::from_secs(4))).await;
     assert_eq!((out.counted, out.failed.len()), (0, 10));
     assert!(
-        out.failed[0].reason.contains("after 1 attempt(s) and the invocation's time ran out"),
+        out.failed[0].reason.contains("after 1 attempt(s) and the invocation's time ran out (last: throttled: slow)"),
         "{}",
         out.failed[0].reason
     );
@@ -374,22 +413,141 @@ fn classification_of_dynamodb_answers() {
         }])
     );
     assert!(matches!(classify(&chunk, cancelled(&["None", "ValidationError", "None"])), WriteError::Rejected(_)));
-    assert!(matches!(classify(&chunk, cancelled(&["None", "ThrottlingError", "None"])), WriteError::Transient(_)));
+    assert!(matches!(classify(&chunk, cancelled(&["None", "ThrottlingError", "None"])), WriteError::Throttled(_)));
+    assert!(matches!(
+        classify(&chunk, cancelled(&["ProvisionedThroughputExceeded", "None", "None"])),
+        WriteError::Throttled(_)
+    ));
     assert!(matches!(classify(&chunk, cancelled(&["TransactionConflict", "None", "None"])), WriteError::Transient(_)));
     assert!(matches!(
         classify(&chunk, cancelled(&["None", "ItemCollectionSizeLimitExceeded"])),
         WriteError::Permanent(_)
     ));
     assert!(matches!(classify(&chunk, TxError::Validation("x".into())), WriteError::Rejected(_)));
-    assert!(matches!(classify(&chunk, TxError::Throttled("x".into())), WriteError::Transient(_)));
+    assert!(matches!(classify(&chunk, TxError::Throttled("x".into())), WriteError::Throttled(_)));
     assert!(matches!(classify(&chunk, TxError::Transient("x".into())), WriteError::Transient(_)));
     assert!(matches!(classify(&chunk, TxError::Other("x".into())), WriteError::Permanent(_)));
 }
 
 #[test]
-fn backoff_grows_and_is_capped() {
-    let r = RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
-    let d: Vec<u128> = (0..6).map(|a| r.delay(a).as_millis()).collect();
-    assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
-    assert_eq!(r.delay(1000), Duration::from_secs(1));
+fn backoff_grows_is_capped_and_is_jittered_by_record() {
+    let r = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+    let full = [100u128, 200, 400, 800, 1000, 1000];
+    for key in ["m0", "m1", "a much longer message id"] {
+        for (attempt, full) in full.iter().enumerate() {
+            let d = r.delay(attempt as u32, key).as_millis();
+            assert!(full / 2 <= d && d <= *full, "{key} attempt {attempt}: {d} ms of {full}");
+        }
+        assert!(r.delay(1000, key) <= Duration::from_secs(1));
+        assert_eq!(r.delay(3, key), r.delay(3, key), "the same record waits the same");
+    }
+    // Instances throttled at once, on other records, do not retry in step.
+    let spread: std::collections::BTreeSet<u128> = (0..20).map(|i| r.delay(4, &format!("m{i}")).as_millis()).collect();
+    assert!(spread.len() > 10, "{spread:?}");
+}
+
+/// Records when each write started and what it cost, for the window property.
+struct Recording<S> {
+    inner: S,
+    writes: std::sync::Mutex<Vec<(tokio::time::Instant, u64)>>,
+}
+
+impl<S: Store + Sync> Store for Recording<S> {
+    async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
+        self.writes.lock().unwrap().push((tokio::time::Instant::now(), self.inner.cost(chunk)));
+        self.inner.write(chunk).await
+    }
+
+    fn cost(&self, chunk: &Chunk) -> u64 {
+        self.inner.cost(chunk)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paced_batch_waits_for_its_budget_before_writing() {
+    let store = store();
+    let pacer = budget(5);
+    let spacing = Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+    let started = tokio::time::Instant::now();
+    let out = process(&store, batch(&ten()), spacing, ample()).await;
+    assert_eq!(out.counted, 10);
+    // 28 WCU at 5 WCU/s from an empty bucket.
+    assert_eq!(out.paced, Duration::from_millis(5600));
+    assert_eq!(started.elapsed(), Duration::from_millis(5600));
+    // The next batch pays for itself again.
+    let next: Vec<String> = (10..20).map(|i| waiting(&format!("e{i}"), "Latte", T)).collect();
+    let out = process(&store, batch(&next), spacing, ample()).await;
+    assert_eq!((out.counted, out.paced), (10, Duration::from_millis(2 * 12 * 1000 / 5)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chunk_its_budget_cannot_write_in_time_is_returned_not_written() {
+    let store = store();
+    let pacer = budget(1);
+    let spacing = Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+    // 28 WCU at 1 WCU/s need 28 s; with 30 s left a write must start by 27 s.
+    let out = process(&store, batch(&ten()), spacing, ample()).await;
+    assert_eq!((out.counted, out.failed.len()), (0, 10));
+    assert!(out.failed[0].reason.contains("its 28 WCU at the write budget of 1 WCU/s"), "{}", out.failed[0].reason);
+    assert_eq!(store.client().calls().0, 0, "nothing written, nothing spent");
+    assert_eq!(pacer.wait(28), Duration::from_secs(28), "the budget was not charged");
+    // With more time, the same batch is written after its wait.
+    let out = process(&store, batch(&ten()), spacing, Invocation::with_time_left(Duration::from_secs(31))).await;
+    assert_eq!((out.counted, out.paced), (10, Duration::from_secs(28)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 48, failure_persistence: None, ..Default::default() })]
+
+    /// Whatever arrives, a paced instance writes at most its budget over any 60 s window,
+    /// plus the one transaction that window starts with.
+    #[test]
+    fn paced_writes_stay_under_the_budget_in_every_window(
+        budget_milli in 500u64..20_000,
+        batches in proptest::collection::vec((1usize..=10, 1usize..=10, 0u64..3_000, 0u64..40_000), 1..40),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let pacer = Pacer::new(order_events::capacity::WriteBudget::per_second_milli(budget_milli).unwrap());
+        let store = Recording {
+            inner: DynamoStore::new(MemoryDynamo::with_latency(Duration::from_millis(50)), "t"),
+            writes: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut n = 0;
+        rt.block_on(async {
+            for (size, drinks, idle_ms, left_ms) in &batches {
+                tokio::time::sleep(Duration::from_millis(*idle_ms)).await;
+                let bodies: Vec<String> = (0..*size)
+                    .map(|_| {
+                        n += 1;
+                        waiting(&format!("e{n}"), &format!("Drink {}", n % drinks), T)
+                    })
+                    .collect();
+                let spacing = Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+                process(&store, batch(&bodies), spacing, Invocation::with_time_left(Duration::from_millis(*left_ms))).await;
+            }
+        });
+        let writes = store.writes.into_inner().unwrap();
+        let largest = writes.iter().map(|(_, c)| *c).max().unwrap_or(0) as f64;
+        let allowed = budget_milli as f64 / 1000.0 * 60.0 + largest;
+        for (i, (start, _)) in writes.iter().enumerate() {
+            let window: u64 = writes[i..].iter().take_while(|(t, _)| t.duration_since(*start) < Duration::from_secs(60)).map(|(_, c)| c).sum();
+            proptest::prop_assert!(window as f64 <= allowed + 1e-6, "{window} WCU in the 60 s from write {i}, allowed {allowed}");
+        }
+    }
+}
+
+#[test]
+fn the_most_an_order_can_cost_is_what_the_stack_plans_for() {
+    use order_events::capacity::MAX_WCU_PER_ORDER;
+    // The longest order ID and drink name the handler accepts, in 4-byte characters.
+    let id = "x".repeat(order_events::MAX_ID_BYTES);
+    let drink = "\u{1F375}".repeat(order_events::MAX_DRINK_CHARS);
+    let body =
+        serde_json::json!({"id": "e", "source": order_events::SOURCE, "detail-type": "OrderManager.WaitingCompletion",
+        "time": T, "detail": {"orderId": id, "drinkOrder": {"drink": drink}}})
+        .to_string();
+    let event = OrderEvent::from_body(&body, Utc::now()).unwrap();
+    let chunk = Chunk::new(vec![Pending { event, message_id: "m".into() }]);
+    let items = store().transaction(&chunk, u64::MAX / 2).unwrap();
+    assert_eq!(store::transaction_wcu(&items), MAX_WCU_PER_ORDER);
 }

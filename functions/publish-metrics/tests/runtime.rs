@@ -23,7 +23,8 @@ fn config(env: &[(&str, &str)], logs: Arc<Mutex<Vec<LogLine>>>) -> Arc<FunctionC
 #[tokio::test]
 async fn bad_records_are_listed_as_failures_and_the_counts_logged() {
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let mut f = Instance::new(config(&[("TABLE_NAME", "metrics")], logs.clone()), 0);
+    let mut f =
+        Instance::new(config(&[("TABLE_NAME", "metrics"), ("WRITE_BUDGET_WCU_PER_SECOND", "5")], logs.clone()), 0);
     let event = serde_json::json!({"Records": [
         {"messageId": "m1", "body": "not json", "eventSource": "aws:sqs"},
         {"messageId": "m2", "body": "{\"id\": \"no-envelope\"}", "eventSource": "aws:sqs"},
@@ -50,11 +51,20 @@ async fn bad_records_are_listed_as_failures_and_the_counts_logged() {
 }
 
 #[tokio::test]
-async fn a_missing_table_name_stops_the_process_with_the_reason_in_its_logs() {
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let mut f = Instance::new(config(&[], logs.clone()), 0);
-    let invocation = f.invoke("{\"Records\": []}").await.unwrap();
-    assert!(matches!(invocation.outcome, Outcome::Crashed(_)), "{:?}", invocation.outcome);
-    let logs = logs.lock().unwrap();
-    assert!(logs.iter().any(|l| l.line.contains("TABLE_NAME is not set")), "{logs:#?}");
+async fn a_missing_or_malformed_setting_stops_the_process_with_the_reason_in_its_logs() {
+    for (env, says) in [
+        (&[("WRITE_BUDGET_WCU_PER_SECOND", "5")][..], "TABLE_NAME is not set"),
+        (&[("TABLE_NAME", "metrics")][..], "WRITE_BUDGET_WCU_PER_SECOND is not set"),
+        (
+            &[("TABLE_NAME", "metrics"), ("WRITE_BUDGET_WCU_PER_SECOND", "-5")][..],
+            "WRITE_BUDGET_WCU_PER_SECOND: write budget \\\"-5\\\" is invalid: give WCU per second",
+        ),
+    ] {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut f = Instance::new(config(env, logs.clone()), 0);
+        let invocation = f.invoke("{\"Records\": []}").await.unwrap();
+        assert!(matches!(invocation.outcome, Outcome::Crashed(_)), "{:?}", invocation.outcome);
+        let logs = logs.lock().unwrap();
+        assert!(logs.iter().any(|l| l.line.contains(says)), "{says} in {logs:#?}");
+    }
 }

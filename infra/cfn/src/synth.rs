@@ -32,9 +32,9 @@ impl Artifact {
 }
 
 /// The architecture diagram of each stack (Graphviz DOT).
-pub fn diagram_artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
+pub fn diagram_artifacts<'a>(stacks: impl IntoIterator<Item = &'a Stack>) -> crate::Result<Vec<Artifact>> {
     stacks
-        .iter()
+        .into_iter()
         .map(|s| {
             let contents = crate::diagram::dot(s)?;
             Ok(Artifact { file_name: format!("{}.dot", s.name()), contents, resources: None })
@@ -43,7 +43,7 @@ pub fn diagram_artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
 }
 
 /// Renders every stack into its artifacts. Fails, producing nothing, on the first invalid stack.
-pub fn artifacts(stacks: &[Stack]) -> crate::Result<Vec<Artifact>> {
+pub fn artifacts<'a>(stacks: impl IntoIterator<Item = &'a Stack>) -> crate::Result<Vec<Artifact>> {
     let mut out = Vec::new();
     for stack in stacks {
         let template = stack.to_template()?;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use publish_metrics::{process, Invocation, RetryPolicy, Store};
+use order_events::capacity::WriteBudget;
+use publish_metrics::{process, Invocation, Pacer, RetryPolicy, Spacing, Store};
 
 use super::error::aws;
 use super::{until_drained, Drain, LocalError, MappingSettings, Standing, Tally};
@@ -19,6 +20,8 @@ pub struct ConsumeOptions {
     pub time_scale: f64,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Each consumer's write budget (already scaled to the run's clock).
+    pub budget: WriteBudget,
 }
 
 /// One consumer: gathers a batch as Lambda does (up to the batch size or until the window
@@ -33,6 +36,8 @@ async fn consumer<S: Store + Send + Sync + 'static>(
 ) -> Result<(), LocalError> {
     let window = options.settings.batching_window.mul_f64(options.time_scale);
     let visibility = ((f64::from(options.settings.visibility_timeout_secs) * options.time_scale).ceil() as i32).max(1);
+    // Each consumer stands for one execution environment, with its own bucket.
+    let pacer = Pacer::new(options.budget);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let mut messages = Vec::new();
@@ -59,7 +64,8 @@ async fn consumer<S: Store + Send + Sync + 'static>(
         // Only what the handler reads; the queue ARN does not matter here.
         let event = lambda_local::sqs::event(&messages, "", "");
         let invocation = Invocation::with_time_left(options.settings.function_timeout);
-        let outcome = process(store.as_ref(), event, RetryPolicy::default(), invocation).await;
+        let spacing = Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+        let outcome = process(store.as_ref(), event, spacing, invocation).await;
         let failed: Vec<String> =
             outcome.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         let done: Vec<_> =

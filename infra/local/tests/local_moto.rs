@@ -72,7 +72,8 @@ fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     assert!(logs.path().join("EventsLoadTest.jsonl").exists());
 }
 
-/// The real store, but every write fails while `failing` is above zero (counting down).
+/// The real store, but every write fails for good while `failing` is above zero (counting
+/// down): each of those batches is returned whole and SQS delivers it again.
 struct FailingForAWhile {
     inner: DynamoStore,
     failing: AtomicUsize,
@@ -82,9 +83,13 @@ impl Store for FailingForAWhile {
     async fn write(&self, chunk: &Chunk) -> Result<u64, WriteError> {
         if self.failing.load(Ordering::SeqCst) > 0 {
             self.failing.fetch_sub(1, Ordering::SeqCst);
-            return Err(WriteError::Transient("ProvisionedThroughputExceeded (injected)".into()));
+            return Err(WriteError::Permanent("AccessDeniedException (injected)".into()));
         }
         self.inner.write(chunk).await
+    }
+
+    fn cost(&self, chunk: &Chunk) -> u64 {
+        self.inner.cost(chunk)
     }
 }
 
@@ -144,14 +149,15 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     }
 
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    // The first 8 writes fail: with 6 attempts per batch, one batch fails outright and comes
-    // back after the (scaled) visibility timeout.
+    // The first 2 writes fail for good: those batches are returned whole and come back after
+    // the (scaled) visibility timeout.
     let store = Arc::new(FailingForAWhile {
         inner: DynamoStore::new(ddb.clone(), "serverlesspresso-metrics-table"),
-        failing: AtomicUsize::new(8),
+        failing: AtomicUsize::new(2),
     });
     let settings = local::mapping_settings(target.app.mapping());
-    let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240) };
+    let budget = target.app.capacity().budget.scaled(0.01);
+    let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240), budget };
     let tally = in_process::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");
     assert!(tally.duplicates >= 40, "{tally:?}");

@@ -48,7 +48,9 @@ async fn report_per_day_as_table_json_and_csv() {
         event.records.push(m);
     }
     let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30));
-    let out = process(&DynamoStore::new(ddb, TABLE), event, RetryPolicy::default(), invocation).await;
+    let pacer = publish_metrics::Pacer::unpaced();
+    let spacing = publish_metrics::Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+    let out = process(&DynamoStore::new(ddb, TABLE), event, spacing, invocation).await;
     assert_eq!(out.counted, 5);
 
     assert_eq!(

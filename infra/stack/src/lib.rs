@@ -1,6 +1,7 @@
 //! This app's stack: the workshop's "business metrics with SQS and DynamoDB" system, built from
 //! typed props whose defaults are the workshop's values.
 
+use cfn::constructs::capacity::{self, WritePlan};
 use cfn::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
 use cfn::constructs::cloudwatch::{Metric, Statistic};
 use cfn::constructs::dynamodb::{Billing, Key, RemovalPolicy, Table};
@@ -13,6 +14,7 @@ use cfn::constructs::validate::{self, EMAIL_PATTERN};
 use cfn::constructs::Stack;
 use cfn::error::{Error, Result};
 use cfn::template::{ConditionExpr, Expr, Parameter};
+use order_events::capacity::{Peak, WriteBudget, ANSWER_MARGIN_SECS, MAX_WCU_PER_ORDER, WRITE_ATTEMPT_SECS};
 
 /// cargo-lambda binary names of the two functions.
 pub use order_events::assets::{EVENTS_LOAD_TEST as EVENTS_LOAD_TEST_ASSET, PUBLISH_METRICS as PUBLISH_METRICS_ASSET};
@@ -55,6 +57,9 @@ pub struct MetricsStackProps {
     /// Who the alarms e-mail: the default of the `AlarmEmail` parameter (empty: no
     /// subscription until a deploy gives an address).
     pub alarm_email: Option<String>,
+    /// The burst the queue must absorb: at the paced rate it must drain before the queue-age
+    /// alarm fires and within the queue's retention (checked at synth).
+    pub peak: Peak,
 }
 
 impl Default for MetricsStackProps {
@@ -84,6 +89,7 @@ impl Default for MetricsStackProps {
             log_retention: Retention::TwoWeeks,
             oldest_message_alarm_secs: 900,
             alarm_email: None,
+            peak: Peak::LOAD_TEST,
         }
     }
 }
@@ -146,6 +152,54 @@ pub struct MetricsStack {
     load_test: Function,
     mapping: EventSourceMapping,
     alarms: Topic,
+    queue_age_alarm: Alarm,
+    dashboard: Dashboard,
+    capacity: Capacity,
+}
+
+/// What the stack's capacity comes to: the write budget PublishMetrics paces itself to, and
+/// how long the declared peak takes to drain. `synth` prints it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capacity {
+    /// How the table's write capacity is shared (`None`: on demand, unpaced).
+    pub plan: Option<WritePlan>,
+    /// Each PublishMetrics instance's budget, as its environment holds it.
+    pub budget: WriteBudget,
+    /// Write capacity per order with full batches of the peak's drinks.
+    pub wcu_per_order: f64,
+    pub peak: Peak,
+    /// Seconds the peak takes to drain at the paced rate.
+    pub drain_secs: Option<f64>,
+    pub queue_age_alarm_secs: f64,
+}
+
+impl std::fmt::Display for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use cfn::constructs::capacity::Duration;
+        let Some(plan) = &self.plan else {
+            return write!(f, "capacity: on demand (writes not paced), {:.2} WCU per order", self.wcu_per_order);
+        };
+        write!(f, "capacity: {} WCU", plan.provisioned_wcu)?;
+        if plan.instances > 1 {
+            write!(f, " ({} WCU/s for each of {} instances)", self.budget, plan.instances)?;
+        }
+        write!(
+            f,
+            ", {:.2} WCU per order, {:.1} orders/s sustained",
+            self.wcu_per_order,
+            plan.total_wcu() / self.wcu_per_order
+        )?;
+        if let Some(drain) = self.drain_secs {
+            write!(
+                f,
+                ", {} orders drain in {} (queue-age alarm at {})",
+                self.peak.orders,
+                Duration(drain),
+                Duration(self.queue_age_alarm_secs)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl MetricsStack {
@@ -212,6 +266,21 @@ impl MetricsStack {
     pub fn alarms(&self) -> &Topic {
         &self.alarms
     }
+
+    /// The alarm on the age of MetricsQueue's oldest message.
+    pub fn queue_age_alarm(&self) -> &Alarm {
+        &self.queue_age_alarm
+    }
+
+    /// The dashboard of the workshop's graphs.
+    pub fn dashboard(&self) -> &Dashboard {
+        &self.dashboard
+    }
+
+    /// The write budget and the peak's drain.
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
+    }
 }
 
 /// Builds the metrics stack from `props`.
@@ -254,8 +323,11 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .timeout_secs(props.publish_timeout_secs)
         .reserved_concurrency(props.publish_reserved_concurrency)
         .env(order_events::env::TABLE_NAME, table.table_name())
-        .log_retention(props.log_retention)
-        .build(&mut stack)?;
+        .log_retention(props.log_retention);
+    // Each instance's share of the table's write capacity, which it paces its writes to.
+    let plan = WritePlan::share(&table, &publish, None)?;
+    let budget = plan.and_then(|p| WriteBudget::per_second_milli(p.share_milli_wcu)).unwrap_or(WriteBudget::Unpaced);
+    let publish = publish.env(order_events::env::WRITE_BUDGET, Expr::lit(budget.to_string())).build(&mut stack)?;
     table.grant_write_keys(&mut stack, &publish, &order_events::WRITTEN_PARTITION_KEYS)?;
     let mapping = EventSourceMapping::sqs("PublishMetricsQueueMapping", &queue, &publish)
         .batch_size(props.batch_size)
@@ -315,11 +387,12 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .description("Order events failed and are waiting in the dead-letter queue")
         .notify(&alarms)
         .build(&mut stack)?;
-    Alarm::builder("QueueAgeAlarm", queue.metric_oldest_message_age(), f64::from(props.oldest_message_alarm_secs))
-        .name(format!("{name}-queue-age"))
-        .description("Order events wait too long in MetricsQueue: PublishMetrics is behind")
-        .notify(&alarms)
-        .build(&mut stack)?;
+    let queue_age_alarm =
+        Alarm::builder("QueueAgeAlarm", queue.metric_oldest_message_age(), f64::from(props.oldest_message_alarm_secs))
+            .name(format!("{name}-queue-age"))
+            .description("Order events wait too long in MetricsQueue: PublishMetrics is behind")
+            .notify(&alarms)
+            .build(&mut stack)?;
     Alarm::builder("PublishMetricsErrorsAlarm", publish.metric_errors(), 1.0)
         .name(format!("{name}-publish-errors"))
         .description("PublishMetrics failed")
@@ -354,7 +427,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .notify(&alarms)
         .build(&mut stack)?;
 
-    Dashboard::builder("MetricsDashboard")
+    let dashboard = Dashboard::builder("MetricsDashboard")
         .name(name.clone())
         .graph(GraphWidget {
             title: format!("{} concurrency", props.publish_function_name),
@@ -394,6 +467,7 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         })
         .build(&mut stack)?;
 
+    let capacity = check_capacity(&mut stack, props, &table, &mapping, plan, budget, &queue_age_alarm)?;
     acknowledge_scan_findings(&mut stack, &[&publish, &load_test], &[&queue, &dead_letters], &table, &alarms)?;
 
     stack.add_output("QueueUrl", "URL of MetricsQueue", queue.url())?;
@@ -410,7 +484,55 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     stack.add_output("EventBusName", "The bus the rule listens on", bus.bus_name())?;
     stack.add_output("EventBusArn", "ARN of that bus", bus.arn())?;
     stack.add_output("AlarmTopicArn", "The topic every alarm notifies", alarms.arn())?;
-    Ok(MetricsStack { stack, bus, rule, queue, dead_letters, table, publish, load_test, mapping, alarms })
+    Ok(MetricsStack {
+        stack,
+        bus,
+        rule,
+        queue,
+        dead_letters,
+        table,
+        publish,
+        load_test,
+        mapping,
+        alarms,
+        queue_age_alarm,
+        dashboard,
+        capacity,
+    })
+}
+
+/// The capacity arithmetic of the built stack: the shares add up to no more than the table's
+/// capacity, a full batch fits PublishMetrics' timeout at its share, the declared peak drains
+/// before the queue-age alarm and the queue's retention; and a warning when the mapping starts
+/// more batches than the reserved concurrency runs.
+fn check_capacity(
+    stack: &mut Stack,
+    props: &MetricsStackProps,
+    table: &Table,
+    mapping: &EventSourceMapping,
+    plan: Option<WritePlan>,
+    budget: WriteBudget,
+    queue_age_alarm: &Alarm,
+) -> Result<Capacity> {
+    let wcu_per_order = props.peak.wcu_per_order(mapping.batch_size());
+    let drain_secs = match &plan {
+        Some(plan) => {
+            plan.check(table, mapping)?;
+            plan.check_timeout(mapping, MAX_WCU_PER_ORDER, WRITE_ATTEMPT_SECS + ANSWER_MARGIN_SECS)?;
+            let alarm = (queue_age_alarm.construct(), queue_age_alarm.threshold());
+            Some(capacity::check_drain(mapping, plan, u64::from(props.peak.orders), wcu_per_order, alarm)?)
+        }
+        None => None,
+    };
+    capacity::poller_warning(stack, mapping);
+    Ok(Capacity {
+        plan,
+        budget,
+        wcu_per_order,
+        peak: props.peak,
+        drain_secs,
+        queue_age_alarm_secs: queue_age_alarm.threshold(),
+    })
 }
 
 /// The policy scan's (checkov's) findings this stack accepts, each with its reason; everything
@@ -468,21 +590,22 @@ fn acknowledge_scan_findings(
 
 /// The stacks `synth` writes: the workshop's (importing the core app's bus) and a standalone
 /// one that creates its own bus.
-pub fn app() -> Result<Vec<Stack>> {
-    [MetricsStackProps::default(), MetricsStackProps::standalone()]
-        .iter()
-        .map(|p| Ok(metrics_stack(p)?.into_stack()))
-        .collect()
+pub fn app() -> Result<Vec<MetricsStack>> {
+    [MetricsStackProps::default(), MetricsStackProps::standalone()].iter().map(metrics_stack).collect()
 }
 
-/// Everything `synth` writes into `synth-out/`: the app's templates, the event schemas and the
-/// architecture diagrams.
-pub fn app_artifacts() -> Result<Vec<cfn::synth::Artifact>> {
-    let stacks = app()?;
-    let mut artifacts = cfn::synth::artifacts(&stacks)?;
+/// Everything `synth` writes into `synth-out/` for `stacks`: their templates and architecture
+/// diagrams, and the event schemas.
+pub fn artifacts(stacks: &[MetricsStack]) -> Result<Vec<cfn::synth::Artifact>> {
+    let mut artifacts = cfn::synth::artifacts(stacks.iter().map(MetricsStack::stack))?;
     artifacts.extend(schema_artifacts());
-    artifacts.extend(cfn::synth::diagram_artifacts(&stacks)?);
+    artifacts.extend(cfn::synth::diagram_artifacts(stacks.iter().map(MetricsStack::stack))?);
     Ok(artifacts)
+}
+
+/// Everything `synth` writes into `synth-out/` for the app.
+pub fn app_artifacts() -> Result<Vec<cfn::synth::Artifact>> {
+    artifacts(&app()?)
 }
 
 /// The JSON Schemas of the order events' details.
@@ -496,6 +619,7 @@ pub fn schema_artifacts() -> Vec<cfn::synth::Artifact> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cfn::constructs::dynamodb::Billing;
 
     #[test]
     fn schemas_are_artifacts() {
@@ -503,6 +627,61 @@ mod tests {
         assert_eq!(schemas.len(), 3);
         assert!(schemas.iter().all(|s| s.file_name.ends_with(".schema.json") && s.resources.is_none()));
         assert!(schemas[0].summary().starts_with("JSON Schema, "));
+    }
+
+    fn budget_of(stack: &MetricsStack) -> String {
+        match &stack.publish().environment()[order_events::env::WRITE_BUDGET] {
+            Expr::Literal(v) => v.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_metrics_is_given_its_share_of_the_write_capacity() {
+        let stack = metrics_stack(&Default::default()).unwrap();
+        assert_eq!(budget_of(&stack), "5");
+        assert_eq!(stack.capacity().budget.to_string(), "5");
+        // Three instances: a third each, rounded down, and said in the capacity line. A full
+        // batch at a third of the capacity needs 36 s + 3 s: the workshop's 30 s timeout is short.
+        let props = MetricsStackProps { publish_reserved_concurrency: 3, ..Default::default() };
+        let err = metrics_stack(&props).unwrap_err().to_string();
+        assert!(err.contains("takes 36.0 s at its write budget of 1.666 WCU/s"), "{err}");
+        let props =
+            MetricsStackProps { publish_reserved_concurrency: 3, publish_timeout_secs: 40, ..Default::default() };
+        let stack = metrics_stack(&props).unwrap();
+        assert_eq!(budget_of(&stack), "1.666");
+        assert!(
+            stack
+                .capacity()
+                .to_string()
+                .starts_with("capacity: 5 WCU (1.666 WCU/s for each of 3 instances), 2.80 WCU per order, 1.8 orders/s"),
+            "{}",
+            stack.capacity()
+        );
+        // On demand: nothing to share, nothing paced.
+        let props = MetricsStackProps { table_billing: Billing::OnDemand, ..Default::default() };
+        let stack = metrics_stack(&props).unwrap();
+        assert_eq!(budget_of(&stack), "unpaced");
+        assert_eq!(stack.capacity().to_string(), "capacity: on demand (writes not paced), 2.80 WCU per order");
+    }
+
+    #[test]
+    fn the_capacity_rules_name_the_prop_that_breaks_them() {
+        // A full batch at up to 6 WCU an order takes 12 s at 5 WCU/s, plus 3 s.
+        assert!(metrics_stack(&MetricsStackProps { publish_timeout_secs: 15, ..Default::default() }).is_ok());
+        let err = metrics_stack(&MetricsStackProps { publish_timeout_secs: 14, ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("lambda::Function `PublishMetrics`: Timeout = 14 is invalid"), "{err}");
+        // A peak the paced rate cannot drain before the queue-age alarm.
+        let peak = |orders| MetricsStackProps { peak: Peak { orders, drinks: 3 }, ..Default::default() };
+        assert!(metrics_stack(&peak(1607)).is_ok());
+        let err = metrics_stack(&peak(1608)).unwrap_err().to_string();
+        assert!(err.contains("peak = 1608 messages is invalid"), "{err}");
+        assert!(err.contains("queue-age") || err.contains("QueueAgeAlarm"), "{err}");
+        // A longer alarm threshold lets the same peak through.
+        let props = MetricsStackProps { oldest_message_alarm_secs: 1800, ..peak(1608) };
+        assert!(metrics_stack(&props).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn writes_synth_out_and_prints_one_line_per_file() {
     let out = synth(dir.path(), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.contains(": capacity: ")).collect();
     assert_eq!(lines.len(), 9, "{stdout}");
     for name in [
         "serverlesspresso-metrics.template.yaml",
@@ -42,8 +42,32 @@ fn writes_synth_out_and_prints_one_line_per_file() {
     // Again: every file is already current, and none is rewritten.
     let again = synth(dir.path(), &[]);
     let stdout = text(&again.stdout);
-    assert_eq!(stdout.lines().count(), 9, "{stdout}");
-    assert!(stdout.lines().all(|l| l.starts_with("unchanged synth-out/")), "{stdout}");
+    let files: Vec<&str> = stdout.lines().filter(|l| !l.contains(": capacity: ")).collect();
+    assert_eq!(files.len(), 9, "{stdout}");
+    assert!(files.iter().all(|l| l.starts_with("unchanged synth-out/")), "{stdout}");
+}
+
+#[test]
+fn prints_each_stacks_capacity_and_warns_of_throttled_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synth(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for stack in ["serverlesspresso-metrics", "serverlesspresso-metrics-standalone"] {
+        let line = format!(
+            "{stack}: capacity: 5 WCU, 2.80 WCU per order, 1.8 orders/s sustained, 500 orders drain in 4 min 40 s (queue-age alarm at 15 min)"
+        );
+        assert!(stdout.lines().any(|l| l == line), "{line}\nin\n{stdout}");
+    }
+    // Reserved concurrency 1 under the mapping's five first batches: said on stderr, once per stack.
+    let stderr = text(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].contains("`PublishMetrics` has reserved concurrency 1, below the 5 concurrent batches"),
+        "{stderr}"
+    );
+    assert!(warnings[0].contains("invocations beyond 1 are throttled"), "{stderr}");
 }
 
 #[test]

@@ -95,6 +95,8 @@ pub struct AlarmBuilder {
 #[derive(Clone, Debug)]
 pub struct Alarm {
     construct: ConstructRef,
+    metric: Metric,
+    threshold: f64,
 }
 
 impl Alarm {
@@ -103,6 +105,14 @@ impl Alarm {
 
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
+    }
+
+    pub fn metric(&self) -> &Metric {
+        &self.metric
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
     }
 }
 
@@ -235,7 +245,7 @@ impl AlarmBuilder {
             ok_actions: &self.notify,
         };
         stack.add_resource(&construct, Resource::of(&props)?);
-        Ok(Alarm { construct })
+        Ok(Alarm { construct, metric: self.metric, threshold: self.threshold })
     }
 }
 
@@ -279,11 +289,17 @@ pub struct DashboardBuilder {
 #[derive(Clone, Debug)]
 pub struct Dashboard {
     construct: ConstructRef,
+    widgets: Vec<GraphWidget>,
 }
 
 impl Dashboard {
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
+    }
+
+    /// Its graphs, in order: what a local run draws from its own series.
+    pub fn widgets(&self) -> &[GraphWidget] {
+        &self.widgets
     }
 }
 
@@ -476,7 +492,7 @@ impl DashboardBuilder {
             dashboard_name: self.name.as_deref(),
         };
         stack.add_resource(&construct, Resource::of(&props)?);
-        Ok(Dashboard { construct })
+        Ok(Dashboard { construct, widgets: self.widgets })
     }
 }
 

@@ -2,6 +2,7 @@
 //! against AWS's documented limits and renders into the [template model](crate::template).
 //! Handles returned by `build` wire constructs together and carry their grants.
 
+pub mod capacity;
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod events;
@@ -13,4 +14,4 @@ pub mod sqs;
 mod stack;
 pub mod validate;
 
-pub use stack::{Acknowledgement, ConstructRef, Stack};
+pub use stack::{Acknowledgement, ConstructRef, Stack, Warning};

@@ -38,6 +38,20 @@ pub struct Stack {
     queue_policies: BTreeMap<LogicalId, QueuePolicy>,
     grants: Vec<Grant>,
     acknowledgements: BTreeMap<LogicalId, Vec<Acknowledgement>>,
+    warnings: Vec<Warning>,
+}
+
+/// Something valid that a reader of the stack should know will happen: `synth` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub construct: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.construct, self.message)
+    }
 }
 
 /// A policy-scanner finding accepted for one resource, with the reason a reviewer reads (in the
@@ -80,11 +94,22 @@ impl Stack {
             queue_policies: BTreeMap::new(),
             grants: Vec::new(),
             acknowledgements: BTreeMap::new(),
+            warnings: Vec::new(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Records a warning about `construct`.
+    pub fn warn(&mut self, construct: &ConstructRef, message: impl Into<String>) {
+        self.warnings.push(Warning { construct: construct.to_string(), message: message.into() });
+    }
+
+    /// The warnings recorded while building, in order.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     /// Reserves `id` for a construct of `kind` declared at `location`.

@@ -433,7 +433,8 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
                 settings.consumers, settings.batch_size, settings.batching_window, args.time_scale
             );
             let store = Arc::new(DynamoStore::new(ddb.clone(), &table));
-            let consume = in_process::ConsumeOptions { settings, time_scale: args.time_scale, timeout };
+            let budget = app.capacity().budget.scaled(args.time_scale);
+            let consume = in_process::ConsumeOptions { settings, time_scale: args.time_scale, timeout, budget };
             (in_process::consume(&sqs, &queue_url, &dlq_url, store, &consume, sent, &mut progress).await?, None)
         }
     };

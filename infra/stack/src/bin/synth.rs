@@ -41,21 +41,36 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (artifacts, default_out) = match &args.env {
-        None => (metrics_stack::app_artifacts(), PathBuf::from("synth-out")),
+    let (stacks, default_out) = match &args.env {
+        None => (metrics_stack::app(), PathBuf::from("synth-out")),
         Some(env) => (
             metrics_stack::MetricsStackProps::for_environment(env, args.import_bus.as_deref())
                 .and_then(|props| metrics_stack::metrics_stack(&props))
-                .and_then(|m| cfn::synth::artifacts(&[m.into_stack()])),
+                .map(|m| vec![m]),
             Path::new("synth-out").join(env),
         ),
     };
+    let stacks = stacks.context("the stack is invalid; nothing was written")?;
+    let artifacts = match &args.env {
+        None => metrics_stack::artifacts(&stacks),
+        Some(_) => cfn::synth::artifacts(stacks.iter().map(metrics_stack::MetricsStack::stack)),
+    };
     let artifacts = artifacts.context("the stack is invalid; nothing was written")?;
+    // What each stack's capacity comes to, and what it will do that a reader should know.
+    let summarize = || {
+        for m in &stacks {
+            println!("{}: {}", m.name(), m.capacity());
+            for w in m.stack().warnings() {
+                eprintln!("warning: {}: {w}", m.name());
+            }
+        }
+    };
     let out = args.out.unwrap_or(default_out);
     if args.check {
         let stale = cfn::synth::stale(&out, &artifacts)?;
         if stale.is_empty() {
             println!("{} is up to date ({} files)", out.display(), artifacts.len());
+            summarize();
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("{} is stale:", out.display());
@@ -69,6 +84,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (w, a) in written.iter().zip(&artifacts) {
         println!("{} {} ({})", if w.unchanged { "unchanged" } else { "wrote" }, w.path.display(), a.summary());
     }
+    summarize();
     if args.render {
         for dot in written.iter().map(|w| &w.path).filter(|p| p.extension().is_some_and(|e| e == "dot")) {
             let svg = dot.with_extension("svg");

@@ -66,6 +66,15 @@ impl EventSourceMapping {
     pub const BATCHING_WINDOW_SECS: std::ops::RangeInclusive<u32> = 0..=300;
     pub const MAX_CONCURRENCY: std::ops::RangeInclusive<u32> = 2..=1_000;
 
+    /// How Lambda scales an SQS mapping's concurrent batches while messages wait (Lambda
+    /// Developer Guide, "Configuring scaling behavior for SQS event source mappings"): it starts
+    /// with five, adds up to 300 a minute, and runs at most 1,000 (or `MaximumConcurrency`).
+    /// It does not account for the function's reserved concurrency: invocations beyond it are
+    /// throttled.
+    pub const SQS_INITIAL_BATCHES: u32 = 5;
+    pub const SQS_SCALE_UP_PER_MINUTE: u32 = 300;
+    pub const SQS_MAX_BATCHES: u32 = 1_000;
+
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
     }

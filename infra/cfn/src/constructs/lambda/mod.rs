@@ -257,7 +257,21 @@ impl Function {
     }
 }
 
+/// A function's kind in the names of errors and warnings.
+const KIND: &str = "lambda::Function";
+
 impl FunctionBuilder {
+    /// How errors will name the built function (`lambda::Function \`<id>\``), for checks made
+    /// before it is built.
+    pub fn construct_name(&self) -> String {
+        format!("{KIND} `{}`", self.id)
+    }
+
+    /// The reserved concurrency it will have.
+    pub fn planned_reserved_concurrency(&self) -> Option<u32> {
+        self.reserved_concurrency
+    }
+
     /// Physical name: 1 to 64 of A-Z, a-z, 0-9, - and _. Its log group is `/aws/lambda/<name>`.
     pub fn function_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -394,7 +408,7 @@ impl FunctionBuilder {
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Function> {
         let location = Location::caller();
-        let construct = stack.claim(&self.id, "lambda::Function", location)?;
+        let construct = stack.claim(&self.id, KIND, location)?;
         self.check(&construct)?;
         let role = stack.claim(&format!("{}Role", self.id), "iam::Role", location)?;
         let log_group = {
