@@ -2,7 +2,8 @@
 //! plain HTTP (no runtime crate), whose behaviour each SQS record's body chooses:
 //! `ok`, `fail` (listed in batchItemFailures), `unknown` (lists an ID not in the batch),
 //! `garbage` (a response that is not JSON), `error` (posts an invocation error), `crash` (exits),
-//! `sleep` (runs past any timeout), `big` (a 7 MB response). Any other payload is echoed with
+//! `sleep` (runs past any timeout), `slow` (answers `ok` after a second), `big` (a 7 MB
+//! response). Any other payload is echoed with
 //! the invocation's headers and environment. `STAND_IN_INIT=error` posts `init/error` and
 //! exits; `STAND_IN_INIT=exit` exits before asking for work.
 
@@ -90,6 +91,9 @@ fn main() {
         }
         if bodies.contains(&"sleep") {
             std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        if bodies.contains(&"slow") {
+            std::thread::sleep(std::time::Duration::from_secs(1));
         }
         if bodies.contains(&"error") {
             let body = br#"{"errorType":"StandIn.Error","errorMessage":"failed on purpose"}"#;

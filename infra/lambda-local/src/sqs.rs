@@ -1,10 +1,15 @@
-//! An SQS event source mapping as Lambda runs one: pollers (one per allowed concurrent
-//! invocation) gather a batch up to the batch size or until the batching window closes, invoke
-//! the function, and delete what the response says succeeded. A failed invocation deletes
-//! nothing: its messages come back when their visibility timeout ends, and the queue's own
-//! redrive policy moves a message to the dead-letter queue after `maxReceiveCount` receives.
+//! An SQS event source mapping as Lambda runs one: pollers gather batches up to the batch size
+//! or until the batching window closes, invoke the function, and delete what the response says
+//! succeeded. The number of pollers follows Lambda's scaling, not the function's concurrency:
+//! it starts at the mapping's initial batches and grows while messages wait, up to its maximum.
+//! A batch that finds every allowed execution busy is throttled: retried with backoff until its
+//! messages' visibility timeout ends, then dropped, so they come back with their receive count
+//! up. A failed invocation deletes nothing: its messages come back when their visibility
+//! timeout ends, and the queue's own redrive policy moves a message to the dead-letter queue
+//! after `maxReceiveCount` receives.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,10 +17,23 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::function::{FunctionConfig, Instance, Outcome};
 use crate::Error;
+
+/// Concurrent executions an account may run across its functions without reserved concurrency
+/// (Lambda quotas: 1,000 per Region by default).
+pub const ACCOUNT_CONCURRENCY: u32 = 1_000;
+
+/// How the mapping scales its concurrent batches (for SQS, AWS's numbers are in the construct
+/// library: five at first, up to 300 more a minute, at most 1,000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scaling {
+    pub initial: u32,
+    pub per_minute: u32,
+    pub max: u32,
+}
 
 /// The mapping as the template configures it.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,14 +43,47 @@ pub struct SqsMapping {
     pub region: String,
     pub batch_size: u32,
     pub batching_window: Duration,
-    /// Concurrent invocations: the least of `ScalingConfig.MaximumConcurrency` and the
-    /// function's reserved concurrency. Zero runs nothing, as a throttled function.
-    pub concurrency: u32,
-    /// Overrides the queue's visibility timeout on receive (to shorten a demo); `None` keeps the
-    /// queue's, as Lambda does.
-    pub visibility_timeout: Option<Duration>,
+    pub scaling: Scaling,
+    /// `ScalingConfig.MaximumConcurrency`: at most this many batches at once.
+    pub max_concurrency: Option<u32>,
+    /// The function's reserved concurrency: invocations beyond it are throttled (`None`: the
+    /// account's unreserved concurrency). Zero stops the function: nothing is polled.
+    pub reserved_concurrency: Option<u32>,
+    /// Passed on every receive (the queue's own, or a shortened one for a demo): a throttled
+    /// batch is retried until it ends.
+    pub visibility_timeout: Duration,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
+    /// How many times faster than AWS's clock the mapping's own timings run (its scaling rate
+    /// and throttle backoff); 1.0 is AWS's.
+    pub time_scale: f64,
+}
+
+impl SqsMapping {
+    /// The most batches the mapping runs at once.
+    pub fn max_batches(&self) -> u32 {
+        self.max_concurrency.map_or(self.scaling.max, |m| m.min(self.scaling.max))
+    }
+
+    /// The batches it starts with.
+    pub fn initial_batches(&self) -> u32 {
+        self.scaling.initial.min(self.max_batches())
+    }
+}
+
+/// The next number of pollers, one second on: up by the scaling rate while batches come back
+/// full and none is throttled, down by one (not below the initial number) while some are, as
+/// Lambda "gradually backs off" a throttled mapping (AWS gives no figure for the back-off).
+pub fn next_pollers(current: u32, mapping: &SqsMapping, full_batches: u32, throttles: u32) -> u32 {
+    let (initial, max) = (mapping.initial_batches(), mapping.max_batches());
+    if throttles > 0 {
+        current.saturating_sub(1).max(initial)
+    } else if full_batches > 0 {
+        let step = (f64::from(mapping.scaling.per_minute) / 60.0).ceil() as u32;
+        current.saturating_add(step).min(max)
+    } else {
+        current
+    }
 }
 
 /// What the mapping does with a batch after the invocation.
@@ -130,41 +181,98 @@ pub struct MappingStats {
     pub returned: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// Invocations refused because every execution the function may run was busy.
+    pub throttles: u64,
+    /// Batches throttled until their visibility timeout ended, and dropped: their messages
+    /// come back with their receive count up.
+    pub expired_batches: u64,
     /// Deletes SQS refused (a receipt handle that expired while the function ran): those
     /// messages come back and are delivered again.
     pub delete_failures: u64,
+    /// The highest `ApproximateReceiveCount` of any message received.
+    pub max_receive_count: u64,
+    /// Pollers running now, and invocations running now.
+    pub pollers: u32,
+    pub running: u32,
+    /// The most invocations running at once since [`MappingStats::take_peak`] last read it.
+    pub peak_running: u32,
+    /// SQS calls that failed and were retried, with the last failure.
+    pub sqs_errors: u64,
+    pub last_sqs_error: Option<String>,
     pub batches: Vec<Batch>,
+}
+
+impl MappingStats {
+    /// The most invocations running at once since the last call, and starts counting again
+    /// from those running now (CloudWatch's `ConcurrentExecutions`, maximum per period).
+    pub fn take_peak(&mut self) -> u32 {
+        std::mem::replace(&mut self.peak_running, self.running)
+    }
 }
 
 impl std::fmt::Display for MappingStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "invocations {} (cold {}) | errors {} | timeouts {} | records {} | deleted {} | returned {}",
-            self.invocations, self.cold_starts, self.errors, self.timeouts, self.records, self.deleted, self.returned
+            "invocations {} (cold {}) | errors {} | timeouts {} | throttles {} | records {} | deleted {} | returned {}",
+            self.invocations,
+            self.cold_starts,
+            self.errors,
+            self.timeouts,
+            self.throttles,
+            self.records,
+            self.deleted,
+            self.returned
         )
     }
 }
 
-/// Polls the queue with `mapping.concurrency` pollers, each with its own environment of
-/// `function`, until `stop` turns true; a batch being gathered or run is finished first.
+/// Polls the queue as Lambda's mapping does until `stop` turns true (a batch being gathered or
+/// run is finished first), with the function's environments reused across invocations.
 pub async fn run(
     sqs: aws_sdk_sqs::Client,
     mapping: SqsMapping,
     function: Arc<FunctionConfig>,
     stats: Arc<Mutex<MappingStats>>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
+    if mapping.reserved_concurrency == Some(0) {
+        return Ok(());
+    }
+    let slots = mapping.reserved_concurrency.unwrap_or(ACCOUNT_CONCURRENCY) as usize;
+    let shared = Arc::new(Shared {
+        sqs,
+        function: function.clone(),
+        stats,
+        slots: Semaphore::new(slots),
+        idle: Mutex::new(Vec::new()),
+        environments: AtomicUsize::new(0),
+        signals: Mutex::new(Signals::default()),
+        mapping,
+    });
+    let (target, targets) = watch::channel(shared.mapping.initial_batches());
     let mut pollers = tokio::task::JoinSet::new();
-    for index in 0..mapping.concurrency {
-        let poller = Poller {
-            sqs: sqs.clone(),
-            mapping: mapping.clone(),
-            instance: Instance::new(function.clone(), index as usize),
-            stats: stats.clone(),
-            stop: stop.clone(),
-        };
-        pollers.spawn(poller.run());
+    let mut spawned = 0;
+    let tick = Duration::from_secs(1).mul_f64(shared.mapping.time_scale);
+    loop {
+        let want = *target.borrow();
+        while spawned < want {
+            let poller = Poller { shared: shared.clone(), index: spawned, target: targets.clone(), stop: stop.clone() };
+            pollers.spawn(poller.run());
+            spawned += 1;
+        }
+        shared.stats().pollers = want.min(spawned);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let signals = std::mem::take(&mut *shared.signals.lock().unwrap_or_else(|p| p.into_inner()));
+        let next = next_pollers(want, &shared.mapping, signals.full_batches, signals.throttles);
+        // Pollers above the target finish their batch and stop; new ones are spawned above.
+        if next < spawned {
+            spawned = next;
+        }
+        let _ = target.send(next);
     }
     let mut first_error = None;
     while let Some(done) = pollers.join_next().await {
@@ -173,7 +281,53 @@ pub async fn run(
             first_error.get_or_insert(e);
         }
     }
+    let idle = std::mem::take(&mut *shared.idle.lock().unwrap_or_else(|p| p.into_inner()));
+    for mut instance in idle {
+        instance.shutdown().await;
+    }
+    shared.stats().pollers = 0;
     first_error.map_or(Ok(()), Err)
+}
+
+/// What the pollers share: the queue, the function's allowed executions and its idle
+/// environments, the stats, and what the scaler reads each second.
+struct Shared {
+    sqs: aws_sdk_sqs::Client,
+    mapping: SqsMapping,
+    function: Arc<FunctionConfig>,
+    stats: Arc<Mutex<MappingStats>>,
+    /// One permit per execution the function may run at once.
+    slots: Semaphore,
+    idle: Mutex<Vec<Instance>>,
+    environments: AtomicUsize,
+    signals: Mutex<Signals>,
+}
+
+/// What happened since the scaler's last look.
+#[derive(Default)]
+struct Signals {
+    full_batches: u32,
+    throttles: u32,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, MappingStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn signal(&self, f: impl FnOnce(&mut Signals)) {
+        f(&mut self.signals.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// An idle environment, or a new one (a cold start on its first invocation).
+    fn environment(&self) -> Instance {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        idle.unwrap_or_else(|| Instance::new(self.function.clone(), self.environments.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn release(&self, instance: Instance) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(instance);
+    }
 }
 
 /// The event Lambda passes for `messages` received from the queue `queue_arn`.
@@ -227,10 +381,9 @@ pub async fn delete(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[&Mes
 }
 
 struct Poller {
-    sqs: aws_sdk_sqs::Client,
-    mapping: SqsMapping,
-    instance: Instance,
-    stats: Arc<Mutex<MappingStats>>,
+    shared: Arc<Shared>,
+    index: u32,
+    target: watch::Receiver<u32>,
     stop: watch::Receiver<bool>,
 }
 
@@ -244,31 +397,78 @@ fn sqs_error(action: &'static str, queue: &str, e: impl std::error::Error) -> Er
     Error::Sqs { action, queue: queue.to_owned(), message }
 }
 
+/// First retry of a throttled batch, and the longest wait between retries (AWS documents only
+/// that Lambda backs off gradually).
+const THROTTLE_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(5));
+
 impl Poller {
-    async fn run(mut self) -> Result<(), Error> {
-        let result = self.poll().await;
-        self.instance.shutdown().await;
-        result
-    }
-
     fn stopping(&self) -> bool {
-        *self.stop.borrow()
+        *self.stop.borrow() || self.index >= *self.target.borrow()
     }
 
-    async fn poll(&mut self) -> Result<(), Error> {
+    async fn run(self) -> Result<(), Error> {
+        let mut failures = 0u32;
         while !self.stopping() {
-            let (messages, gathered) = self.gather().await?;
-            if messages.is_empty() {
-                continue;
+            let gathered = match self.gather().await {
+                Ok(g) => {
+                    failures = 0;
+                    g
+                }
+                Err(e) => {
+                    // SQS errors are retried with backoff: one failed call does not end the run.
+                    failures += 1;
+                    {
+                        let mut stats = self.shared.stats();
+                        stats.sqs_errors += 1;
+                        stats.last_sqs_error = Some(e.to_string());
+                    }
+                    let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
+                    tokio::time::sleep(wait.mul_f64(self.shared.mapping.time_scale)).await;
+                    continue;
+                }
+            };
+            let Some((messages, gathered, first_receive)) = gathered else { continue };
+            if messages.len() == self.shared.mapping.batch_size as usize {
+                self.shared.signal(|s| s.full_batches += 1);
             }
-            self.invoke(messages, gathered).await?;
+            let expires = first_receive + self.shared.mapping.visibility_timeout;
+            let Some(slot) = self.slot(expires).await else {
+                // Dropped: the messages come back when their visibility timeout ends.
+                self.shared.stats().expired_batches += 1;
+                continue;
+            };
+            let instance = self.shared.environment();
+            let result = self.invoke(instance, messages, gathered).await;
+            drop(slot);
+            result?;
         }
         Ok(())
     }
 
-    /// Receives until the batch is full or the window (from the first message) closes.
-    async fn gather(&mut self) -> Result<(Vec<Message>, Duration), Error> {
-        let m = &self.mapping;
+    /// A permit to run the function, retrying with backoff while every allowed execution is
+    /// busy, until the batch's visibility timeout would end first (`None`).
+    async fn slot(&self, expires: Instant) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let scale = self.shared.mapping.time_scale;
+        let mut backoff = THROTTLE_BACKOFF.0.mul_f64(scale);
+        loop {
+            if let Ok(permit) = self.shared.slots.try_acquire() {
+                return Some(permit);
+            }
+            self.shared.stats().throttles += 1;
+            self.shared.signal(|s| s.throttles += 1);
+            if Instant::now() + backoff >= expires {
+                return None;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(THROTTLE_BACKOFF.1.mul_f64(scale));
+        }
+    }
+
+    /// Receives until the batch is full or the window (from the first message) closes; the
+    /// batch, how long it took, and when its first message was received (its visibility
+    /// timeout runs from there). `None` when nothing came.
+    async fn gather(&self) -> Result<Option<(Vec<Message>, Duration, Instant)>, Error> {
+        let m = &self.shared.mapping;
         let mut messages: Vec<Message> = Vec::new();
         let mut first: Option<Instant> = None;
         while messages.len() < m.batch_size as usize {
@@ -281,22 +481,33 @@ impl Poller {
                 None => 1,
                 Some(t) => m.batching_window.saturating_sub(t.elapsed()).as_secs().clamp(0, 1) as i32,
             };
+            let started = Instant::now();
             let out = self
+                .shared
                 .sqs
                 .receive_message()
                 .queue_url(&m.queue_url)
                 .max_number_of_messages(left.min(10) as i32)
                 .wait_time_seconds(wait)
-                .set_visibility_timeout(m.visibility_timeout.map(|v| (v.as_secs_f64().ceil() as i32).max(1)))
+                .visibility_timeout((m.visibility_timeout.as_secs_f64().ceil() as i32).max(1))
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
                 .send()
                 .await
                 .map_err(|e| sqs_error("ReceiveMessage", &m.queue_url, e))?;
             if !out.messages().is_empty() {
-                first.get_or_insert_with(Instant::now);
+                first.get_or_insert(started);
             }
             for m in out.messages() {
+                let receives = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(1);
+                {
+                    let mut stats = self.shared.stats();
+                    stats.max_receive_count = stats.max_receive_count.max(receives);
+                }
                 // Received again within one window (its visibility timeout is shorter than the
                 // window): one record, with the newest receipt handle, the only one still valid.
                 match messages.iter_mut().find(|k| k.message_id() == m.message_id()) {
@@ -309,15 +520,23 @@ impl Poller {
                 _ => {}
             }
         }
-        Ok((messages, first.map_or(Duration::ZERO, |t| t.elapsed())))
+        Ok(first.map(|t| (messages, t.elapsed(), t)))
     }
 
-    async fn invoke(&mut self, messages: Vec<Message>, gathered: Duration) -> Result<(), Error> {
+    async fn invoke(&self, mut instance: Instance, messages: Vec<Message>, gathered: Duration) -> Result<(), Error> {
+        let m = &self.shared.mapping;
         let ids: Vec<String> = messages.iter().map(|m| m.message_id().unwrap_or_default().to_owned()).collect();
-        let payload =
-            serde_json::to_vec(&event(&messages, &self.mapping.queue_arn, &self.mapping.region)).unwrap_or_default();
-        let invocation = self.instance.invoke(Bytes::from(payload)).await?;
-        let settlement = settle(&invocation.outcome, &ids, self.mapping.report_batch_item_failures);
+        let payload = serde_json::to_vec(&event(&messages, &m.queue_arn, &m.region)).unwrap_or_default();
+        {
+            let mut stats = self.shared.stats();
+            stats.running += 1;
+            stats.peak_running = stats.peak_running.max(stats.running);
+        }
+        let invoked = instance.invoke(Bytes::from(payload)).await;
+        self.shared.stats().running -= 1;
+        self.shared.release(instance);
+        let invocation = invoked?;
+        let settlement = settle(&invocation.outcome, &ids, m.report_batch_item_failures);
         let to_delete: Vec<&Message> = match &settlement {
             Settlement::DeleteAll => messages.iter().collect(),
             Settlement::Keep(keep) => {
@@ -325,7 +544,16 @@ impl Poller {
             }
             Settlement::ReturnAll(_) => Vec::new(),
         };
-        let delete_failures = delete(&self.sqs, &self.mapping.queue_url, &to_delete).await?;
+        // A failed delete call leaves the messages to come back after their visibility timeout.
+        let delete_failures = match delete(&self.shared.sqs, &m.queue_url, &to_delete).await {
+            Ok(n) => n,
+            Err(e) => {
+                let mut stats = self.shared.stats();
+                stats.sqs_errors += 1;
+                stats.last_sqs_error = Some(e.to_string());
+                to_delete.len()
+            }
+        };
         let outcome = match (&invocation.outcome, &settlement) {
             (Outcome::Response(_), Settlement::DeleteAll) => BatchOutcome::Succeeded,
             (Outcome::Response(_), Settlement::Keep(_)) => BatchOutcome::Partial,
@@ -335,7 +563,7 @@ impl Poller {
             (Outcome::Timeout(_), _) => BatchOutcome::Timeout,
             (Outcome::Crashed(_), _) => BatchOutcome::Crashed,
         };
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = self.shared.stats();
         stats.invocations += 1;
         stats.cold_starts += u64::from(invocation.cold_start);
         stats.records += messages.len() as u64;
@@ -359,6 +587,52 @@ impl Poller {
 mod tests {
     use super::*;
     use crate::FunctionError;
+
+    fn aws(max_concurrency: Option<u32>) -> SqsMapping {
+        SqsMapping {
+            queue_url: String::new(),
+            queue_arn: String::new(),
+            region: String::new(),
+            batch_size: 10,
+            batching_window: Duration::ZERO,
+            scaling: Scaling { initial: 5, per_minute: 300, max: 1000 },
+            max_concurrency,
+            reserved_concurrency: Some(1),
+            visibility_timeout: Duration::from_secs(210),
+            report_batch_item_failures: true,
+            time_scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn pollers_start_at_five_whatever_the_reserved_concurrency_and_grow_while_batches_come_full() {
+        let m = aws(None);
+        assert_eq!((m.initial_batches(), m.max_batches()), (5, 1000));
+        // 300 a minute: 5 more each second while batches come back full and none is throttled.
+        assert_eq!(next_pollers(5, &m, 3, 0), 10);
+        assert_eq!(next_pollers(998, &m, 3, 0), 1000);
+        assert_eq!(next_pollers(10, &m, 0, 0), 10, "no full batch: no more pollers");
+        // Throttled: back off by one, never under the initial five.
+        assert_eq!(next_pollers(10, &m, 3, 2), 9);
+        assert_eq!(next_pollers(5, &m, 3, 2), 5);
+    }
+
+    #[test]
+    fn maximum_concurrency_bounds_the_pollers_from_the_start() {
+        let m = aws(Some(2));
+        assert_eq!((m.initial_batches(), m.max_batches()), (2, 2));
+        assert_eq!(next_pollers(2, &m, 5, 0), 2);
+        let m = aws(Some(7));
+        assert_eq!((m.initial_batches(), m.max_batches()), (5, 7));
+        assert_eq!(next_pollers(5, &m, 1, 0), 7);
+    }
+
+    #[test]
+    fn the_peak_is_read_and_restarts_from_what_runs_now() {
+        let mut s = MappingStats { running: 1, peak_running: 3, ..Default::default() };
+        assert_eq!(s.take_peak(), 3);
+        assert_eq!(s.take_peak(), 1);
+    }
 
     fn ids() -> Vec<String> {
         vec!["a".into(), "b".into(), "c".into()]

@@ -1,12 +1,14 @@
 //! The SQS event source mapping on moto's SQS, with the stand-in function: which messages a
-//! batch response deletes, which come back, concurrency zero, batch size and window, and a
-//! poison message's way to the dead-letter queue while the rest are processed.
+//! batch response deletes, which come back, reserved concurrency zero, batch size and window, a
+//! poison message's way to the dead-letter queue while the rest are processed, and Lambda's
+//! scaling: five pollers whatever the reserved concurrency, throttles retried until the
+//! visibility timeout, and more pollers while batches come back full.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use lambda_local::sqs::{self, BatchOutcome, MappingStats, SqsMapping};
+use lambda_local::sqs::{self, BatchOutcome, MappingStats, Scaling, SqsMapping};
 use lambda_local::FunctionConfig;
 use test_support::moto::Moto;
 
@@ -72,16 +74,30 @@ fn function(timeout: Duration) -> Arc<FunctionConfig> {
     })
 }
 
-fn mapping(q: &Queue, batch_size: u32, window_secs: u64, concurrency: u32) -> SqsMapping {
+/// A mapping of exactly `pollers` pollers (no scaling) and no reserved concurrency.
+fn mapping(q: &Queue, batch_size: u32, window_secs: u64, pollers: u32) -> SqsMapping {
     SqsMapping {
         queue_url: q.url.clone(),
         queue_arn: q.arn.clone(),
         region: "us-east-1".into(),
         batch_size,
         batching_window: Duration::from_secs(window_secs),
-        concurrency,
-        visibility_timeout: Some(Duration::from_secs(3)),
+        scaling: Scaling { initial: pollers, per_minute: 0, max: pollers },
+        max_concurrency: None,
+        reserved_concurrency: None,
+        visibility_timeout: Duration::from_secs(3),
         report_batch_item_failures: true,
+        time_scale: 1.0,
+    }
+}
+
+/// AWS's scaling (five batches at first, 300 more a minute), with `reserved` concurrency.
+fn aws_mapping(q: &Queue, batch_size: u32, reserved: Option<u32>, visibility_secs: u64) -> SqsMapping {
+    SqsMapping {
+        scaling: Scaling { initial: 5, per_minute: 300, max: 1000 },
+        reserved_concurrency: reserved,
+        visibility_timeout: Duration::from_secs(visibility_secs),
+        ..mapping(q, batch_size, 0, 5)
     }
 }
 
@@ -165,14 +181,13 @@ async fn an_unusable_response_an_error_a_crash_and_a_timeout_each_return_the_who
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrency_zero_runs_nothing() {
+async fn reserved_concurrency_zero_runs_nothing() {
     let moto = Moto::start();
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let q = queue(&sqs, "throttled", None).await;
     send(&sqs, &q, &["ok", "ok", "ok"]).await;
-    let stats =
-        run_until(&sqs, mapping(&q, 10, 0, 0), function(Duration::from_secs(5)), Duration::from_secs(3), |_| false)
-            .await;
+    let m = SqsMapping { reserved_concurrency: Some(0), ..mapping(&q, 10, 0, 5) };
+    let stats = run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(3), |_| false).await;
     assert_eq!(stats, MappingStats::default());
     let out = sqs
         .get_queue_attributes()
@@ -231,9 +246,87 @@ async fn a_message_received_again_within_the_window_is_one_record() {
     let q = queue(&sqs, "redelivered", None).await;
     send(&sqs, &q, &["ok"]).await;
     // Visible again after 1 s while the 3 s window is still gathering: SQS delivers it twice.
-    let m = SqsMapping { visibility_timeout: Some(Duration::from_secs(1)), ..mapping(&q, 10, 3, 1) };
+    let m = SqsMapping { visibility_timeout: Duration::from_secs(1), ..mapping(&q, 10, 3, 1) };
     let stats =
         run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(20), |s| s.invocations >= 1).await;
     assert_eq!((stats.batches[0].records, stats.batches[0].deleted), (1, 1), "{stats:?}");
     assert_eq!(stats.delete_failures, 0, "deleted with the newest receipt handle: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_pollers_run_one_execution_at_a_time_and_the_rest_are_throttled_then_retried() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "reserved-one", None).await;
+    send(&sqs, &q, &["slow"; 8]).await;
+    // Batches of one: the five first pollers each take a message; one runs (a second each).
+    let stats = Arc::new(Mutex::new(MappingStats::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let m = aws_mapping(&q, 1, Some(1), 60);
+    let task = tokio::spawn(sqs::run(sqs.clone(), m, function(Duration::from_secs(5)), stats.clone(), stopped));
+    let started = Instant::now();
+    let mut peaks = Vec::new();
+    while stats.lock().unwrap().deleted < 8 && started.elapsed() < Duration::from_secs(40) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut s = stats.lock().unwrap();
+        peaks.push((s.pollers, s.take_peak()));
+    }
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    let s = stats.lock().unwrap().clone();
+    assert_eq!((s.deleted, s.invocations), (8, 8), "{s:?}");
+    assert!(s.throttles > 0, "pollers beyond the reserved concurrency are throttled: {s:?}");
+    assert!(peaks.iter().all(|(_, running)| *running <= 1), "never more than one execution: {peaks:?}");
+    assert!(peaks.iter().any(|(pollers, _)| *pollers >= 5), "five pollers at least: {peaks:?}");
+    assert_eq!(s.expired_batches, 0, "every throttled batch got its turn within 60 s: {s:?}");
+    assert_eq!(s.cold_starts, 1, "one environment, reused: {s:?}");
+    assert_eq!(s.max_receive_count, 1, "{s:?}");
+    assert!(remaining(&sqs, &q.url).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_throttled_past_its_visibility_timeout_comes_back_with_its_receive_count_up() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "expiring", None).await;
+    send(&sqs, &q, &["slow"; 6]).await;
+    // Each execution takes a second; a throttled batch waits at most 2 s before its messages
+    // become visible again, so some are received twice or more.
+    let stats = run_until(
+        &sqs,
+        aws_mapping(&q, 1, Some(1), 2),
+        function(Duration::from_secs(5)),
+        Duration::from_secs(60),
+        |s| s.deleted >= 6,
+    )
+    .await;
+    assert_eq!(stats.deleted, 6, "{stats:?}");
+    assert!(stats.expired_batches > 0, "{stats:?}");
+    assert!(stats.max_receive_count >= 2, "{stats:?}");
+    assert!(stats.records >= 6, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pollers_grow_while_batches_come_back_full_when_nothing_throttles() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "scaling", None).await;
+    send(&sqs, &q, &["slow"; 40]).await;
+    // No reserved concurrency: two pollers at first, two more a second, at most six.
+    let m = SqsMapping { scaling: Scaling { initial: 2, per_minute: 120, max: 6 }, ..aws_mapping(&q, 1, None, 30) };
+    let stats = Arc::new(Mutex::new(MappingStats::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sqs::run(sqs.clone(), m, function(Duration::from_secs(5)), stats.clone(), stopped));
+    let started = Instant::now();
+    let mut most = 0;
+    while stats.lock().unwrap().deleted < 40 && started.elapsed() < Duration::from_secs(40) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        most = most.max(stats.lock().unwrap().take_peak());
+    }
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    let s = stats.lock().unwrap().clone();
+    assert_eq!(s.deleted, 40, "{s:?}");
+    assert_eq!(s.throttles, 0, "{s:?}");
+    assert!(most > 2 && most <= 6, "scaled up from 2, never past 6: {most}");
 }

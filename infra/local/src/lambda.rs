@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cfn::constructs::lambda::{Code, EventSourceMapping, Function};
 use cfn::template::{Expr, Pseudo};
-use lambda_local::sqs::{MappingStats, SqsMapping};
+use lambda_local::sqs::{MappingStats, Scaling, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
 use super::{mapping_settings, until_drained, Drain, Invocations, LocalError, Standing, Tally};
@@ -146,10 +146,16 @@ pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws
         region: aws.region.clone(),
         batch_size: settings.batch_size,
         batching_window: settings.batching_window.mul_f64(time_scale),
-        concurrency: settings.consumers,
-        visibility_timeout: (time_scale != 1.0)
-            .then(|| Duration::from_secs(u64::from(settings.visibility_timeout_secs)).mul_f64(time_scale)),
+        scaling: Scaling {
+            initial: EventSourceMapping::SQS_INITIAL_BATCHES,
+            per_minute: EventSourceMapping::SQS_SCALE_UP_PER_MINUTE,
+            max: EventSourceMapping::SQS_MAX_BATCHES,
+        },
+        max_concurrency: mapping.max_concurrency(),
+        reserved_concurrency: mapping.function().reserved_concurrency(),
+        visibility_timeout: Duration::from_secs(u64::from(settings.visibility_timeout_secs)).mul_f64(time_scale),
         report_batch_item_failures: mapping.reports_batch_item_failures(),
+        time_scale,
     }
 }
 
@@ -188,13 +194,13 @@ pub async fn consume(
     let stats = Arc::new(Mutex::new(MappingStats::default()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let queue_url = mapping.queue_url.clone();
-    let pollers = mapping.concurrency;
+    let pollers = mapping.reserved_concurrency != Some(0);
     let task = tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, function, stats.clone(), stopped));
     let snapshot = || {
         let s = stats.lock().map(|s| invocations(&s)).unwrap_or_default();
         (tally.lock().map(|t| t.clone()).unwrap_or_default(), Some(s))
     };
-    let stopped_early = || pollers > 0 && task.is_finished();
+    let stopped_early = || pollers && task.is_finished();
     let drain = Drain { sqs, queue_url: &queue_url, dlq_url, timeout, sent };
     let drained = until_drained(drain, progress, &snapshot, &stopped_early).await;
     let _ = stop.send(true);
@@ -324,12 +330,13 @@ mod tests {
         let url = "http://127.0.0.1:5000/123456789012/MetricsQueue";
         let m = sqs_mapping(app.mapping(), url, &aws(), 1.0);
         assert_eq!(m.queue_arn, "arn:aws:sqs:eu-west-1:123456789012:MetricsQueue");
-        assert_eq!((m.batch_size, m.batching_window, m.concurrency), (10, Duration::from_secs(30), 1));
-        assert_eq!(m.visibility_timeout, None, "the queue's own, as Lambda");
+        assert_eq!((m.batch_size, m.batching_window, m.reserved_concurrency), (10, Duration::from_secs(30), Some(1)));
+        assert_eq!(m.visibility_timeout, Duration::from_secs(210), "the queue's own");
+        assert_eq!((m.initial_batches(), m.max_batches()), (5, 1000), "AWS's scaling, not the reserved concurrency");
         assert!(m.report_batch_item_failures);
         let fast = sqs_mapping(app.mapping(), url, &aws(), 0.1);
         assert_eq!(fast.batching_window, Duration::from_secs(3));
-        assert_eq!(fast.visibility_timeout, Some(Duration::from_secs(21)));
+        assert_eq!(fast.visibility_timeout, Duration::from_secs(21));
     }
 
     #[test]

@@ -413,9 +413,10 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
         Some(dir) => {
             let mapping = real::sqs_mapping(app.mapping(), &queue_url, &env.aws, args.time_scale);
             println!(
-                "PublishMetrics ({}): {} concurrent, batches of {}, window {:?}, ReportBatchItemFailures {}",
+                "PublishMetrics ({}): reserved concurrency {:?}, {} pollers at first, batches of {}, window {:?}, ReportBatchItemFailures {}",
                 real::binary_of(app.publish(), dir)?.display(),
-                mapping.concurrency,
+                mapping.reserved_concurrency,
+                mapping.initial_batches(),
                 mapping.batch_size,
                 mapping.batching_window,
                 mapping.report_batch_item_failures
