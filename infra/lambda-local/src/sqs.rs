@@ -199,10 +199,27 @@ pub struct MappingStats {
     /// SQS calls that failed and were retried, with the last failure.
     pub sqs_errors: u64,
     pub last_sqs_error: Option<String>,
+    /// When each message received and not yet deleted was sent (`SentTimestamp`, ms since the
+    /// epoch), by message ID; and the latest such time seen.
+    pub undeleted_sent_ms: std::collections::BTreeMap<String, u64>,
+    pub newest_sent_ms: u64,
     pub batches: Vec<Batch>,
 }
 
 impl MappingStats {
+    /// When the oldest message not yet deleted was sent, as far as the pollers know: the
+    /// oldest they received and did not delete, or, when messages `wait` that none has
+    /// received yet, no older than the newest they have seen (SQS hands out a standard queue
+    /// roughly oldest first). SQS's own `ApproximateAgeOfOldestMessage` is a CloudWatch metric
+    /// no local endpoint computes.
+    pub fn oldest_sent_ms(&self, waiting: bool) -> Option<u64> {
+        match self.undeleted_sent_ms.values().min() {
+            Some(oldest) => Some(*oldest),
+            None if waiting && self.newest_sent_ms > 0 => Some(self.newest_sent_ms),
+            None => None,
+        }
+    }
+
     /// The most invocations running at once since the last call, and starts counting again
     /// from those running now (CloudWatch's `ConcurrentExecutions`, maximum per period).
     pub fn take_peak(&mut self) -> u32 {
@@ -499,14 +516,19 @@ impl Poller {
                 first.get_or_insert(started);
             }
             for m in out.messages() {
-                let receives = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(1);
+                let attribute = |name: &MessageSystemAttributeName| {
+                    m.attributes().and_then(|a| a.get(name)).and_then(|n| n.parse::<u64>().ok())
+                };
+                let receives = attribute(&MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(1);
                 {
                     let mut stats = self.shared.stats();
                     stats.max_receive_count = stats.max_receive_count.max(receives);
+                    if let (Some(id), Some(sent)) =
+                        (m.message_id(), attribute(&MessageSystemAttributeName::SentTimestamp))
+                    {
+                        stats.undeleted_sent_ms.insert(id.to_owned(), sent);
+                        stats.newest_sent_ms = stats.newest_sent_ms.max(sent);
+                    }
                 }
                 // Received again within one window (its visibility timeout is shorter than the
                 // window): one record, with the newest receipt handle, the only one still valid.
@@ -564,6 +586,11 @@ impl Poller {
             (Outcome::Crashed(_), _) => BatchOutcome::Crashed,
         };
         let mut stats = self.shared.stats();
+        for m in &to_delete {
+            if let Some(id) = m.message_id() {
+                stats.undeleted_sent_ms.remove(id);
+            }
+        }
         stats.invocations += 1;
         stats.cold_starts += u64::from(invocation.cold_start);
         stats.records += messages.len() as u64;
@@ -625,6 +652,19 @@ mod tests {
         let m = aws(Some(7));
         assert_eq!((m.initial_batches(), m.max_batches()), (5, 7));
         assert_eq!(next_pollers(5, &m, 1, 0), 7);
+    }
+
+    #[test]
+    fn the_oldest_message_is_the_oldest_undeleted_one_or_newer_than_all_seen() {
+        let mut s = MappingStats::default();
+        assert_eq!(s.oldest_sent_ms(true), None, "nothing seen yet");
+        s.undeleted_sent_ms.insert("a".into(), 2_000);
+        s.undeleted_sent_ms.insert("b".into(), 1_000);
+        s.newest_sent_ms = 2_000;
+        assert_eq!(s.oldest_sent_ms(false), Some(1_000));
+        s.undeleted_sent_ms.clear();
+        assert_eq!(s.oldest_sent_ms(true), Some(2_000), "waiting messages, none received");
+        assert_eq!(s.oldest_sent_ms(false), None, "an empty queue has no oldest message");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum LocalError {
     LoadTest(String),
     #[error("building the handlers for this machine failed: {0}")]
     Build(String),
+    /// The DynamoDB throughput proxy could not start.
+    #[error("the DynamoDB throughput proxy: {0}")]
+    Throughput(String),
 }
 
 /// Maps an SDK error to [`LocalError::Aws`], read as every deploy error is ([`deploy::error::sdk`]).

@@ -6,6 +6,7 @@
 mod error;
 pub mod in_process;
 pub mod lambda;
+pub mod throughput;
 
 use error::aws;
 pub use error::LocalError;

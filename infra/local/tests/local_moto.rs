@@ -289,3 +289,91 @@ fn with_stdin(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// The throughput proxy in front of moto, called with the real DynamoDB client: a write the
+/// empty bucket cannot pay for is refused as DynamoDB refuses it (and the handler reads it as a
+/// throttle), capacity accrues at the provisioned rate, a failed condition is charged, and
+/// reads pass through unmetered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_throughput_proxy_meters_and_throttles_writes_as_dynamodb_does() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use local::throughput::{Burst, Provisioned, Throughput};
+    use publish_metrics::{Chunk, DynamoStore, Pending, Store, WriteError};
+
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let direct = aws_sdk_dynamodb::Client::new(&config);
+    let table = "metered";
+    support::aws::create_metrics_table(&direct, table).await;
+    let proxy = Throughput::start(&moto.endpoint, &[Provisioned { table: table.into(), wcu: 5 }], 1.0, Burst::Empty)
+        .await
+        .unwrap();
+    let via = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .endpoint_url(&proxy.endpoint)
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let store = DynamoStore::new(
+        publish_metrics::client(
+            &aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(&proxy.endpoint)
+                .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                    aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"),
+                ))
+                .http_client(deploy::https_client())
+                .build(),
+        ),
+        table,
+    );
+    let order = |id: &str| {
+        let event =
+            order_events::OrderEvent::from_body(&event(id, "Latte"), "2024-05-02T00:00:00Z".parse().unwrap()).unwrap();
+        Chunk::new(vec![Pending { event, message_id: format!("m-{id}") }])
+    };
+
+    // Empty at the start: a transaction of 3 items (6 WCU) is refused, nothing reaches moto.
+    let refused = store.write(&order("a")).await.unwrap_err();
+    assert!(
+        matches!(refused, WriteError::Throttled(ref m) if m.contains("ProvisionedThroughputExceeded")),
+        "{refused:?}"
+    );
+    assert!(support::aws::counters(&direct, table).await.is_empty());
+    // 6 WCU accrue in 1.2 s at 5 WCU/s.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(store.write(&order("a")).await.unwrap(), 6);
+    // At once, a single write of a 20 KB item (20 WCU) the bucket cannot pay for: DynamoDB's own
+    // exception.
+    let put = via
+        .put_item()
+        .table_name(table)
+        .item("PK", AttributeValue::S("x".into()))
+        .item("SK", AttributeValue::S("y".into()))
+        .item("blob", AttributeValue::S("z".repeat(20 * 1024 - 10)))
+        .send()
+        .await
+        .unwrap_err();
+    let put = put.into_service_error();
+    assert!(put.is_provisioned_throughput_exceeded_exception(), "{put:?}");
+    // The same order again: its condition fails, and that is charged too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = store.write(&order("a")).await.unwrap_err();
+    assert!(matches!(again, WriteError::AlreadyCounted(_)), "{again:?}");
+    // Reads pass through, unmetered.
+    let read = via.scan().table_name(table).send().await.unwrap();
+    assert_eq!(read.count(), 3, "a dedupe record and two counters: {read:?}");
+
+    let ledger = proxy.ledger();
+    let summary: Vec<(u64, bool, &str)> = ledger.iter().map(|c| (c.wcu, c.throttled, c.operation)).collect();
+    assert_eq!(
+        summary,
+        [
+            (6, true, "TransactWriteItems"),
+            (6, false, "TransactWriteItems"),
+            (20, true, "PutItem"),
+            (6, false, "TransactWriteItems")
+        ]
+    );
+}
