@@ -38,6 +38,15 @@ pub enum LocalError {
     LoadTest(String),
     #[error("building the handlers for this machine failed: {0}")]
     Build(String),
+    #[error("the local deploy did not succeed: {0}")]
+    Deployed(String),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot draw the graphs: {0}")]
+    Graph(String),
+    /// The table's counters could not be read.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     /// The DynamoDB throughput proxy could not start.
     #[error("the DynamoDB throughput proxy: {0}")]
     Throughput(String),

@@ -1,6 +1,6 @@
 //! The fast mode: PublishMetrics' logic consumes the queue in this process under the mapping's
 //! settings (batch size, batching window, concurrency), deleting only what succeeded. No
-//! process, no Runtime API: used by tests that inject faults into the store.
+//! process, no Runtime API, no Lambda scaling: used by tests that inject faults into the store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use order_events::capacity::WriteBudget;
 use publish_metrics::{process, Invocation, Pacer, RetryPolicy, Spacing, Store};
 
 use super::error::aws;
-use super::{until_drained, Drain, LocalError, MappingSettings, Standing, Tally};
+use super::{until_drained, Drain, LocalError, MappingSettings, OncePerSecond, Standing, Tally};
 
 /// How a local run consumes the queue.
 #[derive(Clone, Debug)]
@@ -75,17 +75,71 @@ async fn consumer<S: Store + Send + Sync + 'static>(
         t.batches += 1;
         t.counted += outcome.counted;
         t.duplicates += outcome.duplicates;
-        t.failures += failed.len();
+        t.bad += outcome.bad.len();
+        t.failed += outcome.failed.len();
         t.transactions += outcome.transactions.len();
         t.transaction_items += outcome.transactions.iter().sum::<usize>();
         t.wcu += outcome.wcu;
+        t.throttled_writes += outcome.throttled as u64;
+        t.pacing_wait_ms += outcome.paced.as_millis() as u64;
     }
     Ok(())
 }
 
-/// Consumes `queue_url` with `options.settings.consumers` consumers until `expected` events are
-/// accounted for (counted, or in the dead-letter queue) and the queue is empty, reporting
-/// where things stand every second. Returns the tally.
+/// The consumers while they run.
+pub struct InProcess {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), LocalError>>>,
+}
+
+/// Starts `options.settings.consumers` consumers of `queue_url`.
+pub fn start<S: Store + Send + Sync + 'static>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    store: Arc<S>,
+    options: &ConsumeOptions,
+) -> InProcess {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..options.settings.consumers)
+        .map(|_| {
+            tokio::spawn(consumer(
+                sqs.clone(),
+                queue_url.to_owned(),
+                store.clone(),
+                options.clone(),
+                tally.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    InProcess { tally, stop, tasks }
+}
+
+impl InProcess {
+    /// The counts so far.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Whether a consumer ended before being asked to (an SQS call failed for good).
+    pub fn stopped_early(&self) -> bool {
+        self.tasks.iter().any(|t| t.is_finished())
+    }
+
+    /// Stops the consumers after their current batch; the final counts, or the first error.
+    pub async fn finish(self) -> Result<Tally, LocalError> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.map_err(|_| LocalError::ConsumerPanicked)??;
+        }
+        self.tally.lock().map(|t| t.clone()).map_err(|_| LocalError::ConsumerPanicked)
+    }
+}
+
+/// Consumes `queue_url` until it is empty, reporting where things stand every second; the
+/// final counts.
 pub async fn consume<S: Store + Send + Sync + 'static>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -95,31 +149,20 @@ pub async fn consume<S: Store + Send + Sync + 'static>(
     sent: usize,
     progress: &mut (dyn FnMut(&Standing) + Send),
 ) -> Result<Tally, LocalError> {
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..options.settings.consumers {
-        tasks.push(tokio::spawn(consumer(
-            sqs.clone(),
-            queue_url.to_owned(),
-            store.clone(),
-            options.clone(),
-            tally.clone(),
-            stop.clone(),
-        )));
-    }
-    let snapshot = || (tally.lock().map(|t| t.clone()).unwrap_or_default(), None);
-    let stopped_early = || tasks.iter().any(|t| t.is_finished());
-    let drain = Drain { sqs, queue_url, dlq_url, timeout: options.timeout, sent };
-    let result = until_drained(drain, progress, &snapshot, &stopped_early)
-        .await
-        .and_then(|()| tally.lock().map(|t| t.clone()).map_err(|_| LocalError::ConsumerPanicked));
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        match task.await {
-            Ok(Err(e)) if result.is_ok() => return Err(e),
-            _ => {}
+    let running = start(sqs, queue_url, store, options);
+    let drain = Drain { sqs, queue_url, dlq_url, timeout: options.timeout };
+    let mut report = OncePerSecond::new();
+    let drained = until_drained(drain, &mut |queue, dead_letters| {
+        if report.due() {
+            progress(&Standing { sent, queue, dead_letters, tally: running.tally(), lambda: None, table: None });
         }
-    }
-    result
+        if running.stopped_early() {
+            return Err(LocalError::ConsumerStopped);
+        }
+        Ok(())
+    })
+    .await;
+    let tally = running.finish().await;
+    drained?;
+    tally
 }

@@ -1,21 +1,32 @@
-//! The workshop's pipeline on a local endpoint: the stack deployed to moto (or another local
-//! endpoint), the handlers' real binaries run by [`lambda_local`] under the template's settings
-//! ([`lambda`]), or — the fast mode some tests use — PublishMetrics' logic in this process
-//! ([`in_process`]); progress while the queue drains, and the table's counters at the end.
+//! The workshop's pipeline on a local endpoint, as a library: [`run`] deploys the stack to moto
+//! (or another local endpoint, [`environment`]), puts DynamoDB's provisioned throughput between
+//! the functions and the endpoint ([`throughput`]), runs the load test and drains the queue with
+//! the handlers' real binaries under the template's mapping ([`functions`], through
+//! `lambda-local`) or — the fast mode — PublishMetrics' logic in this process ([`in_process`]),
+//! records what CloudWatch would graph ([`series`]), draws the dashboard's widgets
+//! ([`graphs`]) and returns a [`RunSummary`]. It prints nothing: progress is reported as
+//! [`Event`]s.
 
+pub mod environment;
 mod error;
+pub mod functions;
+pub mod graphs;
 pub mod in_process;
-pub mod lambda;
+pub mod logs;
+mod run;
+pub mod series;
 pub mod throughput;
 
-use error::aws;
+pub use environment::{disable_mappings, MotoServer};
 pub use error::LocalError;
+pub use run::{run, Driver, Event, MetricRow, Orders, Overrides, RunOptions, RunSummary};
 
 use deploy::queue::{depth, Depth};
 
 use std::time::{Duration, Instant};
 
 use cfn::constructs::lambda::EventSourceMapping;
+use serde::Serialize;
 
 /// How Lambda would poll the queue, as the template configures it.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,36 +52,49 @@ pub fn mapping_settings(mapping: &EventSourceMapping) -> MappingSettings {
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or(5),
+            .unwrap_or(EventSourceMapping::SQS_INITIAL_BATCHES),
         visibility_timeout_secs: mapping.queue().visibility_timeout_secs(),
         function_timeout: Duration::from_secs(u64::from(function.timeout_secs())),
     }
 }
 
-/// Counts so far: from the in-process consumers, or from PublishMetrics' EMF log lines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// PublishMetrics' counts so far: from the in-process consumers, or from its EMF log lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Tally {
     pub batches: usize,
     pub counted: usize,
     pub duplicates: usize,
-    /// Records returned as failures (bad or not written); they come back after the
-    /// visibility timeout, and poison ones end in the DLQ.
-    pub failures: usize,
+    /// Records that can never be counted: they come back, then go to the DLQ.
+    pub bad: usize,
+    /// Records whose write failed: they come back after the visibility timeout.
+    pub failed: usize,
     pub transactions: usize,
     pub transaction_items: usize,
-    /// Write capacity consumed, by DynamoDB's size rules.
+    /// Write capacity consumed, by the handler's own reckoning of DynamoDB's size rules.
     pub wcu: u64,
+    /// Write attempts the table refused for throughput.
+    pub throttled_writes: u64,
+    /// Time spent waiting for the write budget.
+    pub pacing_wait_ms: u64,
 }
 
-/// What Lambda would report of the function's invocations (real binaries only).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What Lambda would report of the function so far (real binaries only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Invocations {
     pub invocations: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// Invocations refused for the function's concurrency.
+    pub throttles: u64,
+    /// The mapping's pollers now.
+    pub pollers: u32,
+    /// The highest receive count of any message.
+    pub max_receive_count: u64,
 }
 
-/// Where the queues stand, reported once a second while the queue drains.
+/// Where the run stands, reported once a second while the queue drains.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub sent: usize,
@@ -79,6 +103,8 @@ pub struct Standing {
     pub tally: Tally,
     /// With the real binaries.
     pub lambda: Option<Invocations>,
+    /// WCU the table consumed and refused so far.
+    pub table: Option<(u64, u64)>,
 }
 
 impl std::fmt::Display for Standing {
@@ -95,7 +121,14 @@ impl std::fmt::Display for Standing {
             self.tally.batches
         )?;
         if let Some(l) = &self.lambda {
-            write!(f, " | invocations {} | errors {} | timeouts {}", l.invocations, l.errors, l.timeouts)?;
+            write!(
+                f,
+                " | invocations {} | errors {} | timeouts {} | throttles {} | receives <= {}",
+                l.invocations, l.errors, l.timeouts, l.throttles, l.max_receive_count
+            )?;
+        }
+        if let Some((consumed, throttled)) = self.table {
+            write!(f, " | WCU {consumed} | throttled WCU {throttled}")?;
         }
         Ok(())
     }
@@ -107,118 +140,62 @@ pub(crate) struct Drain<'a> {
     pub queue_url: &'a str,
     pub dlq_url: &'a str,
     pub timeout: Duration,
-    pub sent: usize,
 }
 
-/// Waits until the queue has been empty (nothing waiting, nothing in flight) for two checks
-/// in a row, reporting where things stand every second; fails at the timeout, or when
-/// `stopped_early` says a consumer ended.
+/// How often a drain reads the queues, and how long the queue must stay empty to be drained.
+const DRAIN_TICK: Duration = Duration::from_millis(250);
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
+/// Checks the queues four times a second until the queue has stayed empty (nothing waiting,
+/// nothing in flight) for two seconds; `each_check` sees the queue's and the DLQ's depth and
+/// may end the drain with an error (a consumer that stopped). Fails at the timeout. Returns
+/// when the queue was first seen empty for good.
 pub(crate) async fn until_drained(
     drain: Drain<'_>,
-    progress: &mut (dyn FnMut(&Standing) + Send),
-    snapshot: &(dyn Fn() -> (Tally, Option<Invocations>) + Sync),
-    stopped_early: &(dyn Fn() -> bool + Sync),
-) -> Result<(), LocalError> {
-    let Drain { sqs, queue_url, dlq_url, timeout, sent } = drain;
+    each_check: &mut (dyn FnMut(Depth, Depth) -> Result<(), LocalError> + Send),
+) -> Result<Instant, LocalError> {
+    let Drain { sqs, queue_url, dlq_url, timeout } = drain;
     let started = Instant::now();
-    let mut quiet = 0;
+    let mut empty_since: Option<Instant> = None;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(DRAIN_TICK).await;
         let queue = depth(sqs, queue_url).await?;
         let dead_letters = depth(sqs, dlq_url).await?;
-        let (tally, lambda) = snapshot();
-        progress(&Standing { sent, queue, dead_letters, tally, lambda });
-        if stopped_early() {
-            return Err(LocalError::ConsumerStopped);
-        }
-        quiet = if queue.waiting + queue.in_flight == 0 { quiet + 1 } else { 0 };
-        if quiet >= 2 {
-            return Ok(());
+        each_check(queue, dead_letters)?;
+        if queue.waiting + queue.in_flight == 0 {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DRAIN_QUIET {
+                return Ok(since);
+            }
+        } else {
+            empty_since = None;
         }
         if started.elapsed() > timeout {
             return Err(LocalError::NotDrained(timeout));
         }
     }
 }
-/// A moto server this process started; stopped when dropped (Ctrl-C included, as the runtime
-/// unwinds).
-pub struct MotoServer {
-    child: std::process::Child,
-    pub endpoint: String,
-}
 
-impl MotoServer {
-    /// Starts `server` (a `moto_server` executable) on 127.0.0.1 and waits until it answers.
-    pub fn start(server: &std::path::Path) -> Result<Self, LocalError> {
-        let start = |source| LocalError::MotoStart { server: server.to_owned(), source };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(start)?.port();
-        let child = std::process::Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(start)?;
-        let mut moto = MotoServer { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = moto.child.try_wait().map_err(start)? {
-                return Err(LocalError::MotoExited { server: server.to_owned(), status: status.to_string() });
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                return Err(LocalError::MotoSilent { addr: addr.to_string() });
-            }
-            std::thread::sleep(Duration::from_millis(100));
+/// Lets through one call a second (the progress line), from `every` calls four times as often.
+pub(crate) struct OncePerSecond(Option<Instant>);
+
+impl OncePerSecond {
+    pub fn new() -> Self {
+        OncePerSecond(None)
+    }
+
+    pub fn due(&mut self) -> bool {
+        let due = self.0.is_none_or(|last| last.elapsed() >= Duration::from_millis(990));
+        if due {
+            self.0 = Some(Instant::now());
         }
-        Ok(moto)
+        due
     }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Stops moto's own poller for the function's mappings: it would take messages off the queue
-/// to invoke a function it cannot run.
-pub async fn disable_mappings(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<usize, LocalError> {
-    let out = lambda
-        .list_event_source_mappings()
-        .function_name(function)
-        .send()
-        .await
-        .map_err(aws("cannot list the mappings"))?;
-    let mut n = 0;
-    for m in out.event_source_mappings() {
-        if let Some(uuid) = m.uuid() {
-            lambda
-                .update_event_source_mapping()
-                .uuid(uuid)
-                .enabled(false)
-                .send()
-                .await
-                .map_err(aws("cannot disable a mapping"))?;
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_moto_that_cannot_start_is_named_with_the_way_out() {
-        let Err(err) = MotoServer::start(std::path::Path::new("/nonexistent/moto_server")) else {
-            panic!("started a server that does not exist")
-        };
-        let text = err.to_string();
-        assert!(matches!(err, LocalError::MotoStart { .. }), "{err:?}");
-        assert!(text.contains("/nonexistent/moto_server") && text.contains("--endpoint-url"), "{text}");
-    }
 
     #[test]
     fn settings_come_from_the_stack() {
@@ -236,6 +213,8 @@ mod tests {
         );
         let props = metrics_stack::MetricsStackProps {
             publish_reserved_concurrency: 3,
+            // A full batch of 50 at a third of 5 WCU/s: 180 s of writing.
+            publish_timeout_secs: 190,
             batch_size: 50,
             batching_window_secs: 5,
             ..Default::default()
@@ -245,5 +224,21 @@ mod tests {
         // Reserved concurrency 0 is a throttled function: nothing polls.
         let props = metrics_stack::MetricsStackProps { publish_reserved_concurrency: 0, ..Default::default() };
         assert_eq!(mapping_settings(metrics_stack::metrics_stack(&props).unwrap().mapping()).consumers, 0);
+    }
+
+    #[test]
+    fn the_progress_line_says_what_lambda_and_the_table_did() {
+        let s = Standing {
+            sent: 300,
+            queue: Depth { waiting: 250, in_flight: 50 },
+            dead_letters: Depth::default(),
+            tally: Tally { counted: 10, batches: 1, ..Default::default() },
+            lambda: Some(Invocations { invocations: 1, throttles: 4, max_receive_count: 1, ..Default::default() }),
+            table: Some((28, 0)),
+        };
+        assert_eq!(
+            s.to_string(),
+            "sent 300 | waiting 250 | in flight 50 | counted 10 | duplicates 0 | DLQ 0 | batches 1 | invocations 1 | errors 0 | timeouts 0 | throttles 4 | receives <= 1 | WCU 28 | throttled WCU 0"
+        );
     }
 }

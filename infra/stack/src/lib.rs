@@ -281,6 +281,23 @@ impl MetricsStack {
     pub fn capacity(&self) -> &Capacity {
         &self.capacity
     }
+
+    /// One of PublishMetrics' own metrics (`order_events::emf`), as the alarms and the
+    /// dashboard read it.
+    pub fn handler_metric(&self, name: &'static str) -> Metric {
+        handler_metric(&self.publish, name)
+    }
+}
+
+/// PublishMetrics' metric `name` (Embedded Metric Format in its logs), with its function's name
+/// as the dimension.
+fn handler_metric(publish: &Function, name: &'static str) -> Metric {
+    Metric::new(
+        order_events::emf::NAMESPACE,
+        name,
+        (order_events::emf::DIMENSION, publish.function_name()),
+        Statistic::Sum,
+    )
 }
 
 /// Builds the metrics stack from `props`.
@@ -400,20 +417,12 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .build(&mut stack)?;
     // PublishMetrics' own counts (Embedded Metric Format in its logs): records it could not
     // count are reported at once, long before maxReceiveCount moves them to the DLQ.
-    let handler_metric = |metric: &'static str| {
-        Metric::new(
-            order_events::emf::NAMESPACE,
-            metric,
-            (order_events::emf::DIMENSION, publish.function_name()),
-            Statistic::Sum,
-        )
-    };
-    Alarm::builder("BadRecordsAlarm", handler_metric(order_events::emf::BAD), 1.0)
+    Alarm::builder("BadRecordsAlarm", handler_metric(&publish, order_events::emf::BAD), 1.0)
         .name(format!("{name}-bad-records"))
         .description("PublishMetrics received order events it can never count (see its logs); they will reach the dead-letter queue")
         .notify(&alarms)
         .build(&mut stack)?;
-    Alarm::builder("FailedRecordsAlarm", handler_metric(order_events::emf::FAILED), 1.0)
+    Alarm::builder("FailedRecordsAlarm", handler_metric(&publish, order_events::emf::FAILED), 1.0)
         .name(format!("{name}-failed-records"))
         .description(
             "PublishMetrics could not write some counts (throttling, faults, time out); SQS delivers them again",
@@ -451,10 +460,10 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
         .graph(GraphWidget {
             title: format!("{} records", props.publish_function_name),
             lines: vec![
-                Line::metric(handler_metric(order_events::emf::COUNTED), "Counted"),
-                Line::metric(handler_metric(order_events::emf::DUPLICATES), "Duplicates"),
-                Line::metric(handler_metric(order_events::emf::BAD), "Bad"),
-                Line::metric(handler_metric(order_events::emf::FAILED), "Failed"),
+                Line::metric(handler_metric(&publish, order_events::emf::COUNTED), "Counted"),
+                Line::metric(handler_metric(&publish, order_events::emf::DUPLICATES), "Duplicates"),
+                Line::metric(handler_metric(&publish, order_events::emf::BAD), "Bad"),
+                Line::metric(handler_metric(&publish, order_events::emf::FAILED), "Failed"),
             ],
         })
         .graph(GraphWidget {

@@ -1,26 +1,22 @@
-//! `local`: the whole workshop without an AWS account or Docker. Deploys the standalone stack to
-//! a moto server, runs EventsLoadTest's real binary through an embedded Lambda Runtime API to put
-//! orders on the real bus and rule into MetricsQueue, drains the queue with PublishMetrics' real
-//! binary under the template's event source mapping, and checks the table's counts against
-//! what was sent. `local invoke` runs one function once.
+//! `local`: the whole workshop without an AWS account or Docker, as `local::run` does it: the
+//! standalone stack on moto, DynamoDB's provisioned throughput between the functions and moto,
+//! EventsLoadTest's and PublishMetrics' real binaries under the template's settings and
+//! Lambda's scaling; the counts checked against what was sent, the workshop's graphs written.
+//! `local invoke` runs one function once.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
-use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
-use deploy::{Connection, StackArgs, StackChoice};
-use events_load_test::{EventBridgeBus, Input, Report, RetryPolicy};
-use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink};
-use local::lambda::{self as real, LocalAws};
-use local::{in_process, MotoServer, Tally};
-use order_events::{DetailType, Metric, MetricKey};
-use publish_metrics::DynamoStore;
+use deploy::Connection;
+use lambda_local::{LogLine, LogSink};
+use local::environment::{Environment, EnvironmentOptions};
+use local::functions;
+use local::throughput::Burst;
+use local::{Driver, Event, Orders, Overrides, RunOptions};
 
 /// Run the metrics pipeline on a local endpoint with the handlers' real binaries and check the
 /// counts.
@@ -60,6 +56,30 @@ struct Common {
     handlers: Option<PathBuf>,
 }
 
+impl Common {
+    fn environment(&self) -> EnvironmentOptions {
+        EnvironmentOptions {
+            connection: self.connection.clone(),
+            moto_server: self.moto_server.clone(),
+            lambda_dir: self.lambda_dir.clone(),
+        }
+    }
+}
+
+/// A reserved concurrency: `none`, or a number of concurrent executions.
+#[derive(Clone, Copy, Debug)]
+struct Reserved(Option<u32>);
+
+fn reserved(text: &str) -> Result<Reserved, String> {
+    match text {
+        "none" => Ok(Reserved(None)),
+        n => n
+            .parse()
+            .map(|n| Reserved(Some(n)))
+            .map_err(|_| format!("{n:?} is neither `none` nor a number of executions")),
+    }
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// `OrderManager.WaitingCompletion` orders to send.
@@ -78,8 +98,9 @@ struct RunArgs {
     /// Seed of the load test's drink choice [default: EventsLoadTest's].
     #[arg(long)]
     seed: Option<u64>,
-    /// Scale the batching window and visibility timeout (0.1 makes the 30 s window 3 s).
-    #[arg(long, default_value_t = 1.0)]
+    /// Scale every duration of the run: the batching window, the visibility timeout, the
+    /// mapping's scaling and the table's refill (0.1 runs ten times as fast).
+    #[arg(long, default_value_t = 1.0, value_parser = time_scale)]
     time_scale: f64,
     /// Give up consuming after this many seconds.
     #[arg(long, default_value_t = 900)]
@@ -91,9 +112,37 @@ struct RunArgs {
     /// <target>/local-logs].
     #[arg(long)]
     logs: Option<PathBuf>,
+    /// Where the workshop's graphs go, one HTML file [default: <logs>/graphs.html].
+    #[arg(long)]
+    graphs: Option<PathBuf>,
     /// Print every log line too, prefixed with the function and request ID.
     #[arg(long)]
     print_logs: bool,
+    /// Print the summary as one JSON document (the progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// The table's burst capacity at the start: `empty` (AWS gives burst on a best-effort
+    /// basis; do not plan on it) or `full` (300 s of unused capacity).
+    #[arg(long, value_enum, default_value_t = Burst::Empty)]
+    burst: Burst,
+    /// What-if: PublishMetrics writes as fast as DynamoDB answers, for this run only.
+    #[arg(long)]
+    unpaced: bool,
+    /// What-if: PublishMetrics' reserved concurrency for this run (`none`: the account's pool).
+    #[arg(long, value_name = "N|none", value_parser = reserved)]
+    reserved_concurrency: Option<Reserved>,
+    /// What-if: MetricsQueue's visibility timeout in seconds for this run (scaled like the rest).
+    #[arg(long, value_name = "SECS")]
+    visibility_timeout: Option<u32>,
+}
+
+fn time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 1.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a time scale: give a number above 0 and at most 1 (0.1 runs ten times as fast)"
+        )),
+    }
 }
 
 #[derive(clap::Args)]
@@ -155,330 +204,60 @@ fn main() -> ExitCode {
     })
 }
 
-fn moto_server(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        let venv = deploy::assets::default_lambda_dir().with_file_name("tmp").join("tools-venv/bin/moto_server");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("moto_server")
-        }
-    })
-}
-
-/// The standalone stack deployed on a local endpoint, and what the functions need to run there.
-struct Local {
-    // Kept alive until the end of the run; dropping it stops the server.
-    _moto: Option<MotoServer>,
-    config: aws_config::SdkConfig,
-    target: Target,
-    aws: LocalAws,
-    ids: BTreeMap<String, real::Deployed>,
-}
-
-async fn deploy_locally(common: &Common, quiet: bool) -> Result<Local> {
-    let say = |s: &dyn std::fmt::Display| {
-        if quiet {
-            eprintln!("{s}")
-        } else {
-            println!("{s}")
-        }
-    };
-    let mut moto = None;
-    let endpoint = match common.connection.endpoint_url.clone() {
-        Some(e) => e,
-        None => {
-            let server = MotoServer::start(&moto_server(common.moto_server.clone()))?;
-            say(&format!("moto is listening on {}", server.endpoint));
-            let e = server.endpoint.clone();
-            moto = Some(server);
-            e
-        }
-    };
-    let connection =
-        Connection { endpoint_url: Some(endpoint.clone()), local_credentials: true, ..common.connection.clone() };
-    // The stack that creates its own bus: nothing else exists on a fresh endpoint.
-    let selection = StackArgs { stack: StackChoice::Standalone, stack_name: None };
-    let target = Target::new(&selection)?;
-    let config = connection.sdk_config().await;
-    let bucket = "serverlesspresso-local-assets";
-    let deployer = Deployer::connect(&connection).await;
-    let mut print = |p: deploy::cloudformation::Progress| say(&p);
-    say(&deployer.bootstrap(bucket, &mut print).await?);
-    let options = DeployOptions {
-        asset_bucket: Some(bucket.to_owned()),
-        yes: true,
-        lambda_dir: common.lambda_dir.clone(),
-        ..Default::default()
-    };
-    let outcome = deployer.deploy(&target, &options, &mut |_| Approval::Yes, &mut print).await?;
-    if !outcome.succeeded() {
-        return Err(anyhow!("the local deploy did not succeed: {outcome}"));
-    }
-    say(&outcome);
-    let lambda = aws_sdk_lambda::Client::new(&config);
-    let publish = target.app.publish().physical_name().unwrap_or_default().to_owned();
-    let disabled = local::disable_mappings(&lambda, &publish).await?;
-    say(&format!("disabled moto's poller for {disabled} event source mapping(s): this run drives the queue itself"));
-    let aws = LocalAws {
-        endpoint_url: endpoint,
-        region: config.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
-        account_id: deployer.account().await?.to_owned(),
-        credentials: Credentials {
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
-            session_token: None,
-        },
-    };
-    let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let mut ids = deploy::cloudformation::resources(&cfn, &target.name).await?;
-    let bus = target.app.bus();
-    if let Some(construct) = bus.construct() {
-        real::fill_missing(&mut ids, &construct.id, bus.name());
-    }
-    Ok(Local { _moto: moto, config, target, aws, ids })
-}
-
+/// The handlers' directory: given, or built now.
 fn handlers(common: &Common) -> Result<PathBuf> {
     match &common.handlers {
         Some(dir) => Ok(dir.clone()),
         None => {
             eprintln!("building the handlers for this machine (cargo build --bins) ...");
             // The workspace this binary was built from.
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            Ok(real::build_handlers(&workspace)?)
-        }
-    }
-}
-
-/// One JSON Lines file per function: every line as `{"function", "requestId", "stream",
-/// "message"}`, a JSON log line kept as JSON.
-struct LogFiles {
-    dir: PathBuf,
-    files: Mutex<BTreeMap<String, std::io::BufWriter<std::fs::File>>>,
-}
-
-impl LogFiles {
-    fn new(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(LogFiles { dir, files: Mutex::new(BTreeMap::new()) })
-    }
-
-    fn path(&self, function: &str) -> PathBuf {
-        self.dir.join(format!("{function}.jsonl"))
-    }
-
-    fn write(&self, line: &LogLine) {
-        let message = serde_json::from_str::<serde_json::Value>(&line.line)
-            .ok()
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::Value::String(line.line.clone()));
-        let record = serde_json::json!({
-            "function": line.function, "requestId": line.request_id, "stream": line.stream, "message": message,
-        });
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if !files.contains_key(&line.function) {
-            match std::fs::File::create(self.path(&line.function)) {
-                Ok(f) => {
-                    files.insert(line.function.clone(), std::io::BufWriter::new(f));
-                }
-                Err(e) => {
-                    eprintln!("cannot write {}: {e}", self.path(&line.function).display());
-                    return;
-                }
-            }
-        }
-        if let Some(f) = files.get_mut(&line.function) {
-            let _ = writeln!(f, "{record}");
-        }
-    }
-
-    fn flush(&self) {
-        for f in self.files.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
-            let _ = f.flush();
+            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            Ok(functions::build_handlers(&workspace)?)
         }
     }
 }
 
 async fn run(common: Common, args: RunArgs) -> Result<bool> {
-    let handlers = if args.in_process { None } else { Some(handlers(&common)?) };
-    let env = deploy_locally(&common, false).await?;
-    let app = &env.target.app;
-    let named = |name: Option<&str>, what: &dyn std::fmt::Display| -> Result<String> {
-        name.map(str::to_owned).ok_or_else(|| anyhow!("{what} has no physical name"))
+    let driver = if args.in_process { Driver::InProcess } else { Driver::Binaries { handlers: handlers(&common)? } };
+    let logs = args.logs.unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs"));
+    let echo_logs: Option<LogSink> = args.print_logs.then(|| Arc::new(|line: LogLine| eprintln!("{line}")) as LogSink);
+    let options = RunOptions {
+        environment: common.environment(),
+        driver,
+        orders: Orders {
+            waiting: args.count,
+            completed: args.completed,
+            cancelled: args.cancelled,
+            drinks: args.drinks,
+            seed: args.seed,
+        },
+        time_scale: args.time_scale,
+        timeout: Duration::from_secs(args.timeout),
+        graphs: args.graphs.unwrap_or_else(|| logs.join("graphs.html")),
+        logs,
+        overrides: Overrides {
+            unpaced: args.unpaced,
+            reserved_concurrency: args.reserved_concurrency.map(|r| r.0),
+            visibility_timeout_secs: args.visibility_timeout,
+        },
+        burst: args.burst,
+        echo_logs,
     };
-    let logs = Arc::new(LogFiles::new(
-        args.logs.clone().unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs")),
-    )?);
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let sink: LogSink = {
-        let (logs, tally, print) = (logs.clone(), tally.clone(), args.print_logs);
-        let publish = named(app.publish().physical_name(), app.publish().construct())?;
-        Arc::new(move |line: LogLine| {
-            if print {
-                eprintln!("{line}");
-            }
-            if line.function == publish {
-                real::add_emf(&line, &mut tally.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-            logs.write(&line);
-        })
-    };
-    let config = |f: &cfn::constructs::lambda::Function, dir: &Path| -> Result<Arc<FunctionConfig>> {
-        let binary = real::binary_of(f, dir)?;
-        Ok(Arc::new(real::function_config(f, binary, &env.ids, &env.aws, &env.target.name, sink.clone())?))
-    };
-
-    // The load test: EventsLoadTest's binary, invoked once per detail type.
-    let started = Instant::now();
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut sent = 0;
-    // Order IDs unique to this run, so a second run on the same endpoint sends new orders.
-    let run_id = format!("local-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
-    let mut load_test = match &handlers {
-        Some(dir) => Some(Instance::new(config(app.load_test(), dir)?, 0)),
-        None => None,
-    };
-    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&env.config), app.bus().name());
-    for (detail_type, count) in [
-        (DetailType::WaitingCompletion, args.count),
-        (DetailType::OrderCompleted, args.completed),
-        (DetailType::OrderCancelled, args.cancelled),
-    ] {
-        if count == 0 {
-            continue;
+    let json = args.json;
+    let summary = local::run(options, &mut |e: Event| {
+        if json {
+            eprintln!("{e}")
+        } else {
+            println!("{e}")
         }
-        let report: Report = match &mut load_test {
-            Some(instance) => {
-                let mut input = serde_json::json!({"count": count, "detailType": detail_type, "runId": run_id});
-                if let Some(drinks) = &args.drinks {
-                    input["drinks"] = serde_json::json!(drinks);
-                }
-                if let Some(seed) = args.seed {
-                    input["seed"] = serde_json::json!(seed);
-                }
-                let invocation = instance.invoke(input.to_string()).await?;
-                real::load_test_report(&invocation.outcome)?
-            }
-            None => {
-                let input = Input {
-                    count: Some(count),
-                    detail_type: Some(detail_type),
-                    drinks: args.drinks.clone(),
-                    seed: args.seed,
-                    ..Default::default()
-                };
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
-                events_load_test::run(&bus, &input, &run_id, RetryPolicy::default(), deadline).await?
-            }
-        };
-        println!("load test: {} {} sent, {} failed", report.sent, detail_type.as_str(), report.failed);
-        sent += report.sent as usize;
-        let metric = match detail_type {
-            DetailType::WaitingCompletion => Metric::TotalSales,
-            DetailType::OrderCompleted => Metric::Completed,
-            DetailType::OrderCancelled => Metric::Cancelled,
-        };
-        *expected.entry(metric.name().to_owned()).or_default() += u64::from(report.sent);
-        // Only a waiting order counts its drink (the report names drinks for every type).
-        if detail_type == DetailType::WaitingCompletion {
-            for (drink, n) in &report.per_drink {
-                *expected.entry(drink.clone()).or_default() += u64::from(*n);
-            }
-        }
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&summary).context("cannot write the summary as JSON")?);
+    } else {
+        println!("\n{summary}");
     }
-    if let Some(mut instance) = load_test {
-        instance.shutdown().await;
-    }
-
-    let sqs = aws_sdk_sqs::Client::new(&env.config);
-    let url = |q: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.get_queue_url()
-                .queue_name(&q)
-                .send()
-                .await
-                .with_context(|| format!("no queue {q}"))
-                .map(|o| o.queue_url().unwrap_or_default().to_owned())
-        }
-    };
-    let queue_url = url(named(app.queue().physical_name(), app.queue().construct())?).await?;
-    let dlq_url = url(named(app.dead_letters().physical_name(), app.dead_letters().construct())?).await?;
-    let ddb = aws_sdk_dynamodb::Client::new(&env.config);
-    let table = named(app.table().physical_name(), app.table().construct())?;
-    let timeout = Duration::from_secs(args.timeout);
-    let mut progress = |s: &local::Standing| println!("{s}");
-    let (tally, invocations) = match &handlers {
-        Some(dir) => {
-            let mapping = real::sqs_mapping(app.mapping(), &queue_url, &env.aws, args.time_scale);
-            println!(
-                "PublishMetrics ({}): reserved concurrency {:?}, {} pollers at first, batches of {}, window {:?}, ReportBatchItemFailures {}",
-                real::binary_of(app.publish(), dir)?.display(),
-                mapping.reserved_concurrency,
-                mapping.initial_batches(),
-                mapping.batch_size,
-                mapping.batching_window,
-                mapping.report_batch_item_failures
-            );
-            let function = config(app.publish(), dir)?;
-            let stats =
-                real::consume(&sqs, mapping, &dlq_url, function, tally.clone(), timeout, sent, &mut progress).await?;
-            let t = tally.lock().map_err(|_| anyhow!("the log reader panicked"))?.clone();
-            (t, Some(real::invocations(&stats)))
-        }
-        None => {
-            let settings = local::mapping_settings(app.mapping());
-            println!(
-                "in-process mode: {} consumer(s), batches of {}, window {:?} (scaled {}x)",
-                settings.consumers, settings.batch_size, settings.batching_window, args.time_scale
-            );
-            let store = Arc::new(DynamoStore::new(ddb.clone(), &table));
-            let budget = app.capacity().budget.scaled(args.time_scale);
-            let consume = in_process::ConsumeOptions { settings, time_scale: args.time_scale, timeout, budget };
-            (in_process::consume(&sqs, &queue_url, &dlq_url, store, &consume, sent, &mut progress).await?, None)
-        }
-    };
-    let elapsed = started.elapsed();
-    logs.flush();
-
-    // Counts per metric over every day (a run may cross midnight).
-    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
-    // A sort key that is not a metric key stays a row of its own, so it shows as a mismatch.
-    for (sk, val) in report::counters(&ddb, &table).await? {
-        let metric = MetricKey::parse_sort_key(&sk).map_or(sk, |k| k.metric.name().to_owned());
-        *counted.entry(metric).or_default() += val;
-    }
-    println!("\n{:<20} {:>9} {:>9}", "metric", "sent", "counted");
-    let mut ok = true;
-    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(counted.keys()).collect();
-    for k in keys {
-        let (e, c) = (expected.get(k).copied().unwrap_or(0), counted.get(k).copied().unwrap_or(0));
-        ok &= e == c;
-        println!("{k:<20} {e:>9} {c:>9}{}", if e == c { "" } else { "  MISMATCH" });
-    }
-    let wcu = tally.wcu;
-    println!(
-        "\n{} events in {:.1} s: {} batches, {} transactions ({} items, {} WCU computed, {:.2} WCU per event)",
-        sent,
-        elapsed.as_secs_f64(),
-        tally.batches,
-        tally.transactions,
-        tally.transaction_items,
-        wcu,
-        wcu as f64 / tally.counted.max(1) as f64
-    );
-    if let Some(i) = invocations {
-        println!(
-            "PublishMetrics: {} invocations, {} errors, {} timeouts; logs in {}",
-            i.invocations,
-            i.errors,
-            i.timeouts,
-            logs.dir.display()
-        );
-    }
-    println!("{}", if ok { "counts match what was sent" } else { "counts DIFFER from what was sent" });
-    Ok(ok)
+    Ok(summary.exact)
 }
 
 async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
@@ -492,7 +271,7 @@ async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
     serde_json::from_slice::<serde_json::Value>(&event)
         .with_context(|| format!("the event {} is not JSON", args.event))?;
     let dir = handlers(&common)?;
-    let env = deploy_locally(&common, true).await?;
+    let env = Environment::prepare(&common.environment(), &mut |n| eprintln!("{n}")).await?;
     let app = &env.target.app;
     let names: Vec<String> = app.functions().iter().map(|f| f.physical_name().unwrap_or_default().to_owned()).collect();
     let function = app
@@ -501,9 +280,9 @@ async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
         .find(|f| f.physical_name() == Some(args.function.as_str()))
         .ok_or_else(|| anyhow!("no function {} in the stack (there are: {})", args.function, names.join(", ")))?;
     let sink: LogSink = Arc::new(|line: LogLine| eprintln!("{line}"));
-    let binary = real::binary_of(function, &dir)?;
-    let config = real::function_config(function, binary, &env.ids, &env.aws, &env.target.name, sink)?;
-    let invocation = real::invoke_once(Arc::new(config), event).await?;
+    let binary = functions::binary_of(function, &dir)?;
+    let config = functions::function_config(function, binary, &env.ids, &env.aws, &env.target.name, sink)?;
+    let invocation = functions::invoke_once(Arc::new(config), event).await?;
     println!("{}", invocation.outcome);
     Ok(!invocation.outcome.is_error())
 }

@@ -1,11 +1,11 @@
-//! The handlers' real binaries on a local endpoint: each function's configuration from the
+//! The stack's functions as `lambda-local` runs them: each function's configuration from the
 //! stack's handles (environment resolved against the deployed stack, timeout, memory), its
-//! bootstrap built for this machine, and the SQS mapping from the template, run by
-//! [`lambda_local`].
+//! bootstrap built for this machine, the SQS mapping from the template with AWS's scaling, and
+//! what PublishMetrics' EMF lines say.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cfn::constructs::lambda::{Code, EventSourceMapping, Function};
@@ -13,7 +13,7 @@ use cfn::template::{Expr, Pseudo};
 use lambda_local::sqs::{MappingStats, Scaling, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
-use super::{mapping_settings, until_drained, Drain, Invocations, LocalError, Standing, Tally};
+use super::{mapping_settings, Invocations, LocalError, Tally};
 
 /// The local AWS the functions call: endpoint, region, account and credentials.
 #[derive(Clone, Debug)]
@@ -162,7 +162,10 @@ pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws
 /// Adds one PublishMetrics EMF line (its per-invocation counts) to `tally`; other lines are
 /// left alone. This is what CloudWatch Logs would extract.
 pub fn add_emf(line: &LogLine, tally: &mut Tally) {
-    use order_events::emf::{BAD, COUNTED, DUPLICATES, FAILED, TRANSACTIONS, TRANSACTION_ITEMS, WRITE_CAPACITY_UNITS};
+    use order_events::emf::{
+        BAD, COUNTED, DUPLICATES, FAILED, PACING_WAIT_MS, THROTTLED_WRITES, TRANSACTIONS, TRANSACTION_ITEMS,
+        WRITE_CAPACITY_UNITS,
+    };
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line.line) else { return };
     if doc.get("_aws").is_none() {
         return;
@@ -171,44 +174,13 @@ pub fn add_emf(line: &LogLine, tally: &mut Tally) {
     tally.batches += 1;
     tally.counted += n(COUNTED) as usize;
     tally.duplicates += n(DUPLICATES) as usize;
-    tally.failures += (n(BAD) + n(FAILED)) as usize;
+    tally.bad += n(BAD) as usize;
+    tally.failed += n(FAILED) as usize;
     tally.transactions += n(TRANSACTIONS) as usize;
     tally.transaction_items += n(TRANSACTION_ITEMS) as usize;
     tally.wcu += n(WRITE_CAPACITY_UNITS);
-}
-
-/// Runs the mapping with the real PublishMetrics until the queue is drained; `tally` is fed by
-/// the function's log sink ([`add_emf`]). Returns the mapping's stats once every process has
-/// stopped and every log line has been read.
-#[allow(clippy::too_many_arguments)]
-pub async fn consume(
-    sqs: &aws_sdk_sqs::Client,
-    mapping: SqsMapping,
-    dlq_url: &str,
-    function: Arc<FunctionConfig>,
-    tally: Arc<Mutex<Tally>>,
-    timeout: Duration,
-    sent: usize,
-    progress: &mut (dyn FnMut(&Standing) + Send),
-) -> Result<MappingStats, LocalError> {
-    let stats = Arc::new(Mutex::new(MappingStats::default()));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let queue_url = mapping.queue_url.clone();
-    let pollers = mapping.reserved_concurrency != Some(0);
-    let task = tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, function, stats.clone(), stopped));
-    let snapshot = || {
-        let s = stats.lock().map(|s| invocations(&s)).unwrap_or_default();
-        (tally.lock().map(|t| t.clone()).unwrap_or_default(), Some(s))
-    };
-    let stopped_early = || pollers && task.is_finished();
-    let drain = Drain { sqs, queue_url: &queue_url, dlq_url, timeout, sent };
-    let drained = until_drained(drain, progress, &snapshot, &stopped_early).await;
-    let _ = stop.send(true);
-    let ran = task.await.map_err(|_| LocalError::ConsumerPanicked)?;
-    drained?;
-    ran?;
-    let stats = stats.lock().map_err(|_| LocalError::ConsumerPanicked)?.clone();
-    Ok(stats)
+    tally.throttled_writes += n(THROTTLED_WRITES);
+    tally.pacing_wait_ms += n(PACING_WAIT_MS);
 }
 
 /// One invocation of a function, with its logs: what `local invoke` prints.
@@ -258,7 +230,14 @@ pub fn build_handlers(workspace: &Path) -> Result<PathBuf, LocalError> {
 
 /// Invocation counts from the mapping's stats.
 pub fn invocations(stats: &MappingStats) -> Invocations {
-    Invocations { invocations: stats.invocations, errors: stats.errors, timeouts: stats.timeouts }
+    Invocations {
+        invocations: stats.invocations,
+        errors: stats.errors,
+        timeouts: stats.timeouts,
+        throttles: stats.throttles,
+        pollers: stats.pollers,
+        max_receive_count: stats.max_receive_count,
+    }
 }
 
 #[cfg(test)]
@@ -367,17 +346,20 @@ mod tests {
         add_emf(&line(r#"{"level":"INFO","fields":{"message":"hi"}}"#), &mut t);
         add_emf(&line("not json"), &mut t);
         assert_eq!(t, Tally::default());
-        let emf = r#"{"_aws":{},"CountedRecords":8,"DuplicateRecords":1,"BadRecords":1,"FailedRecords":0,"Transactions":1,"TransactionItems":12,"WriteCapacityUnits":24}"#;
+        let emf = r#"{"_aws":{},"CountedRecords":8,"DuplicateRecords":1,"BadRecords":1,"FailedRecords":2,"Transactions":1,"TransactionItems":12,"WriteCapacityUnits":24,"ThrottledWrites":3,"PacingWaitMs":500}"#;
         add_emf(&line(emf), &mut t);
         add_emf(&line(emf), &mut t);
         let want = Tally {
             batches: 2,
             counted: 16,
             duplicates: 2,
-            failures: 2,
+            bad: 2,
+            failed: 4,
             transactions: 2,
             transaction_items: 24,
             wcu: 48,
+            throttled_writes: 6,
+            pacing_wait_ms: 1000,
         };
         assert_eq!(t, want);
     }
