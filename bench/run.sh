@@ -10,6 +10,9 @@
 #   bench/run.sh release   the deploy tools' first release build, empty target dir   (~5 min)
 #   bench/run.sh lambda    the handlers' arm64 release build and zip sizes            (~5 min)
 #   bench/run.sh tests     the README's test command with an empty target dir        (~12 min)
+#   bench/run.sh capacity  `local`, 500 orders at --time-scale 1, paced and unpaced side by
+#                          side: drain time against synth's prediction, the most WCU in any
+#                          minute, throttles                                          (~6 min)
 #   bench/run.sh all       every part above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,9 +126,45 @@ tests() {
     rm -rf "$scratch"
 }
 
+capacity() {
+    cargo build -q --bins -p local -p publish-metrics -p events-load-test
+    local scratch
+    scratch="$(mktemp -d)"
+    python3 - "$scratch" "$target" <<'EOF'
+import json, os, struct, subprocess, sys, zipfile
+scratch, target = sys.argv[1], sys.argv[2]
+# Stand-ins for the zips: moto stores the code, `local` runs the host builds.
+for name in ["publish-metrics", "events-load-test"]:
+    os.makedirs(f"{scratch}/zips/{name}", exist_ok=True)
+    with zipfile.ZipFile(f"{scratch}/zips/{name}/bootstrap.zip", "w") as z:
+        info = zipfile.ZipInfo("bootstrap"); info.external_attr = 0o755 << 16
+        z.writestr(info, b"\x7fELF" + bytes(14) + struct.pack("<H", 0xB7) + name.encode())
+runs = {"paced (as deployed)": [], "unpaced, burst empty": ["--unpaced"]}
+procs = {}
+for label, extra in runs.items():
+    logs = f"{scratch}/{len(procs)}"
+    procs[label] = subprocess.Popen(
+        [f"{target}/debug/local", "--count", "500", "--time-scale", "1", "--json",
+         "--lambda-dir", f"{scratch}/zips", "--handlers", f"{target}/debug", "--logs", logs, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+for label, p in procs.items():
+    out, _ = p.communicate()
+    s = json.loads(out)
+    t, l = s["table"], s["lambda"]
+    predicted = s["predictedDrainSecs"]
+    off = f" ({(s['drainSecs'] / predicted - 1) * 100:+.1f} %)" if predicted else ""
+    print(f"{label}: {s['sent']} orders drained in {s['drainSecs']:.1f} s; synth predicts "
+          f"{predicted and f'{predicted:.1f} s' or '-'}{off}; most WCU in any minute {t['mostWcuInAMinute']} "
+          f"of {t['provisionedWcuPerMinute']} (+ one transaction of up to {t['largestWriteWcu']}); "
+          f"{t['consumedWcu']} WCU consumed; {t['throttledRequests']} requests throttled ({t['throttledWcu']} WCU); "
+          f"Lambda throttles {l['throttles']}, highest receive count {l['maxReceiveCount']}; exact: {s['exact']}")
+EOF
+    rm -rf "$scratch"
+}
+
 machine
 case "${1:-}" in
-    synth | edit | release | lambda | tests) "$1" ;;
-    all) synth; edit; release; lambda; tests ;;
-    *) sed -n '2,14p' "$0"; exit 2 ;;
+    synth | edit | release | lambda | tests | capacity) "$1" ;;
+    all) synth; edit; release; lambda; tests; capacity ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -6,9 +6,9 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::str::FromStr;
 
-/// Write capacity of one item of a transaction: every item this service writes is under 1 KB,
-/// and a transactional write costs two standard ones (DynamoDB Developer Guide, "Capacity
-/// management for transactions": 2 WCU per item per started KB).
+/// Write capacity of one started KB of an item written in a transaction: a transactional write
+/// costs two standard ones (DynamoDB Developer Guide, "Capacity management for transactions").
+/// Every item this service writes is under 1 KB, so this is also what one item costs.
 pub const TRANSACTION_ITEM_WCU: u64 = 2;
 
 /// The most write capacity one counted order can cost: its dedupe record and two counters

@@ -251,7 +251,8 @@ pub fn item_size<'a>(attributes: impl IntoIterator<Item = (&'a String, &'a Attri
 }
 
 /// Write capacity a transaction consumes: per item, 1 WCU per started KB, doubled because
-/// transactional writes cost twice a standard one.
+/// transactional writes cost twice a standard one (DynamoDB Developer Guide, "Capacity
+/// management for transactions").
 pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
     items
         .iter()
@@ -265,7 +266,7 @@ pub fn transaction_wcu(items: &[TransactWriteItem]) -> u64 {
             } else {
                 0
             };
-            2 * (size.max(1).div_ceil(1024) as u64)
+            order_events::capacity::TRANSACTION_ITEM_WCU * (size.max(1).div_ceil(1024) as u64)
         })
         .sum()
 }

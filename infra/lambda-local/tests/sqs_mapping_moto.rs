@@ -109,12 +109,25 @@ async fn run_until(
     limit: Duration,
     done: impl Fn(&MappingStats) -> bool,
 ) -> MappingStats {
+    run_sampling(sqs, m, f, limit, done, |_| {}).await
+}
+
+/// [`run_until`], with `sample` looking at the stats at every check.
+async fn run_sampling(
+    sqs: &aws_sdk_sqs::Client,
+    m: SqsMapping,
+    f: Arc<FunctionConfig>,
+    limit: Duration,
+    done: impl Fn(&MappingStats) -> bool,
+    mut sample: impl FnMut(&mut MappingStats),
+) -> MappingStats {
     let stats = Arc::new(Mutex::new(MappingStats::default()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(sqs::run(sqs.clone(), m, f, stats.clone(), stopped));
     let started = Instant::now();
     while started.elapsed() < limit && !done(&stats.lock().unwrap()) {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        sample(&mut stats.lock().unwrap());
     }
     // With no pollers (concurrency zero) the mapping has already returned.
     let _ = stop.send(true);
@@ -258,23 +271,19 @@ async fn five_pollers_run_one_execution_at_a_time_and_the_rest_are_throttled_the
     let moto = Moto::start();
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let q = queue(&sqs, "reserved-one", None).await;
-    send(&sqs, &q, &["slow"; 8]).await;
+    send(&sqs, &q, &["slow"; 6]).await;
     // Batches of one: the five first pollers each take a message; one runs (a second each).
-    let stats = Arc::new(Mutex::new(MappingStats::default()));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let m = aws_mapping(&q, 1, Some(1), 60);
-    let task = tokio::spawn(sqs::run(sqs.clone(), m, function(Duration::from_secs(5)), stats.clone(), stopped));
-    let started = Instant::now();
     let mut peaks = Vec::new();
-    while stats.lock().unwrap().deleted < 8 && started.elapsed() < Duration::from_secs(40) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut s = stats.lock().unwrap();
-        peaks.push((s.pollers, s.take_peak()));
-    }
-    let _ = stop.send(true);
-    task.await.unwrap().unwrap();
-    let s = stats.lock().unwrap().clone();
-    assert_eq!((s.deleted, s.invocations), (8, 8), "{s:?}");
+    let s = run_sampling(
+        &sqs,
+        aws_mapping(&q, 1, Some(1), 60),
+        function(Duration::from_secs(5)),
+        Duration::from_secs(40),
+        |s| s.deleted >= 6,
+        |s| peaks.push((s.pollers, s.take_peak())),
+    )
+    .await;
+    assert_eq!((s.deleted, s.invocations), (6, 6), "{s:?}");
     assert!(s.throttles > 0, "pollers beyond the reserved concurrency are throttled: {s:?}");
     assert!(peaks.iter().all(|(_, running)| *running <= 1), "never more than one execution: {peaks:?}");
     assert!(peaks.iter().any(|(pollers, _)| *pollers >= 5), "five pollers at least: {peaks:?}");
@@ -311,7 +320,7 @@ async fn pollers_grow_while_batches_come_back_full_when_nothing_throttles() {
     let moto = Moto::start();
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let q = queue(&sqs, "scaling", None).await;
-    send(&sqs, &q, &["slow"; 40]).await;
+    send(&sqs, &q, &["slow"; 24]).await;
     // No reserved concurrency: two pollers at first, two more a second, at most six.
     let m = SqsMapping { scaling: Scaling { initial: 2, per_minute: 120, max: 6 }, ..aws_mapping(&q, 1, None, 30) };
     let stats = Arc::new(Mutex::new(MappingStats::default()));
@@ -319,14 +328,14 @@ async fn pollers_grow_while_batches_come_back_full_when_nothing_throttles() {
     let task = tokio::spawn(sqs::run(sqs.clone(), m, function(Duration::from_secs(5)), stats.clone(), stopped));
     let started = Instant::now();
     let mut most = 0;
-    while stats.lock().unwrap().deleted < 40 && started.elapsed() < Duration::from_secs(40) {
+    while stats.lock().unwrap().deleted < 24 && started.elapsed() < Duration::from_secs(40) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         most = most.max(stats.lock().unwrap().take_peak());
     }
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
     let s = stats.lock().unwrap().clone();
-    assert_eq!(s.deleted, 40, "{s:?}");
+    assert_eq!(s.deleted, 24, "{s:?}");
     assert_eq!(s.throttles, 0, "{s:?}");
     assert!(most > 2 && most <= 6, "scaled up from 2, never past 6: {most}");
 }

@@ -217,7 +217,11 @@ impl std::fmt::Display for RunSummary {
             t.consumed_wcu, t.transactions, t.transaction_items, t.most_wcu_in_a_minute
         )?;
         match t.provisioned_wcu_per_minute {
-            Some(p) => write!(f, " of {p} provisioned")?,
+            Some(p) => write!(
+                f,
+                " (provisioned {p}; pacing may add the transaction that starts a minute: {})",
+                t.largest_write_wcu
+            )?,
             None => write!(f, " (on demand)")?,
         }
         let budget = if t.budget == order_events::capacity::UNPACED {
@@ -793,7 +797,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("840 WCU consumed (2.80 per event sent)"), "{text}");
-        assert!(text.contains("most in any minute 312 of 300 provisioned; 3 requests throttled (84 WCU); PublishMetrics' budget unpaced"), "{text}");
+        assert!(
+            text.contains("most in any minute 312 (provisioned 300; pacing may add the transaction that starts a minute: 28); 3 requests throttled (84 WCU); PublishMetrics' budget unpaced"),
+            "{text}"
+        );
         assert!(
             text.ends_with("counts match what was sent: every order counted once or waiting in the DLQ, none twice"),
             "{text}"

@@ -206,9 +206,11 @@ impl Throughput {
         Ok(Throughput { endpoint, state, accept })
     }
 
-    /// Every write metered so far, in the order they were charged.
+    /// Every write metered so far, in the order they arrived.
     pub fn ledger(&self) -> Vec<Charge> {
-        lock(&self.state.ledger).clone()
+        let mut ledger = lock(&self.state.ledger).clone();
+        ledger.sort_by_key(|c| c.at);
+        ledger
     }
 
     /// When the proxy started: the zero of the charges' times.
@@ -412,6 +414,8 @@ fn throttled_answer(write: &Write, throttled: &[bool]) -> Response<Body> {
 
 impl State {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        // A write is charged as of its arrival, the moment its writer paid for it.
+        let arrived = Instant::now();
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
@@ -433,7 +437,7 @@ impl State {
                 Err(e) => self.failed(e),
             };
         };
-        self.metered(write, parts, body).await
+        self.metered(write, arrived, parts, body).await
     }
 
     fn failed(&self, why: String) -> Response<Body> {
@@ -462,7 +466,13 @@ impl State {
         Ok(out)
     }
 
-    async fn metered(&self, write: Write, parts: hyper::http::request::Parts, body: Bytes) -> Response<Body> {
+    async fn metered(
+        &self,
+        write: Write,
+        arrived: Instant,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Response<Body> {
         let _serialized = self.writing.lock().await;
         let costs = match self.cost_before(&write).await {
             Ok(c) => c,
@@ -495,7 +505,7 @@ impl State {
             let mut ledger = lock(&self.ledger);
             for table in &short {
                 ledger.push(Charge {
-                    at: now - self.started,
+                    at: arrived - self.started,
                     table: (*table).to_owned(),
                     operation: write.operation,
                     wcu: per_table[table],
@@ -540,7 +550,7 @@ impl State {
             }
         };
         if let Some(charged) = charged {
-            let at = Instant::now() - self.started;
+            let at = arrived - self.started;
             let mut ledger = lock(&self.ledger);
             for (table, wcu) in charged {
                 if lock(&self.buckets).contains_key(table) {
@@ -651,7 +661,7 @@ fn rebuild(status: StatusCode, headers: hyper::HeaderMap, body: Bytes) -> Respon
     r
 }
 
-/// The most WCU written (not throttled) within any `window` of the ledger.
+/// The most WCU written (not throttled) within any `window` of the ledger (in time order).
 pub fn most_in_window(ledger: &[Charge], window: Duration) -> u64 {
     let written: Vec<&Charge> = ledger.iter().filter(|c| !c.throttled).collect();
     let mut best = 0;

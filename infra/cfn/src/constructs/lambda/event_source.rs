@@ -178,8 +178,10 @@ impl EventSourceMappingBuilder {
         if let Some(n) = self.max_concurrency {
             validate::in_range(&construct, "ScalingConfig.MaximumConcurrency", n, EventSourceMapping::MAX_CONCURRENCY)?;
         }
-        // AWS's guidance: room for Lambda to retry a throttled batch before the message
-        // becomes visible again and is handed out twice.
+        // AWS's guidance (Lambda Developer Guide, "Creating and configuring an Amazon SQS event
+        // source mapping": at least six times the function's timeout, plus the batching
+        // window): room for Lambda to retry a throttled batch before the message becomes
+        // visible again and is handed out twice.
         let needed = 6 * self.function.timeout_secs + self.batching_window_secs;
         if self.queue.visibility_timeout_secs() < needed {
             return Err(Error::invalid(
