@@ -118,18 +118,26 @@ pub fn charts(widgets: &[GraphWidget], bindings: &[(Metric, Field)], series: &Se
         .collect()
 }
 
-/// The consumed WCU as CloudWatch's one-minute sums, against the provisioned capacity per minute.
+/// The consumed WCU as CloudWatch's one-minute sums, against the provisioned capacity per
+/// minute, drawn as steps (each sum holds for its minute).
 pub fn minute_chart(series: &Series) -> Chart {
-    let minutes = series.minute_sums();
+    let minute = series.minute_secs() as f64;
+    let steps = |value: &dyn Fn(u64) -> f64| -> Vec<(f64, f64)> {
+        series
+            .minute_sums()
+            .iter()
+            .flat_map(|(at, sum)| [(*at as f64, value(*sum)), (*at as f64 + minute, value(*sum))])
+            .collect()
+    };
     let mut lines = vec![ChartLine {
         label: "Consumed WCU per minute (sum)".to_owned(),
-        points: minutes.iter().map(|(at, sum)| (*at as f64, *sum as f64)).collect(),
+        points: steps(&|sum| sum as f64),
         limit: false,
     }];
     if let Some(p) = series.provisioned_wcu {
         lines.push(ChartLine {
             label: "Provisioned WCU x 60".to_owned(),
-            points: minutes.iter().map(|(at, _)| (*at as f64, f64::from(p) * 60.0)).collect(),
+            points: steps(&|_| f64::from(p) * 60.0),
             limit: true,
         });
     }
@@ -271,6 +279,14 @@ mod tests {
         assert_eq!(charts[1].lines[0].points[2], (2.0, 10.0));
         assert!(charts[1].lines[1].limit && charts[1].lines[1].points.iter().all(|(_, y)| *y == 5.0));
         assert_eq!(charts[1].missing, ["Doubled (odd = consumed*2): not computed locally"]);
+    }
+
+    #[test]
+    fn minute_sums_are_steps_under_the_provisioned_line() {
+        let samples = (0..90).map(|second| Sample { second, consumed_wcu: 5, ..Default::default() }).collect();
+        let chart = minute_chart(&Series { time_scale: 1.0, provisioned_wcu: Some(5), samples });
+        assert_eq!(chart.lines[0].points, [(0.0, 300.0), (60.0, 300.0), (60.0, 150.0), (120.0, 150.0)]);
+        assert!(chart.lines[1].limit && chart.lines[1].points.iter().all(|(_, y)| *y == 300.0));
     }
 
     #[test]

@@ -76,10 +76,15 @@ impl Series {
         self.provisioned_wcu.map(|w| f64::from(w) / self.time_scale)
     }
 
+    /// How many of this series' seconds make a minute of the run's clock.
+    pub fn minute_secs(&self) -> u64 {
+        (60.0 * self.time_scale).max(1.0).round() as u64
+    }
+
     /// Consumed WCU summed over CloudWatch's one-minute periods (of the run's clock), with the
     /// second each period starts at.
     pub fn minute_sums(&self) -> Vec<(u64, u64)> {
-        let minute = (60.0 * self.time_scale).max(1.0).round() as u64;
+        let minute = self.minute_secs();
         let mut out: Vec<(u64, u64)> = Vec::new();
         for s in &self.samples {
             let start = s.second / minute * minute;
