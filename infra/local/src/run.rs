@@ -309,73 +309,22 @@ pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) ->
         })
     };
 
-    let (expected, sent) = load_test(&options, &env, &functions_aws, &sink, events).await?;
-
     let sqs = aws_sdk_sqs::Client::new(&env.config);
     let queue_url = env.queue_url(&sqs, &env.named(app.queue().physical_name(), app.queue().construct())?).await?;
     let dlq_url =
         env.queue_url(&sqs, &env.named(app.dead_letters().physical_name(), app.dead_letters().construct())?).await?;
-    let consumer = match &options.driver {
-        Driver::Binaries { handlers } => {
-            let mut mapping = functions::sqs_mapping(app.mapping(), &queue_url, &env.aws, options.time_scale);
-            if let Some(reserved) = options.overrides.reserved_concurrency {
-                mapping.reserved_concurrency = reserved;
-            }
-            if let Some(v) = options.overrides.visibility_timeout_secs {
-                mapping.visibility_timeout = Duration::from_secs(u64::from(v)).mul_f64(options.time_scale);
-            }
-            let binary = functions::binary_of(app.publish(), handlers)?;
-            events(Event::Note(format!(
-                "PublishMetrics ({}): reserved concurrency {}, the mapping starts {} pollers (up to {}), batches of {}, window {:?}, visibility {:?}, write budget {budget} WCU/s",
-                binary.display(),
-                mapping.reserved_concurrency.map_or_else(|| "none".to_owned(), |n| n.to_string()),
-                mapping.initial_batches(),
-                mapping.max_batches(),
-                mapping.batch_size,
-                mapping.batching_window,
-                mapping.visibility_timeout,
-            )));
-            let mut config = functions::function_config(
-                app.publish(),
-                binary,
-                &env.ids,
-                &functions_aws,
-                &env.target.name,
-                sink.clone(),
-            )?;
-            config.environment.insert(order_events::env::WRITE_BUDGET.to_owned(), budget.to_string());
-            let stats = Arc::new(Mutex::new(MappingStats::default()));
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let task =
-                tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, Arc::new(config), stats.clone(), stopped));
-            Consumer::Binaries { stats, stop, task }
-        }
-        Driver::InProcess => {
-            let mut settings = crate::mapping_settings(app.mapping());
-            // No Lambda scaling here: one consumer per allowed execution, the mapping's first
-            // batches when nothing bounds them.
-            if let Some(reserved) = options.overrides.reserved_concurrency {
-                settings.consumers =
-                    reserved.unwrap_or(cfn::constructs::lambda::EventSourceMapping::SQS_INITIAL_BATCHES);
-            }
-            if let Some(v) = options.overrides.visibility_timeout_secs {
-                settings.visibility_timeout_secs = v;
-            }
-            events(Event::Note(format!(
-                "in-process mode: {} consumer(s), batches of {}, window {:?} (scaled {}x), write budget {budget} WCU/s",
-                settings.consumers, settings.batch_size, settings.batching_window, options.time_scale
-            )));
-            let store =
-                Arc::new(DynamoStore::new(publish_metrics::client(&ddb_config(&env.config, &meter.endpoint)), &table));
-            let consume = in_process::ConsumeOptions {
-                settings,
-                time_scale: options.time_scale,
-                timeout: options.timeout,
-                budget,
-            };
-            Consumer::InProcess(in_process::start(&sqs, &queue_url, store, &consume))
-        }
+    let wiring = Wiring {
+        env: &env,
+        aws: &functions_aws,
+        sink: &sink,
+        queue_url: &queue_url,
+        meter: &meter.endpoint,
+        table: &table,
+        budget,
     };
+    let mut functions = Functions::new(&options, &wiring, events)?;
+    let (expected, sent) = load_test(&options.orders, &mut functions, events).await?;
+    let consumer = functions.start_drain(&sqs, &queue_url).await;
 
     // Every order is on the queue: the drain starts.
     let drain_started = Instant::now();
@@ -521,11 +470,6 @@ fn predictable(options: &RunOptions) -> bool {
         && options.orders.waiting > 0
 }
 
-/// The DynamoDB client's configuration for the meter's endpoint.
-fn ddb_config(config: &aws_config::SdkConfig, endpoint: &str) -> aws_config::SdkConfig {
-    config.to_builder().endpoint_url(endpoint).build()
-}
-
 /// Which of the run's series measures each metric of the stack's dashboard.
 fn bindings(app: &metrics_stack::MetricsStack) -> Vec<(cfn::constructs::cloudwatch::Metric, Field)> {
     use order_events::emf::{BAD, COUNTED, DUPLICATES, FAILED};
@@ -593,71 +537,165 @@ impl Consumer {
     }
 }
 
+/// What the functions are wired to: the deployed stack, the endpoint they call (through the
+/// meter), their log sink, the queue, the table and PublishMetrics' budget.
+struct Wiring<'a> {
+    env: &'a Environment,
+    aws: &'a LocalAws,
+    sink: &'a LogSink,
+    queue_url: &'a str,
+    meter: &'a str,
+    table: &'a str,
+    budget: WriteBudget,
+}
+
+/// The functions as this run runs them, chosen once from [`Driver`]: the load test, then the
+/// queue's consumer.
+enum Functions {
+    Binaries {
+        load_test: Box<Instance>,
+        publish: Arc<lambda_local::FunctionConfig>,
+        mapping: lambda_local::sqs::SqsMapping,
+    },
+    InProcess {
+        bus: EventBridgeBus,
+        store: Arc<DynamoStore>,
+        consume: in_process::ConsumeOptions,
+    },
+}
+
+impl Functions {
+    fn new(options: &RunOptions, w: &Wiring<'_>, events: &mut (dyn FnMut(Event) + Send)) -> Result<Self, LocalError> {
+        let (app, env, budget) = (&w.env.target.app, w.env, w.budget);
+        Ok(match &options.driver {
+            Driver::Binaries { handlers } => {
+                let config = |f: &cfn::constructs::lambda::Function| -> Result<_, LocalError> {
+                    let binary = functions::binary_of(f, handlers)?;
+                    functions::function_config(f, binary, &env.ids, w.aws, &env.target.name, w.sink.clone())
+                };
+                let mut mapping = functions::sqs_mapping(app.mapping(), w.queue_url, &env.aws, options.time_scale);
+                if let Some(reserved) = options.overrides.reserved_concurrency {
+                    mapping.reserved_concurrency = reserved;
+                }
+                if let Some(v) = options.overrides.visibility_timeout_secs {
+                    mapping.visibility_timeout = Duration::from_secs(u64::from(v)).mul_f64(options.time_scale);
+                }
+                let mut publish = config(app.publish())?;
+                publish.environment.insert(order_events::env::WRITE_BUDGET.to_owned(), budget.to_string());
+                events(Event::Note(format!(
+                    "PublishMetrics ({}): reserved concurrency {}, the mapping starts {} pollers (up to {}), batches of {}, window {:?}, visibility {:?}, write budget {budget} WCU/s",
+                    publish.binary.display(),
+                    mapping.reserved_concurrency.map_or_else(|| "none".to_owned(), |n| n.to_string()),
+                    mapping.initial_batches(),
+                    mapping.max_batches(),
+                    mapping.batch_size,
+                    mapping.batching_window,
+                    mapping.visibility_timeout,
+                )));
+                Functions::Binaries {
+                    load_test: Box::new(Instance::new(Arc::new(config(app.load_test())?), 0)),
+                    publish: Arc::new(publish),
+                    mapping,
+                }
+            }
+            Driver::InProcess => {
+                let mut settings = crate::mapping_settings(app.mapping());
+                // No Lambda scaling here: one consumer per allowed execution, the mapping's first
+                // batches when nothing bounds them.
+                if let Some(reserved) = options.overrides.reserved_concurrency {
+                    settings.consumers =
+                        reserved.unwrap_or(cfn::constructs::lambda::EventSourceMapping::SQS_INITIAL_BATCHES);
+                }
+                if let Some(v) = options.overrides.visibility_timeout_secs {
+                    settings.visibility_timeout_secs = v;
+                }
+                events(Event::Note(format!(
+                    "in-process mode: {} consumer(s), batches of {}, window {:?} (scaled {}x), write budget {budget} WCU/s",
+                    settings.consumers, settings.batch_size, settings.batching_window, options.time_scale
+                )));
+                let client = publish_metrics::client(&env.config.to_builder().endpoint_url(w.meter).build());
+                Functions::InProcess {
+                    bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&env.config), app.bus().name()),
+                    store: Arc::new(DynamoStore::new(client, w.table)),
+                    consume: in_process::ConsumeOptions {
+                        settings,
+                        time_scale: options.time_scale,
+                        timeout: options.timeout,
+                        budget,
+                    },
+                }
+            }
+        })
+    }
+
+    /// One load test invocation.
+    async fn load_test(&mut self, input: &Input, run_id: &str) -> Result<Report, LocalError> {
+        match self {
+            Functions::Binaries { load_test, .. } => {
+                let mut body =
+                    serde_json::json!({"count": input.count, "detailType": input.detail_type, "runId": run_id});
+                if let Some(drinks) = &input.drinks {
+                    body["drinks"] = serde_json::json!(drinks);
+                }
+                if let Some(seed) = input.seed {
+                    body["seed"] = serde_json::json!(seed);
+                }
+                let invocation = load_test.invoke(body.to_string()).await?;
+                functions::load_test_report(&invocation.outcome)
+            }
+            Functions::InProcess { bus, .. } => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+                events_load_test::run(bus, input, run_id, RetryPolicy::default(), deadline)
+                    .await
+                    .map_err(|e| LocalError::LoadTest(format!("failed: {e}")))
+            }
+        }
+    }
+
+    /// Starts consuming the queue (the load test's environment stops first).
+    async fn start_drain(self, sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Consumer {
+        match self {
+            Functions::Binaries { mut load_test, publish, mapping } => {
+                load_test.shutdown().await;
+                let stats = Arc::new(Mutex::new(MappingStats::default()));
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(lambda_local::sqs::run(sqs.clone(), mapping, publish, stats.clone(), stopped));
+                Consumer::Binaries { stats, stop, task }
+            }
+            Functions::InProcess { store, consume, .. } => {
+                Consumer::InProcess(in_process::start(sqs, queue_url, store, &consume))
+            }
+        }
+    }
+}
+
 /// Runs the load test once per detail type asked for; what should be counted per metric, and
 /// how many events were sent.
 async fn load_test(
-    options: &RunOptions,
-    env: &Environment,
-    functions_aws: &LocalAws,
-    sink: &LogSink,
+    orders: &Orders,
+    functions: &mut Functions,
     events: &mut (dyn FnMut(Event) + Send),
 ) -> Result<(BTreeMap<String, u64>, usize), LocalError> {
-    let app = &env.target.app;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut sent = 0;
     // Order IDs unique to this run, so a second run on the same endpoint sends new orders.
     let run_id = format!("local-{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()));
-    let mut instance = match &options.driver {
-        Driver::Binaries { handlers } => {
-            let binary = functions::binary_of(app.load_test(), handlers)?;
-            let config = functions::function_config(
-                app.load_test(),
-                binary,
-                &env.ids,
-                functions_aws,
-                &env.target.name,
-                sink.clone(),
-            )?;
-            Some(Instance::new(Arc::new(config), 0))
-        }
-        Driver::InProcess => None,
-    };
-    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&env.config), app.bus().name());
-    let o = &options.orders;
     for (detail_type, count) in [
-        (DetailType::WaitingCompletion, o.waiting),
-        (DetailType::OrderCompleted, o.completed),
-        (DetailType::OrderCancelled, o.cancelled),
+        (DetailType::WaitingCompletion, orders.waiting),
+        (DetailType::OrderCompleted, orders.completed),
+        (DetailType::OrderCancelled, orders.cancelled),
     ] {
         if count == 0 {
             continue;
         }
-        let report: Report = match &mut instance {
-            Some(instance) => {
-                let mut input = serde_json::json!({"count": count, "detailType": detail_type, "runId": run_id});
-                if let Some(drinks) = &o.drinks {
-                    input["drinks"] = serde_json::json!(drinks);
-                }
-                if let Some(seed) = o.seed {
-                    input["seed"] = serde_json::json!(seed);
-                }
-                let invocation = instance.invoke(input.to_string()).await?;
-                functions::load_test_report(&invocation.outcome)?
-            }
-            None => {
-                let input = Input {
-                    count: Some(count),
-                    detail_type: Some(detail_type),
-                    drinks: o.drinks.clone(),
-                    seed: o.seed,
-                    ..Default::default()
-                };
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
-                events_load_test::run(&bus, &input, &run_id, RetryPolicy::default(), deadline)
-                    .await
-                    .map_err(|e| LocalError::LoadTest(format!("failed: {e}")))?
-            }
+        let input = Input {
+            count: Some(count),
+            detail_type: Some(detail_type),
+            drinks: orders.drinks.clone(),
+            seed: orders.seed,
+            ..Default::default()
         };
+        let report = functions.load_test(&input, &run_id).await?;
         events(Event::LoadTest { detail_type, sent: report.sent, failed: report.failed });
         sent += report.sent as usize;
         let metric = match detail_type {
@@ -672,9 +710,6 @@ async fn load_test(
                 *expected.entry(drink.clone()).or_default() += u64::from(*n);
             }
         }
-    }
-    if let Some(mut instance) = instance {
-        instance.shutdown().await;
     }
     Ok((expected, sent))
 }

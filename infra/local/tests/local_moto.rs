@@ -27,7 +27,7 @@ fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     support::fake_zips(zips.path());
     let out = Command::new(env!("CARGO_BIN_EXE_local"))
         .args(["--endpoint-url", &moto.endpoint, "--time-scale", "0.05", "--completed", "7", "--cancelled", "3"])
-        .args(["--drinks", "Latte,Flat White,Americano"])
+        .args(["--drinks", "Latte,Flat White,Americano", "--json"])
         .arg("--lambda-dir")
         .arg(zips.path())
         .arg("--handlers")
@@ -37,11 +37,17 @@ fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
         .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("counts match what was sent"), "{stdout}");
-    assert!(stdout.contains("| invocations "), "progress lines with the invocations: {stdout}");
-    assert!(stdout.contains("0 errors, 0 timeouts"), "{stdout}");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The progress goes to stderr; stdout is the summary, one JSON document.
+    assert!(stderr.contains("| invocations "), "progress lines with the invocations: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(summary["exact"], true, "{summary:#}");
+    assert_eq!(summary["sent"], 510);
+    let l = &summary["lambda"];
+    assert_eq!((l["errors"].as_u64(), l["timeouts"].as_u64()), (Some(0), Some(0)), "{l}");
+    assert_eq!(summary["tally"]["counted"], 510, "PublishMetrics' EMF lines add up to what was sent");
+    assert_eq!(summary["table"]["throttledRequests"], 0, "paced: {}", summary["table"]);
 
     // The counts, read back through the DynamoDB API rather than from the report.
     let runtime = tokio::runtime::Runtime::new().unwrap();
