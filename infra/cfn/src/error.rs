@@ -29,7 +29,7 @@ pub enum Error {
     InvalidProperty { construct: String, property: &'static str, value: String, reason: String },
 
     /// An event pattern EventBridge would refuse.
-    #[error("{construct}: EventPattern is invalid: {source}")]
+    #[error("{construct}: EventPattern is invalid")]
     InvalidPattern {
         construct: String,
         #[source]

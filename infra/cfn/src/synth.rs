@@ -61,11 +61,11 @@ pub fn artifacts<'a>(stacks: impl IntoIterator<Item = &'a Stack>) -> crate::Resu
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot create output directory {path}: {source}")]
+    #[error("cannot create output directory {path}")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: io::Error },
 }
 
@@ -168,6 +168,32 @@ pub fn stale(dir: &Path, artifacts: &[Artifact]) -> Result<Vec<(PathBuf, Stalene
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error and its sources, as `anyhow`'s `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            out = format!("{out}: {s}");
+            source = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn an_io_error_is_printed_once_in_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, "x").unwrap();
+        // A directory cannot be made under a file.
+        let err = write(&file.join("out"), &[]).unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.starts_with(&format!("cannot create output directory {}: ", file.join("out").display())),
+            "{text}"
+        );
+        assert_eq!(text.matches("Not a directory").count(), 1, "{text}");
+    }
 
     fn sample() -> Vec<Artifact> {
         ["a.template.yaml", "a.template.json"]

@@ -48,9 +48,9 @@ pub enum DeployError {
     NoBucket { bucket: String, key: String, message: String },
     #[error(transparent)]
     Asset(#[from] crate::assets::AssetError),
-    #[error("the stack is invalid: {0}")]
+    #[error("the stack is invalid")]
     Stack(#[from] cfn::error::Error),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

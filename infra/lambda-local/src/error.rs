@@ -4,9 +4,9 @@ use std::path::PathBuf;
 /// [`crate::Outcome`]s, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot start {function}'s bootstrap {}: {source} (build it for this machine: cargo build --bins)", binary.display())]
+    #[error("cannot start {function}'s bootstrap {} (build it for this machine: cargo build --bins)", binary.display())]
     Spawn { function: String, binary: PathBuf, source: std::io::Error },
-    #[error("cannot open a Runtime API endpoint for {function} on 127.0.0.1: {source}")]
+    #[error("cannot open a Runtime API endpoint for {function} on 127.0.0.1")]
     Listen { function: String, source: std::io::Error },
     #[error("SQS {action} on {queue} failed: {message}")]
     Sqs { action: &'static str, queue: String, message: String },

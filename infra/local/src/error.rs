@@ -10,7 +10,7 @@ pub enum LocalError {
     /// A call to the local endpoint failed.
     #[error("{action}: {message}")]
     Aws { action: String, message: String },
-    #[error("cannot start {} (install moto[server], or pass --endpoint-url): {source}", server.display())]
+    #[error("cannot start {} (install moto[server], or pass --endpoint-url)", server.display())]
     MotoStart { server: PathBuf, source: std::io::Error },
     #[error("{} exited with {status}", server.display())]
     MotoExited { server: PathBuf, status: String },
@@ -40,7 +40,7 @@ pub enum LocalError {
     Build(String),
     #[error("the local deploy did not succeed: {0}")]
     Deployed(String),
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot draw the graphs: {0}")]
     Graph(String),
