@@ -102,6 +102,15 @@ impl DetailType {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
     }
+
+    /// The day's metric an order event of this type counts.
+    pub fn counts(self) -> Fixed {
+        match self {
+            DetailType::WaitingCompletion => Fixed::TotalSales,
+            DetailType::OrderCompleted => Fixed::Completed,
+            DetailType::OrderCancelled => Fixed::Cancelled,
+        }
+    }
 }
 
 /// An ID, sent as a string ("1000") or a number (1000).
@@ -169,8 +178,9 @@ pub const MAX_DRINK_CHARS: usize = 100;
 pub const MAX_CLOCK_SKEW_SECS: i64 = 3600;
 
 /// A drink name as it is counted: trimmed, in Unicode NFC, 1 to 100 characters, no control
-/// characters, no `#` (the sort key's separator), and not a metric's own name in any case
-/// (`TotalSales`, `Completed`, `Cancelled`), so no drink can share an item with another metric.
+/// characters, no `#` (the sort key's separator), and not a fixed metric's name in any case
+/// ([`Fixed`]: `TotalSales`, `Completed`, `Cancelled`), so no drink can share an item with
+/// another metric.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Drink(String);
 
@@ -206,8 +216,8 @@ impl Drink {
         if name.contains('#') {
             return Err(BadDrink::Hash(name));
         }
-        if let Some(metric) = Metric::RESERVED.iter().find(|m| m.eq_ignore_ascii_case(&name)) {
-            return Err(BadDrink::Reserved(name, metric));
+        if let Some(metric) = Fixed::VARIANTS.iter().find(|m| m.name().eq_ignore_ascii_case(&name)) {
+            return Err(BadDrink::Reserved(name, metric.name()));
         }
         Ok(Drink(name))
     }
@@ -378,12 +388,46 @@ impl OrderEvent {
         match &self.kind {
             OrderKind::WaitingCompletion { drink } => {
                 vec![
-                    MetricKey::new(self.day, Metric::TotalSales),
+                    MetricKey::new(self.day, Metric::Fixed(Fixed::TotalSales)),
                     MetricKey::new(self.day, Metric::Drink(drink.as_str().to_owned())),
                 ]
             }
-            OrderKind::Completed => vec![MetricKey::new(self.day, Metric::Completed)],
-            OrderKind::Cancelled => vec![MetricKey::new(self.day, Metric::Cancelled)],
+            OrderKind::Completed => vec![MetricKey::new(self.day, Metric::Fixed(Fixed::Completed))],
+            OrderKind::Cancelled => vec![MetricKey::new(self.day, Metric::Fixed(Fixed::Cancelled))],
+        }
+    }
+}
+
+/// The metrics every day holds besides its drinks, declared once: the name each has in the
+/// sort key (which no drink may take, in any case) and its column in the investors' report.
+/// `strum` lists every variant in `Fixed::VARIANTS`, so one added here is parsed, reserved and
+/// reported without another list to update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::VariantArray)]
+pub enum Fixed {
+    /// Orders started (`OrderManager.WaitingCompletion`).
+    TotalSales,
+    Completed,
+    Cancelled,
+}
+
+pub use strum::VariantArray;
+
+impl Fixed {
+    /// Its name in the sort key (`YYYY-MM-DD#<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fixed::TotalSales => "TotalSales",
+            Fixed::Completed => "Completed",
+            Fixed::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Its column in the investors' report.
+    pub fn column(self) -> &'static str {
+        match self {
+            Fixed::TotalSales => "total",
+            Fixed::Completed => "completed",
+            Fixed::Cancelled => "cancelled",
         }
     }
 }
@@ -391,23 +435,16 @@ impl OrderEvent {
 /// What a counter counts on its day.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
-    TotalSales,
+    Fixed(Fixed),
     /// Sales of one drink, by its raw name.
     Drink(String),
-    Completed,
-    Cancelled,
 }
 
 impl Metric {
-    /// The metrics' own names, which no drink may take (compared without regard to case).
-    pub const RESERVED: [&'static str; 3] = ["TotalSales", "Completed", "Cancelled"];
-
-    /// The name in the sort key: one of [`Metric::RESERVED`], or the drink's raw name.
+    /// The name in the sort key: a fixed metric's, or the drink's raw name.
     pub fn name(&self) -> &str {
         match self {
-            Metric::TotalSales => Self::RESERVED[0],
-            Metric::Completed => Self::RESERVED[1],
-            Metric::Cancelled => Self::RESERVED[2],
+            Metric::Fixed(f) => f.name(),
             Metric::Drink(d) => d,
         }
     }
@@ -437,10 +474,10 @@ impl MetricKey {
         if rest.is_empty() {
             return None;
         }
-        let metric = [Metric::TotalSales, Metric::Completed, Metric::Cancelled]
-            .into_iter()
+        let metric = Fixed::VARIANTS
+            .iter()
             .find(|m| m.name() == rest)
-            .unwrap_or_else(|| Metric::Drink(rest.to_owned()));
+            .map_or_else(|| Metric::Drink(rest.to_owned()), |f| Metric::Fixed(*f));
         Some(MetricKey { day, metric })
     }
 }

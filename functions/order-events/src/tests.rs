@@ -239,7 +239,7 @@ proptest::proptest! {
         if let Ok(drink) = Drink::parse(&raw) {
             let day = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
             let sk = MetricKey::new(day, Metric::Drink(drink.as_str().to_owned())).sort_key();
-            for m in [Metric::TotalSales, Metric::Completed, Metric::Cancelled] {
+            for m in Fixed::VARIANTS.iter().map(|f| Metric::Fixed(*f)) {
                 proptest::prop_assert_ne!(&sk, &MetricKey::new(day, m).sort_key());
             }
             proptest::prop_assert_eq!(sk.matches('#').count(), 1);
@@ -252,16 +252,16 @@ proptest::proptest! {
 fn sort_keys_read_back_to_the_same_metric() {
     let day = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
     for metric in [
-        Metric::TotalSales,
-        Metric::Completed,
-        Metric::Cancelled,
+        Metric::Fixed(Fixed::TotalSales),
+        Metric::Fixed(Fixed::Completed),
+        Metric::Fixed(Fixed::Cancelled),
         Metric::Drink("Flat White".into()),
         Metric::Drink("Latte#2".into()),
     ] {
         let key = MetricKey::new(day, metric);
         assert_eq!(MetricKey::parse_sort_key(&key.sort_key()), Some(key.clone()), "{}", key.sort_key());
     }
-    assert_eq!(MetricKey::new(day, Metric::Completed).sort_key(), "2024-05-01#Completed");
+    assert_eq!(MetricKey::new(day, Metric::Fixed(Fixed::Completed)).sort_key(), "2024-05-01#Completed");
     for bad in ["2024-05-01#", "2024-05-01", "2024-13-01#Latte", "#TotalSales", ""] {
         assert_eq!(MetricKey::parse_sort_key(bad), None, "{bad}");
     }

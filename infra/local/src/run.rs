@@ -12,7 +12,7 @@ use events_load_test::{EventBridgeBus, Input, Report, RetryPolicy};
 use lambda_local::sqs::MappingStats;
 use lambda_local::{Instance, LogLine, LogSink};
 use order_events::capacity::{Peak, WriteBudget};
-use order_events::{DetailType, Metric, MetricKey, OrderEvent};
+use order_events::{DetailType, MetricKey, OrderEvent};
 use publish_metrics::DynamoStore;
 use serde::Serialize;
 
@@ -698,12 +698,7 @@ async fn load_test(
         let report = functions.load_test(&input, &run_id).await?;
         events(Event::LoadTest { detail_type, sent: report.sent, failed: report.failed });
         sent += report.sent as usize;
-        let metric = match detail_type {
-            DetailType::WaitingCompletion => Metric::TotalSales,
-            DetailType::OrderCompleted => Metric::Completed,
-            DetailType::OrderCancelled => Metric::Cancelled,
-        };
-        *expected.entry(metric.name().to_owned()).or_default() += u64::from(report.sent);
+        *expected.entry(detail_type.counts().name().to_owned()).or_default() += u64::from(report.sent);
         // Only a waiting order counts its drink (the report names drinks for every type).
         if detail_type == DetailType::WaitingCompletion {
             for (drink, n) in &report.per_drink {

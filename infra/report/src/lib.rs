@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use order_events::{Metric, MetricKey};
+use order_events::{Fixed, Metric, MetricKey, VariantArray};
+use order_events::{AGGREGATE_PK, COUNTER_ATTRIBUTE, PARTITION_KEY, SORT_KEY};
+use serde::ser::SerializeMap;
 use serde::Serialize;
 
 /// Why the counters could not be read.
@@ -29,8 +31,9 @@ pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<BTr
         let page = ddb
             .query()
             .table_name(table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_values(":pk", AttributeValue::S(AGGREGATE_PK.to_owned()))
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -52,25 +55,55 @@ fn counter(
     item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
 ) -> Result<(String, u64), ReportError> {
     let bad = |item: String, why: String| ReportError::Item { table: table.to_owned(), item, why };
-    let sk = match item.get("SK").map(|v| v.as_s()) {
+    let sk = match item.get(SORT_KEY).map(|v| v.as_s()) {
         Some(Ok(sk)) => sk.clone(),
-        other => return Err(bad(format!("{item:?}"), format!("has no string SK ({other:?})"))),
+        other => return Err(bad(format!("{item:?}"), format!("has no string {SORT_KEY} ({other:?})"))),
     };
-    let val = match item.get("val").map(|v| v.as_n()) {
-        Some(Ok(n)) => n.parse::<u64>().map_err(|_| bad(printable(&sk), format!("has val {n}, not a count")))?,
-        other => return Err(bad(printable(&sk), format!("has no number val ({other:?})"))),
+    let val = match item.get(COUNTER_ATTRIBUTE).map(|v| v.as_n()) {
+        Some(Ok(n)) => {
+            n.parse::<u64>().map_err(|_| bad(printable(&sk), format!("has {COUNTER_ATTRIBUTE} {n}, not a count")))?
+        }
+        other => return Err(bad(printable(&sk), format!("has no number {COUNTER_ATTRIBUTE} ({other:?})"))),
     };
     Ok((sk, val))
 }
 
-/// One day's metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// One day's metrics: the fixed ones ([`Fixed`]) and one count per drink.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Day {
     pub day: NaiveDate,
-    pub total: u64,
-    pub completed: u64,
-    pub cancelled: u64,
+    pub fixed: BTreeMap<Fixed, u64>,
     pub drinks: BTreeMap<String, u64>,
+}
+
+impl Day {
+    /// The day's count of a fixed metric (0 when nothing was counted).
+    pub fn count(&self, metric: Fixed) -> u64 {
+        self.fixed.get(&metric).copied().unwrap_or(0)
+    }
+}
+
+impl Serialize for Day {
+    /// `{"day", <each fixed metric's column>, "drinks"}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(Fixed::VARIANTS.len() + 2))?;
+        map.serialize_entry("day", &self.day)?;
+        for f in Fixed::VARIANTS {
+            map.serialize_entry(f.column(), &self.count(*f))?;
+        }
+        map.serialize_entry("drinks", &self.drinks)?;
+        map.end()
+    }
+}
+
+/// The columns before the drinks: the day, then each fixed metric's.
+fn fixed_columns() -> Vec<String> {
+    std::iter::once("day").chain(Fixed::VARIANTS.iter().map(|f| f.column())).map(str::to_owned).collect()
+}
+
+/// A day's cells before its drinks.
+fn fixed_cells(d: &Day) -> Vec<String> {
+    std::iter::once(d.day.to_string()).chain(Fixed::VARIANTS.iter().map(|f| d.count(*f).to_string())).collect()
 }
 
 /// Groups counters (sort key -> value) per day, keeping days in `from..=to`. Sort keys that
@@ -84,9 +117,7 @@ pub fn days(counters: &BTreeMap<String, u64>, from: Option<NaiveDate>, to: Optio
         }
         let day = out.entry(key.day).or_insert_with(|| Day { day: key.day, ..Default::default() });
         match key.metric {
-            Metric::TotalSales => day.total += val,
-            Metric::Completed => day.completed += val,
-            Metric::Cancelled => day.cancelled += val,
+            Metric::Fixed(f) => *day.fixed.entry(f).or_default() += val,
             Metric::Drink(d) => *day.drinks.entry(d).or_default() += val,
         }
     }
@@ -114,12 +145,12 @@ pub fn printable(s: &str) -> String {
 /// An aligned table: one row per day, one column per drink.
 pub fn table(days: &[Day]) -> String {
     let drinks = drinks(days);
-    let mut header = vec!["day".to_owned(), "total".into(), "completed".into(), "cancelled".into()];
+    let mut header = fixed_columns();
     header.extend(drinks.iter().map(|d| printable(d)));
     let rows: Vec<Vec<String>> = days
         .iter()
         .map(|d| {
-            let mut r = vec![d.day.to_string(), d.total.to_string(), d.completed.to_string(), d.cancelled.to_string()];
+            let mut r = fixed_cells(d);
             r.extend(drinks.iter().map(|k| d.drinks.get(k).copied().unwrap_or(0).to_string()));
             r
         })
@@ -159,14 +190,14 @@ pub fn csv_cell(s: &str) -> String {
 /// CSV with the same columns as the table; drink names pass through [`csv_cell`].
 pub fn csv(days: &[Day]) -> String {
     let drinks = drinks(days);
-    let mut out = String::from("day,total,completed,cancelled");
+    let mut out = fixed_columns().join(",");
     for d in &drinks {
         out.push(',');
         out.push_str(&csv_cell(d));
     }
     out.push('\n');
     for d in days {
-        out.push_str(&format!("{},{},{},{}", d.day, d.total, d.completed, d.cancelled));
+        out.push_str(&fixed_cells(d).join(","));
         for k in &drinks {
             out.push_str(&format!(",{}", d.drinks.get(k).copied().unwrap_or(0)));
         }
@@ -236,7 +267,32 @@ mod tests {
         sk: Option<AttributeValue>,
         val: Option<AttributeValue>,
     ) -> std::collections::HashMap<String, AttributeValue> {
-        sk.map(|v| ("SK".to_owned(), v)).into_iter().chain(val.map(|v| ("val".to_owned(), v))).collect()
+        sk.map(|v| (SORT_KEY.to_owned(), v)).into_iter().chain(val.map(|v| (COUNTER_ATTRIBUTE.to_owned(), v))).collect()
+    }
+
+    #[test]
+    fn every_fixed_metric_is_a_column_of_each_format() {
+        let counters: BTreeMap<String, u64> = Fixed::VARIANTS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("2024-05-01#{}", f.name()), i as u64 + 1))
+            .chain([("2024-05-01#Latte".to_owned(), 9)])
+            .collect();
+        let all = days(&counters, None, None);
+        let json = serde_json::to_value(&all[0]).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec!["day", "drinks"];
+        want.extend(Fixed::VARIANTS.iter().map(|f| f.column()));
+        want.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, want);
+        for (i, f) in Fixed::VARIANTS.iter().enumerate() {
+            assert_eq!(json[f.column()], i as u64 + 1, "{f:?}");
+        }
+        let header = fixed_columns().join(",") + ",Latte";
+        assert_eq!(csv(&all).lines().next(), Some(header.as_str()));
+        assert!(table(&all).lines().next().unwrap().split_whitespace().eq(header.split(',')));
     }
 
     #[test]
@@ -290,7 +346,10 @@ mod tests {
     fn counters_group_per_day_within_the_range() {
         let all = days(&counters(), None, None);
         assert_eq!(all.len(), 2);
-        assert_eq!((all[0].total, all[0].completed, all[0].cancelled), (5, 4, 0));
+        assert_eq!(
+            (all[0].count(Fixed::TotalSales), all[0].count(Fixed::Completed), all[0].count(Fixed::Cancelled)),
+            (5, 4, 0)
+        );
         assert_eq!(all[0].drinks, [("Flat White".to_owned(), 2), ("Latte".to_owned(), 3)].into());
         assert_eq!(days(&counters(), Some(date("2024-05-02")), None).len(), 1);
         assert_eq!(days(&counters(), None, Some(date("2024-05-01")))[0].day, date("2024-05-01"));
