@@ -176,7 +176,11 @@ impl fmt::Display for DeployOutcome {
             DeployOutcome::Refused { refusals, .. } => {
                 writeln!(f, "refused: this change would lose data:")?;
                 for r in refusals {
-                    writeln!(f, "  {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why)?;
+                    writeln!(
+                        f,
+                        "  {} ({}): {} [rule {}]",
+                        r.change.logical_resource_id, r.change.resource_type, r.why, r.rule
+                    )?;
                 }
                 let ids: std::collections::BTreeSet<&str> =
                     refusals.iter().map(|r| r.change.logical_resource_id.as_str()).collect();

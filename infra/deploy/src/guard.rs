@@ -220,10 +220,11 @@ impl ChangeSetDescription {
     }
 }
 
-/// A change the guard refuses, and why.
+/// A change the guard refuses: the rule (its id), and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     pub change: ResourceChange,
+    pub rule: &'static str,
     pub why: String,
 }
 
@@ -259,62 +260,221 @@ fn is_true(v: Option<&str>) -> bool {
 /// SQS keeps messages 4 days unless told otherwise.
 const SQS_DEFAULT_RETENTION: u64 = 345_600;
 
-/// In-place changes that destroy data although nothing is replaced, from the details' values.
-fn destructive_in_place(c: &ResourceChange) -> Vec<String> {
+const QUEUE: &str = cfn::constructs::sqs::Queue::TYPE;
+const TABLE: &str = cfn::constructs::dynamodb::Table::TYPE;
+
+/// A data-loss rule on a change to any stateful resource, whatever its type.
+pub struct ChangeRule {
+    pub id: &'static str,
+    /// What it refuses, in words (`deploy rules`, the README's table).
+    pub refuses: &'static str,
+    /// Why this change falls under it, or `None`.
+    check: fn(&ResourceChange) -> Option<String>,
+}
+
+/// A data-loss rule on an in-place change of one property of one resource type: a change that
+/// destroys data although nothing is replaced.
+pub struct PropertyRule {
+    pub id: &'static str,
+    pub resource_type: &'static str,
+    pub property: &'static str,
+    pub refuses: &'static str,
+    /// Why this property change falls under it, or `None`.
+    check: fn(&Target) -> Option<String>,
+}
+
+/// Every rule on a stateful resource's change. The first that applies says why; a replacement
+/// or removal is the whole story, so the deletion-policy rule only looks at what is kept.
+pub const CHANGE_RULES: &[ChangeRule] = &[
+    ChangeRule {
+        id: "removed",
+        refuses: "a stateful resource removed from the stack",
+        check: |c| (c.action == Action::Remove).then(|| "removed from the stack".to_owned()),
+    },
+    ChangeRule {
+        id: "replaced",
+        refuses: "a stateful resource replaced (`Replacement: True`)",
+        check: |c| {
+            (c.action == Action::Modify && c.replacement == Some(Replacement::True))
+                .then(|| "replaced: a new, empty resource takes its place".to_owned())
+        },
+    },
+    ChangeRule {
+        id: "maybe-replaced",
+        refuses: "a stateful resource that may be replaced: `Replacement: Conditional`, a value the guard does not know, or none given (fails closed)",
+        check: |c| match (&c.action, &c.replacement) {
+            (Action::Modify, Some(Replacement::Conditional)) => {
+                Some("may be replaced (Replacement: Conditional)".to_owned())
+            }
+            (Action::Modify, Some(Replacement::Unknown(r))) => {
+                Some(format!("may be replaced (Replacement: {r}, unknown to this guard: taken as Conditional)"))
+            }
+            (Action::Modify, None) => {
+                Some("may be replaced (the change set gives no Replacement: taken as Conditional)".to_owned())
+            }
+            _ => None,
+        },
+    },
+    ChangeRule {
+        id: "dynamic",
+        refuses: "a `Dynamic` change to a stateful resource (only known at deploy time)",
+        check: |c| {
+            (c.action == Action::Dynamic).then(|| "may be replaced (the change is only known at deploy time)".to_owned())
+        },
+    },
+    ChangeRule {
+        id: "unknown-action",
+        refuses: "an action the guard does not know, on a stateful resource",
+        check: |c| match &c.action {
+            Action::Unknown(a) => Some(format!("action {a} is unknown to this guard: taken as a loss")),
+            _ => None,
+        },
+    },
+    ChangeRule {
+        id: "policy-deletes",
+        refuses: "a `PolicyAction` of `Delete` or `ReplaceAndDelete` (or one the guard does not know)",
+        check: |c| {
+            let kept = matches!(c.action, Action::Add | Action::Import)
+                || (c.action == Action::Modify && c.replacement == Some(Replacement::False));
+            match &c.policy_action {
+                Some(p @ (PolicyAction::Delete | PolicyAction::ReplaceAndDelete)) if kept => {
+                    Some(format!("deleted with its data (PolicyAction: {p})"))
+                }
+                Some(PolicyAction::Unknown(p)) if kept => {
+                    Some(format!("PolicyAction {p} is unknown to this guard: taken as a deletion"))
+                }
+                _ => None,
+            }
+        },
+    },
+];
+
+/// Every rule on an in-place property change.
+pub const PROPERTY_RULES: &[PropertyRule] = &[
+    PropertyRule {
+        id: "sqs-retention-shortened",
+        resource_type: QUEUE,
+        property: "MessageRetentionPeriod",
+        refuses: "a queue's message retention shortened (SQS deletes the older messages)",
+        check: |t| {
+            let before = number(t.before_value.as_deref()).unwrap_or(SQS_DEFAULT_RETENTION);
+            let after = if t.removed() { Some(SQS_DEFAULT_RETENTION) } else { number(t.after_value.as_deref()) };
+            match after {
+                Some(after) if after >= before => None,
+                Some(after) => Some(format!(
+                    "MessageRetentionPeriod shortened from {before} s to {after} s: SQS deletes the messages older than that"
+                )),
+                None => Some("MessageRetentionPeriod changes to a value the change set does not show".to_owned()),
+            }
+        },
+    },
+    PropertyRule {
+        id: "sqs-redrive-loosened",
+        resource_type: QUEUE,
+        property: "RedrivePolicy",
+        refuses: "a queue's redrive policy removed, or its `maxReceiveCount` lowered",
+        check: |t| {
+            let (before, after) = if t.leaf() == Some("maxReceiveCount") {
+                (number(t.before_value.as_deref()), number(t.after_value.as_deref()))
+            } else {
+                let count = |v: Option<&str>| json_field(v, "maxReceiveCount").and_then(|n| n.as_u64());
+                (count(t.before_value.as_deref()), count(t.after_value.as_deref()))
+            };
+            if t.removed() || (before.is_some() && after.is_none() && t.leaf() != Some("deadLetterTargetArn")) {
+                return Some("the redrive policy is removed: failing messages would never reach the DLQ".to_owned());
+            }
+            match (before, after) {
+                (Some(b), Some(a)) if a < b => {
+                    Some(format!("maxReceiveCount lowered from {b} to {a}: healthy messages may reach the DLQ"))
+                }
+                _ => None,
+            }
+        },
+    },
+    PropertyRule {
+        id: "table-recovery-off",
+        resource_type: TABLE,
+        property: "PointInTimeRecoverySpecification",
+        refuses: "a table's point-in-time recovery turned off",
+        check: |t| {
+            let enabled = |v: Option<&str>| {
+                is_true(v) || json_field(v, "PointInTimeRecoveryEnabled").is_some_and(|e| e == serde_json::json!(true))
+            };
+            (enabled(t.before_value.as_deref()) && (t.removed() || !enabled(t.after_value.as_deref())))
+                .then(|| "point-in-time recovery is turned off".to_owned())
+        },
+    },
+    PropertyRule {
+        id: "table-protection-off",
+        resource_type: TABLE,
+        property: "DeletionProtectionEnabled",
+        refuses: "a table's deletion protection turned off",
+        check: |t| {
+            (is_true(t.before_value.as_deref()) && (t.removed() || !is_true(t.after_value.as_deref())))
+                .then(|| "deletion protection is turned off".to_owned())
+        },
+    },
+    PropertyRule {
+        id: "table-ttl-changed",
+        resource_type: TABLE,
+        property: "TimeToLiveSpecification",
+        refuses: "a table's TTL specification changed (items may expire that were kept)",
+        check: |_| Some("the TTL specification changes: items may expire that were kept, or the reverse".to_owned()),
+    },
+];
+
+/// In-place changes that destroy data although nothing is replaced, from the details' values:
+/// each with the rule that finds it.
+fn destructive_in_place(c: &ResourceChange) -> Vec<(&'static str, String)> {
     let mut found = Vec::new();
     for t in c.details.iter().map(|d| &d.target).filter(|t| t.attribute == Some(Attribute::Properties)) {
-        match c.resource_type.as_str() {
-            "AWS::SQS::Queue" if t.is("MessageRetentionPeriod") => {
-                let before = number(t.before_value.as_deref()).unwrap_or(SQS_DEFAULT_RETENTION);
-                let after = if t.removed() { Some(SQS_DEFAULT_RETENTION) } else { number(t.after_value.as_deref()) };
-                match after {
-                    Some(after) if after >= before => {}
-                    Some(after) => found.push(format!(
-                        "MessageRetentionPeriod shortened from {before} s to {after} s: SQS deletes the messages older than that"
-                    )),
-                    None => found.push("MessageRetentionPeriod changes to a value the change set does not show".to_owned()),
-                }
-            }
-            "AWS::SQS::Queue" if t.is("RedrivePolicy") => {
-                let (before, after) = if t.leaf() == Some("maxReceiveCount") {
-                    (number(t.before_value.as_deref()), number(t.after_value.as_deref()))
-                } else {
-                    let count = |v: Option<&str>| json_field(v, "maxReceiveCount").and_then(|n| n.as_u64());
-                    (count(t.before_value.as_deref()), count(t.after_value.as_deref()))
-                };
-                if t.removed() || (before.is_some() && after.is_none() && t.leaf() != Some("deadLetterTargetArn")) {
-                    found.push("the redrive policy is removed: failing messages would never reach the DLQ".to_owned());
-                } else if let (Some(b), Some(a)) = (before, after) {
-                    if a < b {
-                        found.push(format!(
-                            "maxReceiveCount lowered from {b} to {a}: healthy messages may reach the DLQ"
-                        ));
-                    }
-                }
-            }
-            "AWS::DynamoDB::Table" if t.is("PointInTimeRecoverySpecification") => {
-                let enabled = |v: Option<&str>| {
-                    is_true(v)
-                        || json_field(v, "PointInTimeRecoveryEnabled").is_some_and(|e| e == serde_json::json!(true))
-                };
-                if enabled(t.before_value.as_deref()) && (t.removed() || !enabled(t.after_value.as_deref())) {
-                    found.push("point-in-time recovery is turned off".to_owned());
-                }
-            }
-            "AWS::DynamoDB::Table"
-                if t.is("DeletionProtectionEnabled")
-                    && is_true(t.before_value.as_deref())
-                    && (t.removed() || !is_true(t.after_value.as_deref())) =>
-            {
-                found.push("deletion protection is turned off".to_owned());
-            }
-            "AWS::DynamoDB::Table" if t.is("TimeToLiveSpecification") => {
-                found.push("the TTL specification changes: items may expire that were kept, or the reverse".to_owned());
-            }
-            _ => {}
+        for rule in PROPERTY_RULES.iter().filter(|r| r.resource_type == c.resource_type && t.is(r.property)) {
+            found.extend((rule.check)(t).map(|why| (rule.id, why)));
         }
     }
     found
+}
+
+/// A data-loss rule comparing a stateful resource's old and new declarations (the deployed
+/// template and the new one), for what a change set does not show.
+pub struct TemplateRule {
+    pub id: &'static str,
+    pub refuses: &'static str,
+    /// Why the new declaration loses what the old one kept (several reasons, or none).
+    check: fn(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String>,
+}
+
+/// Every rule comparing declarations.
+pub const TEMPLATE_RULES: &[TemplateRule] = &[TemplateRule {
+    id: "retain-dropped",
+    refuses: "`DeletionPolicy` or `UpdateReplacePolicy: Retain` dropped from a stateful resource",
+    check: |old, new| {
+        ["DeletionPolicy", "UpdateReplacePolicy"]
+            .into_iter()
+            .filter(|policy| old[policy] == "Retain" && new[policy] != "Retain")
+            .map(|policy| format!("{policy}: Retain is dropped: deleting or replacing it would destroy its data"))
+            .collect()
+    },
+}];
+
+/// The stateful resources of both templates (CloudFormation JSON) whose new declaration
+/// [`TEMPLATE_RULES`] refuse.
+pub fn compare_templates(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    let Some(resources) = old["Resources"].as_object() else { return out };
+    for (id, before) in resources {
+        let ty = before["Type"].as_str().unwrap_or_default();
+        let Some(after) = new["Resources"].get(id) else { continue };
+        if !is_stateful(ty) {
+            continue;
+        }
+        for rule in TEMPLATE_RULES {
+            for why in (rule.check)(before, after) {
+                out.push(Refusal { change: ResourceChange::new(Action::Modify, id, ty), rule: rule.id, why });
+            }
+        }
+    }
+    out
 }
 
 /// Reviews `changes`: what would lose data, and what touches permissions.
@@ -323,45 +483,28 @@ pub fn review(changes: Vec<ResourceChange>) -> Review {
     let mut iam = Vec::new();
     for c in &changes {
         if is_stateful(&c.resource_type) {
-            let mut why: Vec<String> = match (&c.action, &c.replacement) {
-                (Action::Remove, _) => vec!["removed from the stack".to_owned()],
-                (Action::Modify, Some(Replacement::True)) => {
-                    vec!["replaced: a new, empty resource takes its place".to_owned()]
-                }
-                (Action::Modify, Some(Replacement::Conditional)) => {
-                    vec!["may be replaced (Replacement: Conditional)".to_owned()]
-                }
-                (Action::Modify, Some(Replacement::Unknown(r))) => {
-                    vec![format!("may be replaced (Replacement: {r}, unknown to this guard: taken as Conditional)")]
-                }
-                (Action::Modify, None) => {
-                    vec!["may be replaced (the change set gives no Replacement: taken as Conditional)".to_owned()]
-                }
-                (Action::Dynamic, _) => vec!["may be replaced (the change is only known at deploy time)".to_owned()],
-                (Action::Unknown(a), _) => vec![format!("action {a} is unknown to this guard: taken as a loss")],
-                (Action::Add | Action::Import | Action::Modify, _) => Vec::new(),
-            };
-            if why.is_empty() {
-                match &c.policy_action {
-                    Some(p @ (PolicyAction::Delete | PolicyAction::ReplaceAndDelete)) => {
-                        why.push(format!("deleted with its data (PolicyAction: {p})"))
-                    }
-                    Some(PolicyAction::Unknown(p)) => {
-                        why.push(format!("PolicyAction {p} is unknown to this guard: taken as a deletion"))
-                    }
-                    _ => {}
-                }
-            }
+            let mut why: Vec<(&'static str, String)> =
+                CHANGE_RULES.iter().find_map(|r| (r.check)(c).map(|why| (r.id, why))).into_iter().collect();
             if c.action == Action::Modify {
                 why.extend(destructive_in_place(c));
             }
-            refused.extend(why.into_iter().map(|why| Refusal { change: c.clone(), why }));
+            refused.extend(why.into_iter().map(|(rule, why)| Refusal { change: c.clone(), rule, why }));
         }
         if is_permission(&c.resource_type) {
             iam.push(c.clone());
         }
     }
     Review { changes, refused, iam }
+}
+
+/// Every rule, as `deploy rules` prints it: id, where it applies, what it refuses.
+pub fn rules() -> Vec<(&'static str, String, &'static str)> {
+    CHANGE_RULES
+        .iter()
+        .map(|r| (r.id, "any stateful resource".to_owned(), r.refuses))
+        .chain(PROPERTY_RULES.iter().map(|r| (r.id, format!("{} {}", r.resource_type, r.property), r.refuses)))
+        .chain(TEMPLATE_RULES.iter().map(|r| (r.id, "any stateful resource, templates compared".to_owned(), r.refuses)))
+        .collect()
 }
 
 impl Review {
@@ -385,7 +528,8 @@ impl Review {
         serde_json::json!({
             "changes": self.changes.iter().map(change).collect::<Vec<_>>(),
             "refused": self.refused.iter().map(|r| serde_json::json!({
-                "logicalResourceId": r.change.logical_resource_id, "resourceType": r.change.resource_type, "why": r.why,
+                "logicalResourceId": r.change.logical_resource_id, "resourceType": r.change.resource_type,
+                "rule": r.rule, "why": r.why,
             })).collect::<Vec<_>>(),
             "permissions": self.iam.iter().map(change).collect::<Vec<_>>(),
         })
@@ -516,6 +660,7 @@ mod tests {
         let r = review(described(c));
         assert_eq!(r.refused.len(), 1);
         assert!(r.refused[0].why.contains("Conditional"));
+        assert_eq!(r.refused[0].rule, "maybe-replaced");
     }
 
     #[test]
@@ -530,6 +675,7 @@ mod tests {
         })));
         assert_eq!(r.refused.len(), 1);
         assert_eq!(r.refused[0].why, "removed from the stack");
+        assert_eq!(r.refused[0].rule, "removed");
     }
 
     #[test]
@@ -744,5 +890,33 @@ mod tests {
         assert!(is_stateful(cfn::constructs::sqs::Queue::TYPE));
         assert!(is_stateful("AWS::Logs::LogGroup"));
         assert!(!is_stateful("AWS::Lambda::Function"));
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_every_rule_is_in_the_readme() {
+        let rules = rules();
+        let ids: std::collections::BTreeSet<&str> = rules.iter().map(|r| r.0).collect();
+        assert_eq!(ids.len(), rules.len(), "unique ids: {rules:?}");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        for (id, applies, refuses) in &rules {
+            let row = format!("| `{id}` | {applies} | {refuses} |");
+            assert!(readme.lines().any(|l| l.starts_with(&row)), "the README's table of rules lacks\n{row}");
+        }
+    }
+
+    #[test]
+    fn dropping_retain_from_a_stateful_resource_is_refused_keeping_it_is_not() {
+        let template = |policy: &str| {
+            serde_json::json!({"Resources": {
+                "T": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": policy, "UpdateReplacePolicy": "Retain"},
+                "F": {"Type": "AWS::Lambda::Function", "DeletionPolicy": policy},
+            }})
+        };
+        let refused = compare_templates(&template("Retain"), &template("Delete"));
+        assert_eq!(refused.len(), 1, "only the stateful one: {refused:?}");
+        assert_eq!((refused[0].rule, refused[0].change.logical_resource_id.as_str()), ("retain-dropped", "T"));
+        assert!(refused[0].why.starts_with("DeletionPolicy: Retain is dropped"), "{}", refused[0].why);
+        assert!(compare_templates(&template("Retain"), &template("Retain")).is_empty());
+        assert!(compare_templates(&template("Delete"), &template("Delete")).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use cfn::constructs::{cloudwatch, dynamodb, events, lambda, logs, sns, sqs};
 use cfn::template::ResourceProperties;
 use serde_json::Value;
 
-use crate::guard::{self, Action, Attribute, ChangeType, Detail, Refusal, Replacement, ResourceChange, Review, Target};
+use crate::guard::{self, Action, Attribute, ChangeType, Detail, Replacement, ResourceChange, Review, Target};
 
 /// The create-only properties of each type the library emits (changing one replaces the
 /// resource): the provider schemas' `createOnlyProperties` (a test checks them against the
@@ -117,31 +117,10 @@ pub fn changes(old: &Value, new: &Value) -> Vec<ResourceChange> {
     out
 }
 
-/// Stateful resources whose `Retain` deletion or update-replace policy `new` drops.
-fn dropped_retention(old: &Value, new: &Value) -> Vec<Refusal> {
-    let mut out = Vec::new();
-    for (id, b) in resources(old) {
-        let ty = b["Type"].as_str().unwrap_or_default();
-        let Some(a) = new["Resources"].get(id) else { continue };
-        if !guard::is_stateful(ty) {
-            continue;
-        }
-        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
-            if b[policy] == "Retain" && a[policy] != "Retain" {
-                out.push(Refusal {
-                    change: ResourceChange::new(Action::Modify, id, ty),
-                    why: format!("{policy}: Retain is dropped: deleting or replacing it would destroy its data"),
-                });
-            }
-        }
-    }
-    out
-}
-
 /// The guard's review of deploying `new` over `old`, offline.
 pub fn review(old: &Value, new: &Value) -> Review {
     let mut review = guard::review(changes(old, new));
-    review.refused.extend(dropped_retention(old, new));
+    review.refused.extend(guard::compare_templates(old, new));
     review
 }
 

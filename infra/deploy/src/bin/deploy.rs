@@ -117,6 +117,8 @@ enum Command {
         #[arg(long)]
         asset_bucket: String,
     },
+    /// List the guard's data-loss rules: id, where each applies, what it refuses.
+    Rules,
 }
 
 fn main() -> ExitCode {
@@ -137,6 +139,12 @@ impl DeployArgs {
 }
 
 async fn run(cli: Cli) -> Result<bool> {
+    if let Some(Command::Rules) = cli.command {
+        for (id, applies, refuses) in deploy::guard::rules() {
+            println!("{id:<24} {applies:<56} {refuses}");
+        }
+        return Ok(true);
+    }
     let t = Target::new(&cli.stack)?;
     // Layer 1 needs no AWS at all: no clients, no configuration.
     if let Some(Command::Diff { from: Some(old), fail_on, args, .. }) = &cli.command {
@@ -192,6 +200,7 @@ async fn run(cli: Cli) -> Result<bool> {
             println!("{}", d.bootstrap(&asset_bucket, &mut |p| println!("{p}")).await?);
             true
         }
+        Some(Command::Rules) => unreachable!("answered before connecting"),
     };
     Ok(ok)
 }
