@@ -391,31 +391,71 @@ pub async fn template_source(
     Ok(TemplateSource::Url(object_url(&resolved_region(s3), bucket, &key)))
 }
 
+/// What DescribeChangeSet's `StatusReason` says when, described with property values, it left
+/// out the changes of resources whose values failed validation (the change set itself is still
+/// `CREATE_COMPLETE`): "[WARN] --include-property-values option can return incomplete
+/// ChangeSet data because: ... Logical Id: X ...".
+pub const INCOMPLETE_MARKER: &str = "--include-property-values option can return incomplete ChangeSet data";
+
+/// The logical IDs an incomplete description's reason names (`Logical Id: X`).
+pub fn named_logical_ids(reason: &str) -> Vec<String> {
+    reason
+        .split("Logical Id: ")
+        .skip(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_alphanumeric).collect::<String>())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// `with` (described with property values) completed by `without` (described without): every
+/// change of `without` whose logical ID `with` lacks is added (its values unknown, so the guard
+/// reads it without them, failing closed), and every ID `reason` names that neither has becomes a
+/// change of unknown type, which the guard refuses.
+pub fn merge_incomplete(
+    mut with: Vec<ResourceChange>,
+    without: Vec<ResourceChange>,
+    reason: &str,
+) -> Vec<ResourceChange> {
+    let known = |changes: &[ResourceChange], id: &str| changes.iter().any(|c| c.logical_resource_id == id);
+    for c in without {
+        if !known(&with, &c.logical_resource_id) {
+            with.push(c);
+        }
+    }
+    for id in named_logical_ids(reason) {
+        if !known(&with, &id) {
+            with.push(ResourceChange::new(guard::Action::Unknown("(not described)".to_owned()), &id, ""));
+        }
+    }
+    with
+}
+
 /// Waits for the change set `id` of `stack` and reviews it (with the properties' before and
 /// after values, so the guard sees what an in-place change does). `None` when CloudFormation
 /// found nothing to change (the change set is deleted again); an executable change set with no
-/// resource changes (only outputs changed, say) is a change.
+/// resource changes (only outputs changed, say) is a change. A description AWS says is
+/// incomplete is completed by one without property values ([`merge_incomplete`]).
 pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Report<'_>) -> Result<Option<Review>> {
-    let describe = |token: Option<String>| {
-        cfn.describe_change_set()
+    let mut waited = 0;
+    loop {
+        let out = cfn
+            .describe_change_set()
             .change_set_name(id)
             .stack_name(stack)
             .include_property_values(true)
-            .set_next_token(token)
-    };
-    let failed = |e: &_| DeployError::aws(format!("describe change set {id}"), e);
-    let mut changes = Vec::new();
-    let mut waited = 0;
-    loop {
-        let out = describe(None).send().await.map_err(|e| failed(&e))?;
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("describe change set {id}"), &e))?;
         match out.status() {
             Some(ChangeSetStatus::CreateComplete) => {
-                changes.extend(out.changes().iter().filter_map(|c| c.resource_change()).map(convert));
-                let mut token = out.next_token().map(str::to_owned);
-                while let Some(t) = token {
-                    let page = describe(Some(t)).send().await.map_err(|e| failed(&e))?;
-                    changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
-                    token = page.next_token().map(str::to_owned);
+                let mut changes = described(cfn, stack, id, true).await?;
+                if let Some(reason) = out.status_reason().filter(|r| r.contains(INCOMPLETE_MARKER)) {
+                    progress(Progress::Warning {
+                        message: format!(
+                            "AWS described change set {id} incompletely with property values ({reason}): described again without them, and merged"
+                        ),
+                    });
+                    changes = merge_incomplete(changes, described(cfn, stack, id, false).await?, reason);
                 }
                 return Ok(Some(guard::review(changes)));
             }
@@ -434,6 +474,28 @@ pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Repor
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+        }
+    }
+}
+
+/// Every resource change of a complete change set, all pages, with or without property values.
+async fn described(cfn: &Cfn, stack: &str, id: &str, values: bool) -> Result<Vec<ResourceChange>> {
+    let mut changes = Vec::new();
+    let mut token = None;
+    loop {
+        let page = cfn
+            .describe_change_set()
+            .change_set_name(id)
+            .stack_name(stack)
+            .include_property_values(values)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("describe change set {id}"), &e))?;
+        changes.extend(page.changes().iter().filter_map(|c| c.resource_change()).map(convert));
+        match page.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return Ok(changes),
         }
     }
 }
@@ -750,6 +812,32 @@ pub fn template_diff(deployed: &serde_json::Value, local: &serde_json::Value) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incomplete_description_is_completed_and_what_stays_missing_is_a_loss() {
+        let reason = "[WARN] --include-property-values option can return incomplete ChangeSet data because: Logical Id: MetricsTable, failed property validation; Logical Id: Gone9, failed property validation";
+        assert_eq!(named_logical_ids(reason), ["MetricsTable", "Gone9"]);
+        assert!(named_logical_ids("nothing named").is_empty());
+        let modify = |id: &str, ty: &str| ResourceChange::new(guard::Action::Modify, id, ty);
+        let with = vec![modify("PublishMetrics", "AWS::Lambda::Function")];
+        let mut table = modify("MetricsTable", "AWS::DynamoDB::Table");
+        table.replacement = Some(guard::Replacement::True);
+        let without = vec![modify("PublishMetrics", "AWS::Lambda::Function"), table];
+        let merged = merge_incomplete(with, without, reason);
+        let ids: Vec<&str> = merged.iter().map(|c| c.logical_resource_id.as_str()).collect();
+        assert_eq!(ids, ["PublishMetrics", "MetricsTable", "Gone9"]);
+        let review = guard::review(merged);
+        let refused: Vec<(&str, &str)> =
+            review.refused.iter().map(|r| (r.change.logical_resource_id.as_str(), r.rule)).collect();
+        assert_eq!(refused, [("MetricsTable", "replaced"), ("Gone9", "not-described")]);
+        // Without the marker's IDs, a dropped change the second description has is still seen.
+        let complete = merge_incomplete(
+            vec![],
+            vec![modify("Q", "AWS::SQS::Queue")],
+            "[WARN] --include-property-values option can return incomplete ChangeSet data",
+        );
+        assert_eq!(guard::review(complete).refused[0].rule, "maybe-replaced");
+    }
 
     #[test]
     fn region_and_partition_shape_urls_and_arns() {

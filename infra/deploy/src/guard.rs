@@ -287,6 +287,15 @@ pub struct PropertyRule {
 /// or removal is the whole story, so the deletion-policy rule only looks at what is kept.
 pub const CHANGE_RULES: &[ChangeRule] = &[
     ChangeRule {
+        id: "not-described",
+        refuses: "a resource AWS says its change set's description left out, and that neither description shows",
+        check: |c| {
+            c.resource_type.is_empty().then(|| {
+                "the change set's description leaves this change out (incomplete with property values, absent without): taken as a loss".to_owned()
+            })
+        },
+    },
+    ChangeRule {
         id: "removed",
         refuses: "a stateful resource removed from the stack",
         check: |c| (c.action == Action::Remove).then(|| "removed from the stack".to_owned()),
@@ -482,7 +491,8 @@ pub fn review(changes: Vec<ResourceChange>) -> Review {
     let mut refused = Vec::new();
     let mut iam = Vec::new();
     for c in &changes {
-        if is_stateful(&c.resource_type) {
+        // A change whose type AWS did not say is judged as the worst case: stateful.
+        if is_stateful(&c.resource_type) || c.resource_type.is_empty() {
             let mut why: Vec<(&'static str, String)> =
                 CHANGE_RULES.iter().find_map(|r| (r.check)(c).map(|why| (r.id, why))).into_iter().collect();
             if c.action == Action::Modify {

@@ -73,12 +73,31 @@ fn with_protection(xml: &str, flags: &std::collections::BTreeMap<String, bool>) 
 /// The CloudFormation requests relayed, in order: `(Action, form body)`.
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
+/// What AWS says when a description with property values left a resource's change out.
+const INCOMPLETE: &str = "[WARN] --include-property-values option can return incomplete ChangeSet data because: Logical Id: MetricsTable, failed property validation";
+
+/// Marks a complete DescribeChangeSet answer as AWS marks an incomplete one.
+fn with_incomplete_warning(xml: &str) -> String {
+    let xml = match (xml.find("<StatusReason>"), xml.find("</StatusReason>")) {
+        (Some(a), Some(b)) => format!("{}{}", &xml[..a], &xml[b + "</StatusReason>".len()..]),
+        _ => xml.to_owned(),
+    };
+    xml.replacen(
+        "<Status>CREATE_COMPLETE</Status>",
+        &format!("<Status>CREATE_COMPLETE</Status><StatusReason>{INCOMPLETE}</StatusReason>"),
+        1,
+    )
+}
+
 /// What the stand-in adds to moto.
 #[derive(Default)]
 struct Stand {
     seen: Seen,
     /// Whether DescribeChangeSet answers get the table replacement.
     replace_table: bool,
+    /// Whether, described with property values, the table's change is left out with AWS's
+    /// incomplete-description warning (and shown only without values).
+    incomplete: bool,
     /// Termination protection, by stack name.
     protected: Mutex<std::collections::BTreeMap<String, bool>>,
 }
@@ -126,7 +145,10 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
                 "the proxy rewrites whole bodies only"
             );
             let ok = answer_head.starts_with("HTTP/1.1 200");
-            let answer = if action == "DescribeChangeSet" && ok && stand.replace_table {
+            let values = field(&body, "IncludePropertyValues").as_deref() == Some("true");
+            let answer = if action == "DescribeChangeSet" && ok && stand.incomplete && values {
+                with_incomplete_warning(&String::from_utf8_lossy(&answer)).into_bytes()
+            } else if action == "DescribeChangeSet" && ok && (stand.replace_table || stand.incomplete) {
                 with_table_replaced(&String::from_utf8_lossy(&answer)).into_bytes()
             } else if action == "DescribeStacks" && ok {
                 let flags = stand.protected.lock().unwrap().clone();
@@ -221,6 +243,41 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
     assert!(policies[0].0 < execute && !denies(&policies[0].1), "{:?}", policies[0]);
     assert!(policies[1].0 > execute && denies(&policies[1].1), "{:?}", policies[1]);
     assert_eq!(parameters().await.unwrap()["AlarmEmail"], "ops@example.com");
+    server.abort();
+}
+
+/// AWS drops a resource's change from a description with property values when its values fail
+/// validation, says so only in `StatusReason`, and keeps the change set `CREATE_COMPLETE`: the
+/// guard describes it again without values, finds the table's replacement there, and refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incomplete_description_never_lets_a_dropped_replacement_through() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    assert!(deploy(&moto.endpoint, &common).status.success());
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand { incomplete: true, ..Default::default() });
+    let seen = stand.seen.clone();
+    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
+    let out = deploy_via(&endpoint, &change).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "refused: {stdout}{stderr}");
+    assert!(stderr.contains("MetricsTable (AWS::DynamoDB::Table): replaced"), "{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("described again without them"), "said: {stdout}{stderr}");
+    let without_values = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(a, body)| a == "DescribeChangeSet" && field(body, "IncludePropertyValues").as_deref() != Some("true"))
+        .count();
+    assert!(without_values >= 1, "described again without property values");
+    assert!(!actions(&seen).contains(&"ExecuteChangeSet".to_owned()), "{:?}", actions(&seen));
     server.abort();
 }
 
