@@ -63,6 +63,11 @@ pub enum Progress {
         stack: String,
     },
     /// Something that does not change the outcome but should be seen.
+    /// The stack policy was set: protecting every stateful resource, or lifted for `lifted`.
+    PolicySet {
+        stack: String,
+        lifted: Vec<String>,
+    },
     Warning {
         message: String,
     },
@@ -92,6 +97,14 @@ impl fmt::Display for Progress {
             Progress::BucketExists { bucket } => write!(f, "bucket {bucket} exists and is yours; securing it"),
             Progress::Protected { stack } => write!(f, "termination protection turned on for {stack}"),
             Progress::Warning { message } => write!(f, "warning: {message}"),
+            Progress::PolicySet { stack, lifted } if lifted.is_empty() => {
+                write!(f, "stack policy of {stack} set: replacing or deleting its stateful resources is denied")
+            }
+            Progress::PolicySet { stack, lifted } => write!(
+                f,
+                "stack policy of {stack} lifted for {} for this update only (--allow-replace)",
+                lifted.join(", ")
+            ),
         }
     }
 }
@@ -657,6 +670,21 @@ pub async fn follow(
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The stack's policy as CloudFormation holds it (`None`: it has none).
+pub async fn stack_policy(cfn: &Cfn, stack: &str) -> Result<Option<serde_json::Value>> {
+    let out = cfn
+        .get_stack_policy()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| DeployError::aws(format!("read the stack policy of {stack}"), &e))?;
+    match out.stack_policy_body() {
+        None | Some("") => Ok(None),
+        // A policy that is not JSON is not ours: it differs from what the stack must have.
+        Some(body) => Ok(Some(serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())))),
     }
 }
 

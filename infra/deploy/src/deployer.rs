@@ -289,6 +289,9 @@ pub struct Deployer {
     /// The caller's account: the owner the asset bucket must have. Asked once.
     account: tokio::sync::OnceCell<String>,
     plain_http: bool,
+    /// While a stack policy is lifted for an update: the stack and the policy to restore
+    /// ([`Deployer::restore_lifted`], for an interrupted run).
+    lifted: std::sync::Mutex<Option<(String, serde_json::Value)>>,
 }
 
 impl Deployer {
@@ -304,7 +307,45 @@ impl Deployer {
             sts: aws_sdk_sts::Client::new(&config),
             account: tokio::sync::OnceCell::new(),
             plain_http: connection.plain_http(),
+            lifted: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The stateful resources the stack policy must protect: those of the new template and,
+    /// when the stack exists, of the deployed one.
+    async fn protected_ids(&self, t: &Target, exists: bool) -> Result<std::collections::BTreeSet<String>> {
+        let local: serde_json::Value = serde_json::from_str(&t.template_json()?)
+            .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+        let mut ids = guard::stateful_ids(&local);
+        if exists {
+            ids.extend(guard::stateful_ids(&cf::deployed_template(&self.cfn, &t.name).await?));
+        }
+        Ok(ids)
+    }
+
+    /// Sets `policy` on the stack unless CloudFormation already holds it.
+    async fn ensure_policy(
+        &self,
+        stack: &str,
+        policy: &serde_json::Value,
+        lifted: &[String],
+        progress: Report<'_>,
+    ) -> Result<()> {
+        if cf::stack_policy(&self.cfn, stack).await?.as_ref() != Some(policy) {
+            cf::set_stack_policy(&self.cfn, stack, policy).await?;
+            progress(Progress::PolicySet { stack: stack.to_owned(), lifted: lifted.to_vec() });
+        }
+        Ok(())
+    }
+
+    /// Restores the stack policy a run lifted and was interrupted before restoring (Ctrl-C
+    /// while following an update): the stack, when there was one to restore. A run killed
+    /// outright leaves it to the next deploy, which checks the policy every time.
+    pub async fn restore_lifted(&self) -> Result<Option<String>> {
+        let lifted = self.lifted.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((stack, policy)) = lifted else { return Ok(None) };
+        cf::set_stack_policy(&self.cfn, &stack, &policy).await?;
+        Ok(Some(stack))
     }
 
     /// The account the credentials belong to (STS `GetCallerIdentity`, which needs no
@@ -441,7 +482,15 @@ impl Deployer {
         progress: Report<'_>,
     ) -> Result<DeployOutcome> {
         match self.plan(t, options, progress).await? {
-            Plan::UpToDate { stack } => Ok(DeployOutcome::UpToDate { stack }),
+            Plan::UpToDate { stack } => {
+                // Nothing to change, but the protection is checked all the same: an earlier run
+                // may have been stopped while it was lifted.
+                if cf::stack_status(&self.cfn, &stack).await?.is_some_and(|s| s.deployed()) {
+                    let ids = self.protected_ids(t, true).await?;
+                    self.ensure_policy(&stack, &guard::stack_policy(&ids, &[]), &[], progress).await?;
+                }
+                Ok(DeployOutcome::UpToDate { stack })
+            }
             Plan::Change(planned) => self.decide_and_execute(t, planned, options, approve, progress).await,
         }
     }
@@ -523,8 +572,9 @@ impl Deployer {
         self.execute(t, &planned, options, progress).await
     }
 
-    /// Sets the stack policy (lifted for the resources named by `--allow-replace`), executes
-    /// the change set, follows the events, restores the policy, and reads the outputs.
+    /// Sets the stack policy (lifted for the resources named by `--allow-replace` that the change
+    /// set replaces or deletes), executes the change set, follows the events, restores the
+    /// policy whatever happened, and reads the outputs.
     async fn execute(
         &self,
         t: &Target,
@@ -532,26 +582,30 @@ impl Deployer {
         options: &DeployOptions,
         progress: Report<'_>,
     ) -> Result<DeployOutcome> {
-        // Layer 3: the stack policy protects every stateful resource on the server; a resource the
-        // user named with --allow-replace is left out for this update only.
-        let protected = guard::stack_policy(&t.template, &[]);
+        // Layer 3: the stack policy protects every stateful resource, of the deployed template
+        // and the new one, on the server.
         let exists = cf::stack_status(&self.cfn, &t.name).await?.is_some_and(|s| s.deployed());
+        let ids = self.protected_ids(t, exists).await?;
+        let protected = guard::stack_policy(&ids, &[]);
+        let lifted = guard::to_lift(&planned.review, &options.allow_replace);
         if exists {
-            cf::set_stack_policy(&self.cfn, &t.name, &guard::stack_policy(&t.template, &options.allow_replace)).await?;
-        }
-        let seen = cf::event_ids(&self.cfn, &t.name).await;
-        if let Err(e) = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
-            self.discard(planned, progress).await;
-            if exists {
-                cf::set_stack_policy(&self.cfn, &t.name, &protected).await?;
+            if !lifted.is_empty() {
+                *self.lifted.lock().unwrap_or_else(|p| p.into_inner()) = Some((t.name.clone(), protected.clone()));
             }
-            return Err(DeployError::aws("execute the change set (it was deleted)", &e));
+            self.ensure_policy(&t.name, &guard::stack_policy(&ids, &lifted), &lifted, progress).await?;
         }
-        let failure = cf::follow(&self.cfn, &t.name, seen, false, progress).await?;
-        let deployed = cf::describe(&self.cfn, &t.name).await?;
-        if deployed.is_some() {
-            cf::set_stack_policy(&self.cfn, &t.name, &protected).await?;
+        let ran = self.run_change_set(t, planned, progress).await;
+        // Restored on every path: a failed execute, a failed update, an error while following.
+        let restored = match cf::stack_status(&self.cfn, &t.name).await {
+            Ok(Some(status)) if status.deployed() => self.ensure_policy(&t.name, &protected, &[], progress).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if restored.is_ok() {
+            *self.lifted.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
+        let (failure, deployed) = ran?;
+        restored?;
         if let Some(failure) = failure {
             return Ok(DeployOutcome::Failed(failure));
         }
@@ -566,6 +620,23 @@ impl Deployer {
             }
         }
         Ok(DeployOutcome::Deployed { stack: t.name.clone(), outputs: cf::outputs_of(&deployed) })
+    }
+
+    /// Executes the change set and follows the stack's events: the first failure, if any, and
+    /// the stack as it ends.
+    async fn run_change_set(
+        &self,
+        t: &Target,
+        planned: &PlannedChange,
+        progress: Report<'_>,
+    ) -> Result<(Option<cf::StackFailure>, Option<aws_sdk_cloudformation::types::Stack>)> {
+        let seen = cf::event_ids(&self.cfn, &t.name).await;
+        if let Err(e) = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
+            self.discard(planned, progress).await;
+            return Err(DeployError::aws("execute the change set (it was deleted)", &e));
+        }
+        let failure = cf::follow(&self.cfn, &t.name, seen, false, progress).await?;
+        Ok((failure, cf::describe(&self.cfn, &t.name).await?))
     }
 
     /// What a deploy would change, from a change set created and deleted again.

@@ -597,16 +597,25 @@ pub fn table(changes: &[ResourceChange]) -> String {
     out
 }
 
+/// The logical IDs of the stateful resources a CloudFormation template (JSON) declares.
+pub fn stateful_ids(template: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    template["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"].as_str().is_some_and(is_stateful))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 /// Layer 3, the server: a stack policy that lets every update through except replacing or
-/// deleting a stateful resource of `template`, so CloudFormation itself refuses those, even from
-/// another tool. The logical IDs in `allowed` are left out (for one update, by name).
-pub fn stack_policy(template: &cfn::template::Template, allowed: &[String]) -> serde_json::Value {
-    let protected: Vec<String> = template
-        .resources
-        .iter()
-        .filter(|(id, r)| is_stateful(&r.resource_type) && !allowed.iter().any(|a| a == id.as_str()))
-        .map(|(id, _)| format!("LogicalResourceId/{id}"))
-        .collect();
+/// deleting the stateful resources `protected` names (those of the deployed template and of the
+/// new one, so a resource renamed or dropped is protected in the very update that would delete
+/// it), so CloudFormation itself refuses those, even from another tool. The logical IDs in
+/// `lifted` are left out (for one update, by name).
+pub fn stack_policy(protected: &std::collections::BTreeSet<String>, lifted: &[String]) -> serde_json::Value {
+    let protected: Vec<String> =
+        protected.iter().filter(|id| !lifted.contains(id)).map(|id| format!("LogicalResourceId/{id}")).collect();
     let mut statements =
         vec![serde_json::json!({"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"})];
     if !protected.is_empty() {
@@ -618,6 +627,24 @@ pub fn stack_policy(template: &cfn::template::Template, allowed: &[String]) -> s
         }));
     }
     serde_json::json!({ "Statement": statements })
+}
+
+/// The resources the stack policy must let a change set replace or delete: those the user
+/// named (`--allow-replace`) that the review finds replaced, possibly replaced, removed or
+/// deleted by policy. An in-place change needs no lifting (the policy denies only replacement
+/// and deletion), and a named resource the change set does not replace stays protected.
+pub fn to_lift(review: &Review, allowed: &[String]) -> Vec<String> {
+    const REPLACES_OR_DELETES: [&str; 7] =
+        ["not-described", "removed", "replaced", "maybe-replaced", "dynamic", "unknown-action", "policy-deletes"];
+    let mut ids: Vec<String> = review
+        .refused
+        .iter()
+        .filter(|r| REPLACES_OR_DELETES.contains(&r.rule) && allowed.contains(&r.change.logical_resource_id))
+        .map(|r| r.change.logical_resource_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 #[cfg(test)]
@@ -873,8 +900,10 @@ mod tests {
     #[test]
     fn the_stack_policy_denies_replacing_or_deleting_each_stateful_resource() {
         let stack = metrics_stack::metrics_stack(&Default::default()).unwrap();
-        let template = stack.to_template().unwrap();
-        let policy = stack_policy(&template, &[]);
+        let template: serde_json::Value =
+            serde_json::from_str(&stack.to_template().unwrap().to_json().unwrap()).unwrap();
+        let ids = stateful_ids(&template);
+        let policy = stack_policy(&ids, &[]);
         let deny = &policy["Statement"][1];
         assert_eq!(deny["Effect"], "Deny");
         assert_eq!(deny["Action"], json!(["Update:Replace", "Update:Delete"]));
@@ -888,10 +917,38 @@ mod tests {
             json!({"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"})
         );
         // Named resources are let through for one update; the rest stay protected.
-        let temporary = stack_policy(&template, &["MetricsTable".to_owned()]);
+        let temporary = stack_policy(&ids, &["MetricsTable".to_owned()]);
         let resources = temporary["Statement"][1]["Resource"].as_array().unwrap();
         assert!(!resources.contains(&json!("LogicalResourceId/MetricsTable")));
         assert!(resources.contains(&json!("LogicalResourceId/MetricsQueue")));
+        // A stateful resource only the deployed template has (renamed, or dropped) is protected.
+        let mut deployed = template.clone();
+        deployed["Resources"]["OldTable"] = json!({"Type": "AWS::DynamoDB::Table"});
+        let both: std::collections::BTreeSet<String> = stateful_ids(&deployed).union(&ids).cloned().collect();
+        assert!(stack_policy(&both, &[]).to_string().contains("LogicalResourceId/OldTable"));
+    }
+
+    #[test]
+    fn only_what_the_change_set_replaces_or_deletes_is_lifted_for_a_named_resource() {
+        let mut replaced = ResourceChange::new(Action::Modify, "MetricsTable", TABLE);
+        replaced.replacement = Some(Replacement::True);
+        let mut shortened = ResourceChange::new(Action::Modify, "MetricsQueue", QUEUE);
+        shortened.replacement = Some(Replacement::False);
+        shortened.details = vec![Detail {
+            target: Target {
+                attribute: Some(Attribute::Properties),
+                name: Some("MessageRetentionPeriod".into()),
+                before_value: Some("345600".into()),
+                after_value: Some("60".into()),
+                ..Default::default()
+            },
+        }];
+        let r = review(vec![replaced, shortened, ResourceChange::new(Action::Remove, "Gone", QUEUE)]);
+        let all = ["MetricsTable".to_owned(), "MetricsQueue".to_owned(), "Elsewhere".to_owned()];
+        // The queue's change is in place: the policy needs no lifting for it; Gone was not named.
+        assert_eq!(to_lift(&r, &all), ["MetricsTable"]);
+        assert!(to_lift(&r, &[]).is_empty());
+        assert!(to_lift(&review(vec![]), &all).is_empty(), "named, but nothing replaced: nothing lifted");
     }
 
     #[test]

@@ -151,11 +151,36 @@ async fn run(cli: Cli) -> Result<bool> {
         return offline_diff(&t, old, *fail_on, args.json);
     }
     let d = Deployer::connect(&cli.connection).await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    // Interrupted (Ctrl-C, SIGTERM) while a stack policy is lifted: restored before exiting.
+    let finished = tokio::select! {
+        r = command(&d, &t, cli) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+    };
+    if let Some(result) = finished {
+        return result;
+    }
+    match d.restore_lifted().await {
+        Ok(Some(stack)) => eprintln!("stack policy of {stack} restored: it had been lifted for the interrupted update"),
+        Ok(None) => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(
+                "interrupted, and the lifted stack policy could not be restored: the next deploy restores it",
+            ))
+        }
+    }
+    anyhow::bail!("interrupted")
+}
+
+/// One command, connected.
+async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
     let ok = match cli.command {
-        None => deploy(&d, &t, &cli.deploy).await?,
-        Some(Command::Deploy(args)) => deploy(&d, &t, &args).await?,
+        None => deploy(d, t, &cli.deploy).await?,
+        Some(Command::Deploy(args)) => deploy(d, t, &args).await?,
         Some(Command::Diff { template: true, .. }) => {
-            let lines = d.template_diff(&t).await?;
+            let lines = d.template_diff(t).await?;
             if lines.is_empty() {
                 println!("no differences between the deployed template of {} and the local one", t.name);
             }
@@ -167,7 +192,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Some(Command::Diff { args, .. }) => {
             let json = args.json;
             let mut report = reporter(json, None);
-            match d.diff(&t, &args.options(), &mut report).await? {
+            match d.diff(t, &args.options(), &mut report).await? {
                 Plan::UpToDate { stack } if json => {
                     println!("{}", serde_json::json!({"stack": stack, "upToDate": true}))
                 }
@@ -185,9 +210,9 @@ async fn run(cli: Cli) -> Result<bool> {
             }
             true
         }
-        Some(Command::Destroy { yes, force, unprotect }) => destroy(&d, &t, yes, force, unprotect).await?,
+        Some(Command::Destroy { yes, force, unprotect }) => destroy(d, t, yes, force, unprotect).await?,
         Some(Command::Outputs { json }) => {
-            let outputs = d.outputs(&t).await?;
+            let outputs = d.outputs(t).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outputs)?);
             } else {
@@ -195,7 +220,7 @@ async fn run(cli: Cli) -> Result<bool> {
             }
             true
         }
-        Some(Command::Redrive { timeout }) => redrive(&t, &cli.connection, Duration::from_secs(timeout)).await?,
+        Some(Command::Redrive { timeout }) => redrive(t, &cli.connection, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket }) => {
             println!("{}", d.bootstrap(&asset_bucket, &mut |p| println!("{p}")).await?);
             true

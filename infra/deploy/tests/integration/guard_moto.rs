@@ -98,6 +98,8 @@ struct Stand {
     /// Whether, described with property values, the table's change is left out with AWS's
     /// incomplete-description warning (and shown only without values).
     incomplete: bool,
+    /// Whether ExecuteChangeSet is held unanswered (an update that takes its time).
+    hold_execute: bool,
     /// Termination protection, by stack name.
     protected: Mutex<std::collections::BTreeMap<String, bool>>,
 }
@@ -135,6 +137,10 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
             let Some((head, body)) = proxy::read_request(&mut conn).await else { return };
             let action = field(&body, "Action").unwrap_or_default();
             stand.seen.lock().unwrap().push((action.clone(), body.clone()));
+            if action == "ExecuteChangeSet" && stand.hold_execute {
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                return;
+            }
             if let Some((answer_head, answer)) = stand_in(&stand, &action, &body) {
                 proxy::respond(&mut conn, answer_head, answer.as_bytes()).await;
                 return;
@@ -278,6 +284,96 @@ async fn an_incomplete_description_never_lets_a_dropped_replacement_through() {
         .count();
     assert!(without_values >= 1, "described again without property values");
     assert!(!actions(&seen).contains(&"ExecuteChangeSet".to_owned()), "{:?}", actions(&seen));
+    server.abort();
+}
+
+/// The deploy binary, started against `endpoint` and left running.
+fn spawn_deploy(endpoint: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("deploy starts")
+}
+
+/// Whether the stack policy on moto denies replacing the table.
+async fn table_protected(cfn: &aws_sdk_cloudformation::Client) -> bool {
+    let policy = cfn.get_stack_policy().stack_name(STACK).send().await.unwrap();
+    policy.stack_policy_body().unwrap_or_default().contains("LogicalResourceId/MetricsTable")
+}
+
+/// A policy lifted with `--allow-replace` for an update that is then stopped: Ctrl-C restores
+/// it before the process exits; a process killed outright cannot, and the next deploy (even one
+/// with nothing to change) finds the policy lifted and restores it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lifted_stack_policy_is_restored_on_interrupt_and_by_the_next_deploy_after_a_kill() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    assert!(deploy(&moto.endpoint, &common).status.success());
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    assert!(table_protected(&cfn).await, "every deploy protects the table");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand { replace_table: true, hold_execute: true, ..Default::default() });
+    let seen = stand.seen.clone();
+    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let lifted_update =
+        [&common[..], &["--parameters", "AlarmEmail=ops@example.com", "--allow-replace", "MetricsTable"]].concat();
+    let executing = || async {
+        for _ in 0..600 {
+            if actions(&seen).contains(&"ExecuteChangeSet".to_owned()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the update never reached ExecuteChangeSet: {:?}", actions(&seen));
+    };
+
+    // Ctrl-C while the update runs: restored before the process exits.
+    let child = spawn_deploy(&endpoint, &lifted_update);
+    executing().await;
+    assert!(!table_protected(&cfn).await, "lifted for the update");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stack policy of serverlesspresso-metrics-standalone restored"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(table_protected(&cfn).await, "restored on Ctrl-C");
+
+    // Killed outright: the policy stays lifted, until the next deploy, with nothing to change.
+    seen.lock().unwrap().clear();
+    let mut child = spawn_deploy(&endpoint, &lifted_update);
+    executing().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!table_protected(&cfn).await, "a killed process cannot restore it");
+    let out = deploy_via(&moto.endpoint, &common).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no changes") || text(&out.stdout).contains("up to date"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("stack policy of serverlesspresso-metrics-standalone set"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(table_protected(&cfn).await, "the next deploy restores it");
     server.abort();
 }
 
