@@ -524,12 +524,14 @@ pub struct PlannedChange {
 }
 
 /// Creates a change set (CREATE or UPDATE), waits for it, and reviews it. `None` when there is
-/// nothing to change (the change set is deleted again).
+/// nothing to change (the change set is deleted again). The parameters in `keep` take their
+/// previous values (`UsePreviousValue`), as the CDK keeps what a deploy does not give.
 pub async fn plan(
     cfn: &Cfn,
     stack: &str,
     template: TemplateSource,
     parameters: &BTreeMap<String, String>,
+    keep: &[String],
     exists: bool,
     progress: Report<'_>,
 ) -> Result<Option<PlannedChange>> {
@@ -548,6 +550,9 @@ pub async fn plan(
     };
     for (k, v) in parameters {
         create = create.parameters(Parameter::builder().parameter_key(k).parameter_value(v).build());
+    }
+    for k in keep {
+        create = create.parameters(Parameter::builder().parameter_key(k).use_previous_value(true).build());
     }
     let id = create
         .send()

@@ -448,8 +448,20 @@ impl Deployer {
         let settled_ok = status.as_ref().is_some_and(|s| s.settled() == Some(true));
         let local: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+        // Parameters this deploy does not give keep the deployed stack's values (an AlarmEmail
+        // set once is not reset to its default by the next deploy).
+        let previous = deployed.as_ref().filter(|_| exists).map(cf::parameters_of).unwrap_or_default();
+        let keep: Vec<String> = t
+            .template
+            .parameters
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| !parameters.contains_key(k) && previous.contains_key(k))
+            .collect();
+        let mut effective = parameters.clone();
+        effective.extend(keep.iter().map(|k| (k.clone(), previous[k].clone())));
         let current = match &deployed {
-            Some(d) if settled_ok => cf::is_current(&self.cfn, d, &local, &parameters).await?,
+            Some(d) if settled_ok => cf::is_current(&self.cfn, d, &local, &effective).await?,
             _ => false,
         };
         if current {
@@ -461,7 +473,7 @@ impl Deployer {
         };
         let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?;
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
-        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, exists, progress).await? {
+        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, exists, progress).await? {
             Some(planned) => Plan::Change(planned),
             None => Plan::UpToDate { stack: t.name.clone() },
         })

@@ -22,6 +22,11 @@ pub fn workspace_root() -> PathBuf {
 /// for `assets` and for moto, which stores functions but never runs them. The real zips are
 /// built and checked by `tests/integration/arm64_build.rs`.
 pub fn fake_zips(dir: &Path) {
+    fake_zips_of(dir, "")
+}
+
+/// [`fake_zips`] whose bytes also hold `build` (another build of the same code: new keys).
+pub fn fake_zips_of(dir: &Path, build: &str) {
     use std::io::Write;
     for name in order_events::assets::ALL {
         let path = dir.join(name).join("bootstrap.zip");
@@ -30,6 +35,7 @@ pub fn fake_zips(dir: &Path) {
         elf.resize(18, 0);
         elf.extend(0xb7u16.to_le_bytes());
         elf.extend(name.as_bytes());
+        elf.extend(build.as_bytes());
         let mut w = zip::ZipWriter::new(File::create(&path).expect("a file"));
         w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).expect("an entry");
         w.write_all(&elf).expect("written");

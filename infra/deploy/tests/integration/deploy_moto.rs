@@ -252,6 +252,19 @@ async fn a_two_step_deploy_prepares_then_executes_the_reviewed_change_set() {
         deploy(&moto, &[&common[..], &["--yes", "--json", "--parameters", "AlarmEmail=ops@example.com"]].concat());
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(again["outcome"], serde_json::json!({"outcome": "upToDate", "stack": STACK}));
+
+    // A deploy that does not give AlarmEmail keeps it (the alarms still reach someone): with
+    // nothing else changed it is up to date, and a new build keeps it too.
+    let out = deploy(&moto, &[&common[..], &["--yes", "--json"]].concat());
+    let kept: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(kept["outcome"], serde_json::json!({"outcome": "upToDate", "stack": STACK}), "{}", text(&out.stderr));
+    support::fake_zips_of(zips.path(), "build 2");
+    let out = deploy(&moto, &[&common[..], &["--yes", "--json"]].concat());
+    let rebuilt: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(rebuilt["outcome"]["outcome"], "deployed", "{rebuilt:#}");
+    let parameters = deploy::cloudformation::deployed_parameters(&cfn, STACK).await.unwrap();
+    assert_eq!(parameters["AlarmEmail"], "ops@example.com", "kept: {parameters:?}");
+    assert!(parameters["PublishMetricsCodeKey"].len() > 10, "the new build's key: {parameters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
