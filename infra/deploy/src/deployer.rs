@@ -474,9 +474,24 @@ impl Deployer {
         let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?;
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
         Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, exists, progress).await? {
-            Some(planned) => Plan::Change(planned),
+            Some(mut planned) => {
+                self.compare_templates(t, exists, &mut planned.review).await?;
+                Plan::Change(planned)
+            }
             None => Plan::UpToDate { stack: t.name.clone() },
         })
+    }
+
+    /// Adds to `review` what the change set does not show: the deployed template compared with
+    /// the new one ([`guard::compare_templates`], a `Retain` dropped, say).
+    async fn compare_templates(&self, t: &Target, exists: bool, review: &mut Review) -> Result<()> {
+        if exists {
+            let local: serde_json::Value = serde_json::from_str(&t.template_json()?)
+                .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+            let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
+            review.refused.extend(guard::compare_templates(&deployed, &local));
+        }
+        Ok(())
     }
 
     /// Deletes a change set that will not be executed.
@@ -546,7 +561,9 @@ impl Deployer {
     ) -> Result<DeployOutcome> {
         match cf::review_change_set(&self.cfn, &t.name, change_set, progress).await? {
             None => Ok(DeployOutcome::UpToDate { stack: t.name.clone() }),
-            Some(review) => {
+            Some(mut review) => {
+                let exists = cf::stack_status(&self.cfn, &t.name).await?.is_some_and(|s| s.deployed());
+                self.compare_templates(t, exists, &mut review).await?;
                 let planned = PlannedChange { stack: t.name.clone(), id: change_set.to_owned(), review };
                 self.decide_and_execute(t, planned, options, approve, progress).await
             }

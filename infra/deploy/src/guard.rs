@@ -262,6 +262,11 @@ const SQS_DEFAULT_RETENTION: u64 = 345_600;
 
 const QUEUE: &str = cfn::constructs::sqs::Queue::TYPE;
 const TABLE: &str = cfn::constructs::dynamodb::Table::TYPE;
+const LOG_GROUP: &str = cfn::constructs::logs::LogGroup::TYPE;
+
+/// How long DynamoDB keeps point-in-time recovery data when no period is given (DynamoDB
+/// Developer Guide, "Point-in-time recovery": 1 to 35 days, default 35).
+const PITR_DEFAULT_DAYS: u64 = 35;
 
 /// A data-loss rule on a change to any stateful resource, whatever its type.
 pub struct ChangeRule {
@@ -411,6 +416,51 @@ pub const PROPERTY_RULES: &[PropertyRule] = &[
             };
             (enabled(t.before_value.as_deref()) && (t.removed() || !enabled(t.after_value.as_deref())))
                 .then(|| "point-in-time recovery is turned off".to_owned())
+        },
+    },
+    PropertyRule {
+        id: "table-recovery-shortened",
+        resource_type: TABLE,
+        property: "PointInTimeRecoverySpecification",
+        refuses: "a table's point-in-time recovery period shortened (older restore points are lost)",
+        check: |t| {
+            let days = |v: Option<&str>| {
+                if t.leaf() == Some("RecoveryPeriodInDays") {
+                    number(v)
+                } else {
+                    json_field(v, "RecoveryPeriodInDays").and_then(|n| n.as_u64())
+                }
+            };
+            let before = days(t.before_value.as_deref()).unwrap_or(PITR_DEFAULT_DAYS);
+            let after = if t.removed() {
+                PITR_DEFAULT_DAYS
+            } else {
+                days(t.after_value.as_deref()).unwrap_or(PITR_DEFAULT_DAYS)
+            };
+            (after < before).then(|| {
+                format!(
+                    "point-in-time recovery keeps {after} days instead of {before}: the older restore points are lost"
+                )
+            })
+        },
+    },
+    PropertyRule {
+        id: "logs-retention-shortened",
+        resource_type: LOG_GROUP,
+        property: "RetentionInDays",
+        refuses: "a log group's retention shortened (CloudWatch Logs deletes the older events)",
+        check: |t| {
+            // No retention keeps events forever: setting one, or a shorter one, deletes history.
+            let before = number(t.before_value.as_deref());
+            let after = if t.removed() { None } else { number(t.after_value.as_deref()) };
+            match (before, after) {
+                (_, None) => None,
+                (Some(b), Some(a)) if a >= b => None,
+                (b, Some(a)) => Some(format!(
+                    "RetentionInDays shortened from {} to {a} days: CloudWatch Logs deletes the older events",
+                    b.map_or_else(|| "never expiring".to_owned(), |b| b.to_string())
+                )),
+            }
         },
     },
     PropertyRule {
@@ -957,6 +1007,68 @@ mod tests {
         assert!(is_stateful(cfn::constructs::sqs::Queue::TYPE));
         assert!(is_stateful("AWS::Logs::LogGroup"));
         assert!(!is_stateful("AWS::Lambda::Function"));
+    }
+
+    fn target_of(name: &str, path: &str, before: Option<&str>, after: Option<&str>, change: ChangeType) -> Target {
+        Target {
+            attribute: Some(Attribute::Properties),
+            name: Some(name.into()),
+            path: Some(path.into()),
+            before_value: before.map(str::to_owned),
+            after_value: after.map(str::to_owned),
+            attribute_change_type: Some(change),
+        }
+    }
+
+    fn in_place(ty: &str, target: Target) -> Vec<&'static str> {
+        let mut c = ResourceChange::new(Action::Modify, "R", ty);
+        c.replacement = Some(Replacement::False);
+        c.details = vec![Detail { target }];
+        review(vec![c]).refused.iter().map(|r| r.rule).collect()
+    }
+
+    #[test]
+    fn shortening_a_log_groups_retention_is_refused_lengthening_or_removing_it_is_not() {
+        let retention = |before, after, change| {
+            in_place(LOG_GROUP, target_of("RetentionInDays", "/Properties/RetentionInDays", before, after, change))
+        };
+        assert_eq!(retention(Some("14"), Some("7"), ChangeType::Modify), ["logs-retention-shortened"]);
+        assert_eq!(retention(None, Some("3653"), ChangeType::Add), ["logs-retention-shortened"], "from never expiring");
+        assert!(retention(Some("7"), Some("14"), ChangeType::Modify).is_empty());
+        assert!(retention(Some("14"), Some("14"), ChangeType::Modify).is_empty());
+        assert!(retention(Some("14"), None, ChangeType::Remove).is_empty(), "removed: kept forever");
+    }
+
+    #[test]
+    fn shortening_the_recovery_period_is_refused_lengthening_it_is_not() {
+        let period = |before: Option<&str>, after: Option<&str>| {
+            in_place(
+                TABLE,
+                target_of(
+                    "PointInTimeRecoverySpecification",
+                    "/Properties/PointInTimeRecoverySpecification/RecoveryPeriodInDays",
+                    before,
+                    after,
+                    ChangeType::Modify,
+                ),
+            )
+        };
+        assert_eq!(period(Some("35"), Some("7")), ["table-recovery-shortened"]);
+        assert_eq!(period(None, Some("30")), ["table-recovery-shortened"], "from the default 35");
+        assert!(period(Some("7"), Some("35")).is_empty());
+        assert!(period(Some("35"), Some("35")).is_empty());
+        // The whole specification as one value, as AWS may show it.
+        let whole = in_place(
+            TABLE,
+            target_of(
+                "PointInTimeRecoverySpecification",
+                "/Properties/PointInTimeRecoverySpecification",
+                Some(r#"{"PointInTimeRecoveryEnabled":true,"RecoveryPeriodInDays":20}"#),
+                Some(r#"{"PointInTimeRecoveryEnabled":true,"RecoveryPeriodInDays":10}"#),
+                ChangeType::Modify,
+            ),
+        );
+        assert_eq!(whole, ["table-recovery-shortened"]);
     }
 
     #[test]

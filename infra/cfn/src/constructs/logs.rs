@@ -59,6 +59,9 @@ pub struct LogGroup {
 }
 
 impl LogGroup {
+    /// Its CloudFormation type.
+    pub const TYPE: &'static str = <LogGroupProperties<'static> as ResourceProperties>::TYPE;
+
     pub fn construct(&self) -> &ConstructRef {
         &self.construct
     }

@@ -427,3 +427,44 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
     );
     server.abort();
 }
+
+/// A new template that drops `DeletionPolicy: Retain` from the table changes nothing a change set
+/// shows (moto lists no change; AWS lists none either: policies are not properties), so the
+/// deploy compares the deployed template with the new one and refuses, naming the rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_retain_is_refused_online_from_the_deployed_template() {
+    use deploy::deployer::{Approval, DeployOptions, DeployOutcome, Deployer, Target};
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let common =
+        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
+    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    assert!(deploy(&moto.endpoint, &common).status.success());
+
+    let connection =
+        deploy::Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
+    let d = Deployer::connect(&connection).await;
+    let mut t = Target::new(&deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None }).unwrap();
+    let table = cfn::template::LogicalId::new("MetricsTable").unwrap();
+    t.template.resources.get_mut(&table).unwrap().deletion_policy = Some(cfn::template::Policy::Delete);
+    // Something the change set does show, so there is a change set to review.
+    let options = DeployOptions {
+        asset_bucket: Some(BUCKET.to_owned()),
+        yes: true,
+        lambda_dir: Some(zips.path().to_owned()),
+        parameters: vec!["AlarmEmail=ops@example.com".to_owned()],
+        ..Default::default()
+    };
+    let outcome = d.deploy(&t, &options, &mut |_| Approval::Yes, &mut |_| {}).await.unwrap();
+    let DeployOutcome::Refused { refusals, .. } = outcome else { panic!("refused: {outcome}") };
+    // (moto lists the table as modified without a Replacement, which is refused as well.)
+    assert!(
+        refusals.iter().any(|r| r.rule == "retain-dropped" && r.change.logical_resource_id == "MetricsTable"),
+        "{refusals:?}"
+    );
+    // Named, it goes through.
+    let allowed = DeployOptions { allow_replace: vec!["MetricsTable".to_owned()], ..options };
+    let outcome = d.deploy(&t, &allowed, &mut |_| Approval::Yes, &mut |_| {}).await.unwrap();
+    assert!(matches!(outcome, DeployOutcome::Deployed { .. }), "{outcome}");
+}
