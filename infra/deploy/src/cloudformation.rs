@@ -94,7 +94,7 @@ impl fmt::Display for Progress {
                 write!(f, "warning: could not delete change set {id}: {message}")
             }
             Progress::BucketCreated { bucket } => write!(f, "created bucket {bucket}"),
-            Progress::BucketExists { bucket } => write!(f, "bucket {bucket} exists and is yours; securing it"),
+            Progress::BucketExists { bucket } => write!(f, "bucket {bucket} exists and is yours"),
             Progress::Protected { stack } => write!(f, "termination protection turned on for {stack}"),
             Progress::Warning { message } => write!(f, "warning: {message}"),
             Progress::PolicySet { stack, lifted } if lifted.is_empty() => {
@@ -211,12 +211,21 @@ pub fn tls_only_policy(region: &str, bucket: &str) -> serde_json::Value {
 pub struct Bootstrapped {
     pub bucket: String,
     pub created: bool,
+    /// Whether its settings were set (a new bucket, or `--update`); an existing bucket's are
+    /// left as they are.
+    pub configured: bool,
     pub tls_only: bool,
 }
 
 impl fmt::Display for Bootstrapped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.tls_only {
+        if !self.configured {
+            write!(
+                f,
+                "bucket {} exists and is yours: its encryption, versioning, policy and public-access block were left as they are (pass --update to set this tool's)",
+                self.bucket
+            )
+        } else if self.tls_only {
             write!(f, "bucket {}: SSE-S3 encryption on, versioned, TLS only, public access blocked", self.bucket)
         } else {
             write!(
@@ -231,7 +240,13 @@ impl fmt::Display for Bootstrapped {
 /// Creates the asset bucket in the client's resolved region: encrypted (SSE-S3), versioned,
 /// TLS only (unless `plain_http`: a local endpoint, where that policy would refuse every
 /// request), and with every public access blocked.
-pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool, progress: Report<'_>) -> Result<Bootstrapped> {
+pub async fn bootstrap(
+    s3: &S3,
+    bucket: &str,
+    plain_http: bool,
+    update: bool,
+    progress: Report<'_>,
+) -> Result<Bootstrapped> {
     let region = resolved_region(s3);
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
@@ -245,16 +260,27 @@ pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool, progress: Report
                 .build(),
         );
     }
-    let created = match create.send().await {
+    // Asked first: in us-east-1, CreateBucket on a bucket you own answers 200 as if it made it.
+    let exists = match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => true,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => false,
-        Err(e) => return Err(DeployError::aws(format!("create bucket {bucket}"), &e)),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => false,
+        Err(e) => return Err(DeployError::aws(format!("find bucket {bucket} (is it another account's?)"), &e)),
     };
+    let created = !exists
+        && match create.send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => false,
+            Err(e) => return Err(DeployError::aws(format!("create bucket {bucket}"), &e)),
+        };
     progress(if created {
         Progress::BucketCreated { bucket: bucket.to_owned() }
     } else {
         Progress::BucketExists { bucket: bucket.to_owned() }
     });
+    // An existing bucket's settings are its owner's: replaced only when asked.
+    if !created && !update {
+        return Ok(Bootstrapped { bucket: bucket.to_owned(), created, configured: false, tls_only: false });
+    }
     let usage = |e: aws_sdk_s3::error::BuildError| DeployError::Usage(e.to_string());
     let default =
         ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().map_err(usage)?;
@@ -299,7 +325,7 @@ pub async fn bootstrap(s3: &S3, bucket: &str, plain_http: bool, progress: Report
             .await
             .map_err(|e| DeployError::aws(format!("set the TLS-only policy on {bucket}"), &e))?;
     }
-    Ok(Bootstrapped { bucket: bucket.to_owned(), created, tls_only: !plain_http })
+    Ok(Bootstrapped { bucket: bucket.to_owned(), created, configured: true, tls_only: !plain_http })
 }
 
 /// Uploads `body` to `bucket`/`key` (keys are content hashes) unless an object with the same

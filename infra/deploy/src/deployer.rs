@@ -369,9 +369,10 @@ impl Deployer {
         Ok(id)
     }
 
-    /// Creates (or secures) the asset bucket.
-    pub async fn bootstrap(&self, bucket: &str, progress: Report<'_>) -> Result<cf::Bootstrapped> {
-        cf::bootstrap(&self.s3, bucket, self.plain_http, progress).await
+    /// Creates the asset bucket, or with `update` also secures one that exists (its settings
+    /// are otherwise left alone).
+    pub async fn bootstrap(&self, bucket: &str, update: bool, progress: Report<'_>) -> Result<cf::Bootstrapped> {
+        cf::bootstrap(&self.s3, bucket, self.plain_http, update, progress).await
     }
 
     /// Uploads the Lambda zips under their SHA-256 keys; returns the template parameters

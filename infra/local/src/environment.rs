@@ -69,7 +69,7 @@ impl Environment {
         let target = Target::new(&StackArgs { stack: StackChoice::Standalone, stack_name: None })?;
         let config = connection.sdk_config().await;
         let deployer = Deployer::connect(&connection).await;
-        let bootstrapped = deployer.bootstrap(LOCAL_ASSET_BUCKET, &mut |p| note(p.to_string())).await?;
+        let bootstrapped = deployer.bootstrap(LOCAL_ASSET_BUCKET, false, &mut |p| note(p.to_string())).await?;
         note(bootstrapped.to_string());
         let deploy = DeployOptions {
             asset_bucket: Some(LOCAL_ASSET_BUCKET.to_owned()),

@@ -119,7 +119,7 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let target = Target::new(&selection).unwrap();
     let deployer = Deployer::connect(&connection).await;
     let mut progress = Vec::new();
-    deployer.bootstrap("fault-assets", &mut |p| progress.push(p)).await.unwrap();
+    deployer.bootstrap("fault-assets", false, &mut |p| progress.push(p)).await.unwrap();
     let options = DeployOptions {
         asset_bucket: Some("fault-assets".into()),
         yes: true,

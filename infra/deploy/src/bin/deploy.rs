@@ -112,10 +112,14 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
-    /// Create the asset bucket, encrypted and not public.
+    /// Create the asset bucket, encrypted and not public (an existing one is left alone).
     Bootstrap {
         #[arg(long)]
         asset_bucket: String,
+        /// Also set this tool's encryption, versioning, policy and public-access block on a
+        /// bucket that exists already, replacing its own.
+        #[arg(long)]
+        update: bool,
     },
     /// List the guard's data-loss rules: id, where each applies, what it refuses.
     Rules,
@@ -221,8 +225,8 @@ async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
             true
         }
         Some(Command::Redrive { timeout }) => redrive(t, &cli.connection, Duration::from_secs(timeout)).await?,
-        Some(Command::Bootstrap { asset_bucket }) => {
-            println!("{}", d.bootstrap(&asset_bucket, &mut |p| println!("{p}")).await?);
+        Some(Command::Bootstrap { asset_bucket, update }) => {
+            println!("{}", d.bootstrap(&asset_bucket, update, &mut |p| println!("{p}")).await?);
             true
         }
         Some(Command::Rules) => unreachable!("answered before connecting"),

@@ -42,6 +42,20 @@ async fn deploy_no_op_outputs_diff_and_destroy() {
         }
     }
     assert!(stdout.contains("plain-HTTP endpoint: no TLS-only policy"), "{stdout}");
+    // Again, on the bucket that exists now: its settings are its owner's, left alone unless
+    // --update (here: a policy of the owner's own stays).
+    let own = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Sid": "Owners", "Effect": "Deny",
+        "Principal": "*", "Action": "s3:DeleteBucket", "Resource": format!("arn:aws:s3:::{BUCKET}")}]});
+    s3.put_bucket_policy().bucket(BUCKET).policy(own.to_string()).send().await.unwrap();
+    let out = deploy(&moto, &["bootstrap", "--asset-bucket", BUCKET]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("were left as they are (pass --update"), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("created bucket"), "{}", text(&out.stdout));
+    let kept = s3.get_bucket_policy().bucket(BUCKET).send().await.unwrap();
+    assert!(kept.policy().unwrap_or_default().contains("Owners"), "{kept:?}");
+    let out = deploy(&moto, &["bootstrap", "--asset-bucket", BUCKET, "--update"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("public access blocked"), "{}", text(&out.stdout));
 
     let first = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
     let out = deploy(&moto, &first);
