@@ -517,6 +517,18 @@ pub async fn review_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Repor
     }
 }
 
+/// The stack a change set belongs to and its `ExecutionStatus`, as AWS describes it now.
+pub async fn change_set_state(cfn: &Cfn, stack: &str, id: &str) -> Result<(Option<String>, Option<String>)> {
+    let out = cfn
+        .describe_change_set()
+        .change_set_name(id)
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| DeployError::aws(format!("describe change set {id}"), &e))?;
+    Ok((out.stack_name().map(str::to_owned), out.execution_status().map(|s| s.as_str().to_owned())))
+}
+
 /// Every resource change of a complete change set, all pages, with or without property values.
 async fn described(cfn: &Cfn, stack: &str, id: &str, values: bool) -> Result<Vec<ResourceChange>> {
     let mut changes = Vec::new();

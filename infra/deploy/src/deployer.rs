@@ -169,10 +169,7 @@ impl fmt::Display for DeployOutcome {
             DeployOutcome::Deployed { stack, outputs } => {
                 write!(f, "\n{stack} deployed\n{}", OutputsTable(outputs))
             }
-            DeployOutcome::Prepared { change_set, .. } => write!(
-                f,
-                "prepared change set {change_set}\nexecute it with: cargo run --bin deploy -- --execute '{change_set}'"
-            ),
+            DeployOutcome::Prepared { change_set, .. } => write!(f, "prepared change set {change_set}"),
             DeployOutcome::Refused { refusals, .. } => {
                 writeln!(f, "refused: this change would lose data:")?;
                 for r in refusals {
@@ -560,6 +557,24 @@ impl Deployer {
         approve: &mut (dyn FnMut(&PlannedChange) -> Approval + Send),
         progress: Report<'_>,
     ) -> Result<DeployOutcome> {
+        // Only a change set of this stack that can still be executed: not another stack's, not
+        // one executed, failed or made obsolete since it was prepared.
+        let (of_stack, status) = cf::change_set_state(&self.cfn, &t.name, change_set).await?;
+        if of_stack.as_deref().is_some_and(|s| s != t.name) {
+            return Err(DeployError::ChangeSetUnusable {
+                change_set: change_set.to_owned(),
+                why: format!("it belongs to stack {}, not {}", of_stack.unwrap_or_default(), t.name),
+            });
+        }
+        if status.as_deref() != Some("AVAILABLE") {
+            return Err(DeployError::ChangeSetUnusable {
+                change_set: change_set.to_owned(),
+                why: format!(
+                    "its ExecutionStatus is {}, not AVAILABLE (executed, failed or made obsolete since it was prepared): prepare a new one",
+                    status.as_deref().unwrap_or("not given")
+                ),
+            });
+        }
         match cf::review_change_set(&self.cfn, &t.name, change_set, progress).await? {
             None => Ok(DeployOutcome::UpToDate { stack: t.name.clone() }),
             Some(mut review) => {
@@ -661,7 +676,10 @@ impl Deployer {
         progress: Report<'_>,
     ) -> Result<(Option<cf::StackFailure>, Option<aws_sdk_cloudformation::types::Stack>)> {
         let seen = cf::event_ids(&self.cfn, &t.name).await;
-        if let Err(e) = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name).send().await {
+        // A retried call (the SDK retries) executes the change set once.
+        let token = format!("deploy-{}", &crate::assets::sha256_hex(planned.id.as_bytes())[..32]);
+        let execute = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name);
+        if let Err(e) = execute.client_request_token(token).send().await {
             self.discard(planned, progress).await;
             return Err(DeployError::aws("execute the change set (it was deleted)", &e));
         }

@@ -56,6 +56,9 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
+    /// A prepared change set `--execute` may not run.
+    #[error("refused to execute change set {change_set}: {why}")]
+    ChangeSetUnusable { change_set: String, why: String },
     /// A blocking task (packaging a zip) panicked or was cancelled.
     #[error("{0} stopped before it finished")]
     Interrupted(String),

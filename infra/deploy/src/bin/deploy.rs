@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation::{PlannedChange, Progress};
 use deploy::deployer::{
-    Approval, DeployOptions, Deployer, DestroyOutcome, OutputsTable, Plan, RequireApproval, Target,
+    Approval, DeployOptions, DeployOutcome, Deployer, DestroyOutcome, OutputsTable, Plan, RequireApproval, Target,
 };
-use deploy::{Connection, StackArgs};
+use deploy::{Connection, StackArgs, StackChoice};
 
 #[derive(Parser)]
 #[command(version, about = "Deploy the Serverlesspresso metrics stack with CloudFormation")]
@@ -181,8 +182,8 @@ async fn run(cli: Cli) -> Result<bool> {
 /// One command, connected.
 async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
     let ok = match cli.command {
-        None => deploy(d, t, &cli.deploy).await?,
-        Some(Command::Deploy(args)) => deploy(d, t, &args).await?,
+        None => deploy(d, t, &cli.deploy, (&cli.stack, &cli.connection)).await?,
+        Some(Command::Deploy(args)) => deploy(d, t, &args, (&cli.stack, &cli.connection)).await?,
         Some(Command::Diff { template: true, .. }) => {
             let lines = d.template_diff(t).await?;
             if lines.is_empty() {
@@ -350,8 +351,35 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
     })
 }
 
+/// The command that executes a prepared change set: every flag that chose this stack and
+/// where it lives, so step two acts on what step one prepared.
+fn execute_command(change_set: &str, stack: &StackArgs, connection: &Connection) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', r"'\''"));
+    let mut cmd = format!("cargo run --bin deploy -- --execute {}", quote(change_set));
+    if stack.stack != StackChoice::default() {
+        cmd.push_str(&format!(
+            " --stack {}",
+            stack.stack.to_possible_value().map_or_else(String::new, |v| v.get_name().to_owned())
+        ));
+    }
+    for (flag, value) in [
+        ("--stack-name", &stack.stack_name),
+        ("--region", &connection.region),
+        ("--profile", &connection.profile),
+        ("--endpoint-url", &connection.endpoint_url),
+    ] {
+        if let Some(v) = value {
+            cmd.push_str(&format!(" {flag} {}", quote(v)));
+        }
+    }
+    if connection.local_credentials {
+        cmd.push_str(" --local-credentials");
+    }
+    cmd
+}
+
 /// Deploys in one step, or one of the two steps.
-async fn deploy(d: &Deployer, t: &Target, args: &DeployArgs) -> Result<bool> {
+async fn deploy(d: &Deployer, t: &Target, args: &DeployArgs, selected: (&StackArgs, &Connection)) -> Result<bool> {
     let options = args.options();
     let mut reviewed = None;
     let mut report = reporter(args.json, Some(&mut reviewed));
@@ -367,6 +395,9 @@ async fn deploy(d: &Deployer, t: &Target, args: &DeployArgs) -> Result<bool> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if outcome.succeeded() {
         println!("{outcome}");
+        if let DeployOutcome::Prepared { change_set, .. } = &outcome {
+            println!("execute it with: {}", execute_command(change_set, selected.0, selected.1));
+        }
     } else {
         eprintln!("{outcome}");
     }

@@ -237,9 +237,30 @@ async fn a_two_step_deploy_prepares_then_executes_the_reviewed_change_set() {
     let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
     let status = cfn.describe_stacks().stack_name(STACK).send().await.unwrap().stacks()[0].stack_status().cloned();
     assert_eq!(status, Some(aws_sdk_cloudformation::types::StackStatus::ReviewInProgress), "nothing executed yet");
+    // The command printed for step two carries what chose the stack and where it lives.
+    let next = stdout.lines().find(|l| l.starts_with("execute it with: ")).expect("the next command");
+    for part in [
+        format!("--execute '{change_set}'"),
+        "--stack standalone".to_owned(),
+        "--region 'us-east-1'".to_owned(),
+        format!("--endpoint-url '{}'", moto.endpoint),
+    ] {
+        assert!(next.contains(&part), "{part} in {next}");
+    }
+    // Not another stack's change set.
+    let out =
+        deploy(&moto, &[&common[..], &["--execute", &change_set, "--yes", "--stack-name", "other-stack"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("it belongs to stack {STACK}, not other-stack")), "{stderr}");
     let out = deploy(&moto, &[&common[..], &["--execute", &change_set, "--yes"]].concat());
     assert!(out.status.success());
     assert!(text(&out.stdout).contains(&format!("{STACK} deployed")), "{}", text(&out.stdout));
+    // Executed once: the same change set again is refused by its ExecutionStatus.
+    let out = deploy(&moto, &[&common[..], &["--execute", &change_set, "--yes"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("its ExecutionStatus is EXECUTE_COMPLETE, not AVAILABLE"), "{stderr}");
 
     // The same for CI: one JSON document on stdout (the reviewed plan and the outcome),
     // progress on stderr.
