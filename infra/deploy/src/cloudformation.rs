@@ -614,8 +614,8 @@ fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange 
     let details = c
         .details()
         .iter()
-        .filter_map(|d| d.target())
-        .map(|t| guard::Detail {
+        .filter_map(|d| Some((d, d.target()?)))
+        .map(|(d, t)| guard::Detail {
             target: guard::Target {
                 attribute: t.attribute().map(|a| a.as_str().into()),
                 name: t.name().map(str::to_owned),
@@ -623,7 +623,11 @@ fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange 
                 before_value: t.before_value().map(str::to_owned),
                 after_value: t.after_value().map(str::to_owned),
                 attribute_change_type: t.attribute_change_type().map(|a| a.as_str().into()),
+                requires_recreation: t.requires_recreation().map(|r| r.as_str().into()),
             },
+            evaluation: d.evaluation().map(|e| e.as_str().into()),
+            change_source: d.change_source().map(|s| s.as_str().into()),
+            causing_entity: d.causing_entity().map(str::to_owned),
         })
         .collect();
     ResourceChange {

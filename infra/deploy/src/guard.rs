@@ -80,6 +80,19 @@ aws_enum!(
     /// How a detail changes its attribute (`ResourceTargetDefinition.AttributeChangeType`).
     ChangeType { Add, Remove, Modify, SyncWithActual }
 );
+aws_enum!(
+    /// Whether changing a detail's property replaces the resource
+    /// (`ResourceTargetDefinition.RequiresRecreation`).
+    RequiresRecreation { Never, Conditionally, Always }
+);
+aws_enum!(
+    /// Whether a detail's new value is known before the update (`ResourceChangeDetail.Evaluation`).
+    Evaluation { Static, Dynamic }
+);
+aws_enum!(
+    /// What causes a detail (`ResourceChangeDetail.ChangeSource`).
+    ChangeSource { ResourceReference, ParameterReference, ResourceAttribute, DirectModification, Automatic }
+);
 
 /// Resource types that hold data a replacement or removal would lose: the list cfn-lint ships
 /// (`cfnlint/data/AdditionalSpecs/StatefulResources.json`, cfn-lint 1.58.0); a test checks this
@@ -162,6 +175,13 @@ impl ResourceChange {
 pub struct Detail {
     #[serde(default)]
     pub target: Target,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_source: Option<ChangeSource>,
+    /// The resource (`Id`), attribute (`Id.Attr`) or parameter whose change causes this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causing_entity: Option<String>,
 }
 
 /// What a detail changes (`ResourceTargetDefinition`).
@@ -182,6 +202,8 @@ pub struct Target {
     pub after_value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribute_change_type: Option<ChangeType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_recreation: Option<RequiresRecreation>,
 }
 
 impl Target {
@@ -331,7 +353,7 @@ pub const CHANGE_RULES: &[ChangeRule] = &[
     },
     ChangeRule {
         id: "dynamic",
-        refuses: "a `Dynamic` change to a stateful resource (only known at deploy time)",
+        refuses: "a `Dynamic` change to a stateful resource (only known at deploy time), or one under a condition the offline diff cannot evaluate",
         check: |c| {
             (c.action == Action::Dynamic).then(|| "may be replaced (the change is only known at deploy time)".to_owned())
         },
@@ -992,6 +1014,7 @@ mod tests {
                 after_value: Some("60".into()),
                 ..Default::default()
             },
+            ..Default::default()
         }];
         let r = review(vec![replaced, shortened, ResourceChange::new(Action::Remove, "Gone", QUEUE)]);
         let all = ["MetricsTable".to_owned(), "MetricsQueue".to_owned(), "Elsewhere".to_owned()];
@@ -1017,13 +1040,14 @@ mod tests {
             before_value: before.map(str::to_owned),
             after_value: after.map(str::to_owned),
             attribute_change_type: Some(change),
+            requires_recreation: None,
         }
     }
 
     fn in_place(ty: &str, target: Target) -> Vec<&'static str> {
         let mut c = ResourceChange::new(Action::Modify, "R", ty);
         c.replacement = Some(Replacement::False);
-        c.details = vec![Detail { target }];
+        c.details = vec![Detail { target, ..Default::default() }];
         review(vec![c]).refused.iter().map(|r| r.rule).collect()
     }
 

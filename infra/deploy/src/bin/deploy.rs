@@ -333,20 +333,20 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
     let old_template: serde_json::Value =
         serde_yaml::from_str(&text).with_context(|| format!("{} is not a YAML or JSON template", old.display()))?;
     let new_template: serde_json::Value = serde_json::from_str(&t.template.to_json()?)?;
-    let review = deploy::offline::review(&old_template, &new_template);
+    let diff = deploy::offline::diff(&old_template, &new_template);
     if json {
-        println!("{}", serde_json::to_string_pretty(&review.summary())?);
-    } else if review.changes.is_empty() && review.refused.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&diff.summary())?);
+    } else if diff.is_empty() {
         println!("no changes between {} and the synthesized {}", old.display(), t.name);
     } else {
-        print!("{}", review.table());
-        for r in &review.refused {
+        print!("{diff}");
+        for r in &diff.review.refused {
             println!("destructive: {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
         }
     }
     Ok(match fail_on {
-        Some(FailOn::Destructive) => review.refused.is_empty(),
-        Some(FailOn::AnyChange) => review.changes.is_empty() && review.refused.is_empty(),
+        Some(FailOn::Destructive) => diff.review.refused.is_empty(),
+        Some(FailOn::AnyChange) => diff.is_empty(),
         None => true,
     })
 }

@@ -65,13 +65,25 @@ fn the_offline_diff_stops_a_destructive_change_before_anyone_has_credentials() {
     let out = diff(&renamed, &["--json", "--fail-on", "destructive"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["changes"],
-        serde_json::json!([{"action": "Modify", "logicalResourceId": "MetricsTable",
-            "resourceType": "AWS::DynamoDB::Table", "replacement": "True"}])
-    );
+    let changes = v["changes"].as_array().unwrap();
+    assert!(changes.contains(&serde_json::json!({"action": "Modify", "logicalResourceId": "MetricsTable",
+            "resourceType": "AWS::DynamoDB::Table", "replacement": "True"})));
     assert_eq!(v["refused"][0]["logicalResourceId"], "MetricsTable");
     assert!(v["refused"][0]["why"].as_str().unwrap().contains("replaced"));
+    // What reads the table's name or ARN changes with it.
+    let out = diff(&renamed, &[]);
+    assert!(
+        text(&out.stdout).contains("PublishMetricsRole.Policies follows MetricsTable.Arn"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Only an output differs: not destructive, but a change.
+    let output = old_template(dir.path(), |t| t["Outputs"]["EventBusName"]["Description"] = "old words".into());
+    assert!(diff(&output, &["--fail-on", "destructive"]).status.success());
+    let out = diff(&output, &["--fail-on", "any-change"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("Modify  Outputs EventBusName"), "{}", text(&out.stdout));
 
     // Not a template: a clear error.
     let junk = dir.path().join("junk.yaml");
