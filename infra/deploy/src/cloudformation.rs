@@ -563,13 +563,17 @@ pub struct PlannedChange {
 
 /// Creates a change set (CREATE or UPDATE), waits for it, and reviews it. `None` when there is
 /// nothing to change (the change set is deleted again). The parameters in `keep` take their
-/// previous values (`UsePreviousValue`), as the CDK keeps what a deploy does not give.
+/// previous values (`UsePreviousValue`), as the CDK keeps what a deploy does not give. The
+/// change set's tags replace the stack's: `tags` are the stack's own, to which [`APP_TAG`] is
+/// added.
+#[allow(clippy::too_many_arguments)]
 pub async fn plan(
     cfn: &Cfn,
     stack: &str,
     template: TemplateSource,
     parameters: &BTreeMap<String, String>,
     keep: &[String],
+    tags: &BTreeMap<String, String>,
     exists: bool,
     progress: Report<'_>,
 ) -> Result<Option<PlannedChange>> {
@@ -580,8 +584,10 @@ pub async fn plan(
         .stack_name(stack)
         .change_set_name(&name)
         .change_set_type(if exists { ChangeSetType::Update } else { ChangeSetType::Create })
-        .capabilities(Capability::CapabilityIam)
-        .tags(aws_sdk_cloudformation::types::Tag::builder().key(APP_TAG.0).value(APP_TAG.1).build());
+        .capabilities(Capability::CapabilityIam);
+    for (k, v) in merged_tags(tags) {
+        create = create.tags(aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build());
+    }
     create = match template {
         TemplateSource::Body(b) => create.template_body(b),
         TemplateSource::Url(u) => create.template_url(u),
@@ -609,6 +615,18 @@ pub async fn plan(
 
 /// The tag every deploy puts on the stack: `destroy` acts only on stacks that carry it.
 pub const APP_TAG: (&str, &str) = ("serverlesspresso:app", "metrics");
+
+/// The stack's tags with [`APP_TAG`] set: what a change set must carry not to drop any.
+pub fn merged_tags(existing: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = existing.clone();
+    tags.insert(APP_TAG.0.to_owned(), APP_TAG.1.to_owned());
+    tags
+}
+
+/// The tags of a described stack.
+pub fn tags_of(s: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    s.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
 
 fn convert(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
     let details = c
@@ -649,17 +667,48 @@ pub async fn delete_change_set(cfn: &Cfn, stack: &str, id: &str, progress: Repor
     }
 }
 
-/// IDs of the events the stack has now, so that [`follow`] reports only newer ones (by ID, not
-/// by time: the local clock may differ from AWS's).
+/// IDs of the events the stack has now, all pages, so that [`follow`] reports only newer ones
+/// (by ID, not by time: the local clock may differ from AWS's).
 pub async fn event_ids(cfn: &Cfn, stack: &str) -> HashSet<String> {
-    match cfn.describe_stack_events().stack_name(stack).send().await {
-        Ok(out) => out.stack_events().iter().filter_map(|e| e.event_id().map(str::to_owned)).collect(),
-        Err(_) => HashSet::new(),
+    let mut ids = HashSet::new();
+    let mut pages = cfn.describe_stack_events().stack_name(stack).into_paginator().send();
+    while let Some(Ok(page)) = pages.next().await {
+        ids.extend(page.stack_events().iter().filter_map(|e| e.event_id().map(str::to_owned)));
     }
+    ids
+}
+
+/// The events not in `seen`, oldest first: pages (newest first) are read until one holds an
+/// event already seen, so a long history costs one page per poll, and a burst of more than a
+/// page is not cut short.
+async fn new_events(
+    cfn: &Cfn,
+    stack: &str,
+    seen: &HashSet<String>,
+) -> std::result::Result<
+    Vec<aws_sdk_cloudformation::types::StackEvent>,
+    aws_sdk_cloudformation::error::SdkError<
+        aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsError,
+    >,
+> {
+    let mut fresh = Vec::new();
+    let mut pages = cfn.describe_stack_events().stack_name(stack).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        let before = fresh.len();
+        fresh.extend(page.stack_events().iter().filter(|e| !seen.contains(e.event_id().unwrap_or_default())).cloned());
+        if fresh.len() - before < page.stack_events().len() {
+            break;
+        }
+    }
+    fresh.reverse();
+    Ok(fresh)
 }
 
 /// Reports stack events until the stack settles; `Ok(None)` on success, else how it failed.
-/// When `deleting`, a stack that is gone counts as success.
+/// When `deleting`, a stack that is gone counts as success. An update's settled status counts
+/// only once the stack's own event with that status has arrived: read right after
+/// ExecuteChangeSet, DescribeStacks may still show the status from before the update.
 pub async fn follow(
     cfn: &Cfn,
     stack: &str,
@@ -669,17 +718,16 @@ pub async fn follow(
 ) -> Result<Option<StackFailure>> {
     let mut first_failure: Option<String> = None;
     let mut unexecuted = 0;
+    // The status of the newest event of the stack itself since following began.
+    let mut stack_event: Option<String> = None;
     loop {
-        let events = match cfn.describe_stack_events().stack_name(stack).send().await {
-            Ok(out) => out.stack_events().to_vec(),
+        let events = match new_events(cfn, stack, &seen).await {
+            Ok(events) => events,
             Err(e) if deleting && is_missing_stack(&e) => return Ok(None),
             Err(e) => return Err(DeployError::aws(format!("read the events of {stack}"), &e)),
         };
-        // Newest first: report the new ones oldest first.
-        for e in events.iter().rev() {
-            if !seen.insert(e.event_id().unwrap_or_default().to_owned()) {
-                continue;
-            }
+        for e in events {
+            seen.insert(e.event_id().unwrap_or_default().to_owned());
             let event = StackEvent {
                 time: e.timestamp().map(|t| t.to_string()).unwrap_or_default(),
                 logical_id: e.logical_resource_id().unwrap_or_default().to_owned(),
@@ -687,6 +735,9 @@ pub async fn follow(
                 status: e.resource_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 reason: e.resource_status_reason().filter(|r| !r.is_empty()).map(str::to_owned),
             };
+            if event.resource_type == STACK_TYPE && event.logical_id == stack {
+                stack_event = Some(event.status.clone());
+            }
             if event.failed() && first_failure.is_none() {
                 if let Some(reason) = &event.reason {
                     first_failure = Some(format!("{}: {reason}", event.logical_id));
@@ -706,19 +757,33 @@ pub async fn follow(
                 }
             }
             Some(status) => {
-                if let Some(ok) = status.settled() {
-                    let ok = ok && !(deleting && status != StackStatus::DeleteComplete);
-                    return Ok((!ok).then(|| StackFailure {
-                        stack: stack.to_owned(),
-                        status: status.as_str().to_owned(),
-                        first_failure,
-                    }));
+                let confirmed = deleting || stack_event.as_deref() == Some(status.as_str());
+                match status.settled() {
+                    Some(ok) if confirmed => {
+                        let ok = ok && !(deleting && status != StackStatus::DeleteComplete);
+                        return Ok((!ok).then(|| StackFailure {
+                            stack: stack.to_owned(),
+                            status: status.as_str().to_owned(),
+                            first_failure,
+                        }));
+                    }
+                    // Settled, but not by this update (yet): a minute of that and it never began.
+                    Some(_) if stack_event.is_none() => {
+                        unexecuted += 1;
+                        if unexecuted > 30 {
+                            return Err(DeployError::NotStarted(stack.to_owned()));
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// The type CloudFormation gives a stack's own events.
+const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 
 /// The stack's policy as CloudFormation holds it (`None`: it has none).
 pub async fn stack_policy(cfn: &Cfn, stack: &str) -> Result<Option<serde_json::Value>> {
@@ -776,25 +841,22 @@ pub struct Deployed {
     pub physical_id: String,
 }
 
-/// The stack's resources, by logical ID.
+/// The stack's resources, by logical ID: every page of ListStackResources
+/// (DescribeStackResources stops at 100).
 pub async fn resources(cfn: &Cfn, stack: &str) -> Result<BTreeMap<String, Deployed>> {
-    let out = cfn
-        .describe_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| DeployError::aws(format!("list the resources of {stack}"), &e))?;
-    Ok(out
-        .stack_resources()
-        .iter()
-        .filter_map(|r| {
+    let mut out = BTreeMap::new();
+    let mut pages = cfn.list_stack_resources().stack_name(stack).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| DeployError::aws(format!("list the resources of {stack}"), &e))?;
+        for r in page.stack_resource_summaries() {
             let deployed = Deployed {
                 resource_type: r.resource_type().unwrap_or_default().to_owned(),
                 physical_id: r.physical_resource_id().unwrap_or_default().to_owned(),
             };
-            Some((r.logical_resource_id()?.to_owned(), deployed))
-        })
-        .collect())
+            out.insert(r.logical_resource_id().unwrap_or_default().to_owned(), deployed);
+        }
+    }
+    Ok(out)
 }
 
 /// The parameters the stack was last deployed with.

@@ -471,7 +471,8 @@ impl Deployer {
         };
         let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?;
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
-        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, exists, progress).await? {
+        let tags = deployed.as_ref().map(cf::tags_of).unwrap_or_default();
+        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, &tags, exists, progress).await? {
             Some(mut planned) => {
                 self.compare_templates(t, exists, &mut planned.review).await?;
                 Plan::Change(planned)

@@ -23,7 +23,7 @@ pub enum DeployError {
     Protected(String),
     #[error("there is no stack {0}")]
     NoStack(String),
-    #[error("stack {0} is still REVIEW_IN_PROGRESS a minute after its change set was executed: the change set did not start (see `aws cloudformation describe-change-set`)")]
+    #[error("stack {0} shows no event of its executed change set a minute later (it is still REVIEW_IN_PROGRESS, or in its status from before): the change set did not start (see `aws cloudformation describe-change-set`)")]
     NotStarted(String),
     #[error("stack {0} disappeared while it was being changed")]
     Disappeared(String),

@@ -102,6 +102,35 @@ struct Stand {
     hold_execute: bool,
     /// Termination protection, by stack name.
     protected: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// Whether ExecuteChangeSet is answered at once and carried out seconds later, as AWS
+    /// starts an update asynchronously (DescribeStacks meanwhile shows the status from before).
+    delay_execute: bool,
+    /// A tag the stack's owner put on it (`team=coffee`), shown in DescribeStacks answers.
+    owner_tag: bool,
+    /// Page size for DescribeStackEvents and ListStackResources (AWS pages both), and the cut
+    /// DescribeStackResources makes (AWS returns the first 100 resources only), scaled down.
+    page: Option<usize>,
+}
+
+/// The members of the list `tag` in `xml` from `start`, `size` of them, with a `NextToken`
+/// when more follow (`paged: false`: cut, without one).
+fn page_of(xml: &str, tag: &str, start: usize, size: usize, paged: bool) -> String {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let (Some(a), Some(b)) = (xml.find(&open), xml.find(&close)) else { return xml.to_owned() };
+    let inner = &xml[a + open.len()..b];
+    let members: Vec<String> =
+        inner.split_inclusive("</member>").filter(|m| m.contains("<member>")).map(str::to_owned).collect();
+    let end = (start + size).min(members.len());
+    let token = if paged && end < members.len() { format!("<NextToken>{end}</NextToken>") } else { String::new() };
+    format!("{}{open}{}{close}{token}{}", &xml[..a], members[start.min(end)..end].concat(), &xml[b + close.len()..])
+}
+
+/// How long a delayed ExecuteChangeSet waits before it reaches moto.
+const EXECUTE_DELAY: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Adds the owner's tag to every stack a DescribeStacks answer lists.
+fn with_owner_tag(xml: &str) -> String {
+    xml.replace("<Tags>", "<Tags><member><Key>team</Key><Value>coffee</Value></member>")
 }
 
 const XMLNS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
@@ -141,6 +170,17 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
                 tokio::time::sleep(std::time::Duration::from_secs(600)).await;
                 return;
             }
+            if action == "ExecuteChangeSet" && stand.delay_execute {
+                let later = (upstream.clone(), head.clone(), body.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(EXECUTE_DELAY).await;
+                    let (upstream, head, body) = later;
+                    proxy::relay(&upstream, &head, &body).await.expect("moto executes");
+                });
+                let answer = format!("<ExecuteChangeSetResponse xmlns=\"{XMLNS}\"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></ExecuteChangeSetResponse>");
+                proxy::respond(&mut conn, "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\n", answer.as_bytes()).await;
+                return;
+            }
             if let Some((answer_head, answer)) = stand_in(&stand, &action, &body) {
                 proxy::respond(&mut conn, answer_head, answer.as_bytes()).await;
                 return;
@@ -156,9 +196,23 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
                 with_incomplete_warning(&String::from_utf8_lossy(&answer)).into_bytes()
             } else if action == "DescribeChangeSet" && ok && (stand.replace_table || stand.incomplete) {
                 with_table_replaced(&String::from_utf8_lossy(&answer)).into_bytes()
+            } else if let (Some(size), true, true) = (
+                stand.page,
+                ok,
+                matches!(action.as_str(), "DescribeStackEvents" | "ListStackResources" | "DescribeStackResources"),
+            ) {
+                let start = field(&body, "NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+                let xml = String::from_utf8_lossy(&answer).into_owned();
+                match action.as_str() {
+                    "DescribeStackEvents" => page_of(&xml, "StackEvents", start, size, true).into_bytes(),
+                    "ListStackResources" => page_of(&xml, "StackResourceSummaries", start, size, true).into_bytes(),
+                    "DescribeStackResources" => page_of(&xml, "StackResources", 0, size, false).into_bytes(),
+                    _ => answer,
+                }
             } else if action == "DescribeStacks" && ok {
                 let flags = stand.protected.lock().unwrap().clone();
-                with_protection(&String::from_utf8_lossy(&answer), &flags).into_bytes()
+                let xml = with_protection(&String::from_utf8_lossy(&answer), &flags);
+                if stand.owner_tag { with_owner_tag(&xml) } else { xml }.into_bytes()
             } else {
                 answer
             };
@@ -467,4 +521,84 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
     let allowed = DeployOptions { allow_replace: vec!["MetricsTable".to_owned()], ..options };
     let outcome = d.deploy(&t, &allowed, &mut |_| Approval::Yes, &mut |_| {}).await.unwrap();
     assert!(matches!(outcome, DeployOutcome::Deployed { .. }), "{outcome}");
+}
+
+/// Two things AWS does that moto does not: an update starts after ExecuteChangeSet has
+/// answered (a status read at once is the one from before), and a change set's tags replace
+/// the stack's. The deploy waits for the stack's own event of this update before calling it
+/// done, and carries the owner's tags along with its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_tags() {
+    let moto = Moto::start();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand { delay_execute: true, owner_tag: true, ..Default::default() });
+    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let common =
+        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
+    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let out = deploy_via(&endpoint, &common).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut args = common.to_vec();
+    args.extend(["--parameters", "AlarmEmail=ops@example.com"]);
+    let out = deploy_via(&endpoint, &args).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // When the deploy says it is done, the update has happened (the delayed execute landed).
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let stack = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
+    let email = stack.stacks()[0].parameters().iter().find(|p| p.parameter_key() == Some("AlarmEmail")).cloned();
+    assert_eq!(email.and_then(|p| p.parameter_value().map(str::to_owned)).as_deref(), Some("ops@example.com"));
+
+    // The update's change set carried the owner's tag and the app's.
+    let seen = stand.seen.lock().unwrap().clone();
+    let creates: Vec<&Vec<u8>> = seen.iter().filter(|(a, _)| a == "CreateChangeSet").map(|(_, b)| b).collect();
+    let update = creates.last().expect("an update's change set");
+    let tags: std::collections::BTreeMap<String, String> = (1..=10)
+        .filter_map(|i| {
+            Some((field(update, &format!("Tags.member.{i}.Key"))?, field(update, &format!("Tags.member.{i}.Value"))?))
+        })
+        .collect();
+    assert_eq!(tags.get("team").map(String::as_str), Some("coffee"), "{tags:?}");
+    assert_eq!(
+        tags.get(deploy::cloudformation::APP_TAG.0).map(String::as_str),
+        Some(deploy::cloudformation::APP_TAG.1)
+    );
+}
+
+/// Stack events and resources come in pages on AWS (and DescribeStackResources stops at 100);
+/// moto answers in one. Through pages of one, a deploy still reports every event,
+/// and destroy still names every resource it deletes with its physical ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_of_events_and_resources_is_read() {
+    let moto = Moto::start();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand { page: Some(1), ..Default::default() });
+    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let common =
+        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
+    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let out = deploy_via(&endpoint, &common).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // (moto reports events of the stack itself only.)
+    for status in ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"] {
+        let reported = stdout.lines().any(|l| l.contains(&format!(" {STACK} ")) && l.contains(status));
+        assert!(reported, "{status} reported:\n{stdout}");
+    }
+    let queues = ["MetricsQueue", "MetricsDeadLetterQueue"];
+    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for id in queues {
+        let named =
+            stdout.lines().any(|l| l.contains(&format!("{id} (AWS::SQS::Queue) http")) && l.contains("waiting"));
+        assert!(named, "{id} named with its URL and depth:\n{stdout}");
+    }
+    assert!(stdout.contains("keeps (DeletionPolicy: Retain): MetricsTable serverlesspresso-metrics-table"), "{stdout}");
 }
