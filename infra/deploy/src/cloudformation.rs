@@ -577,8 +577,9 @@ pub async fn plan(
     exists: bool,
     progress: Report<'_>,
 ) -> Result<Option<PlannedChange>> {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let name = format!("deploy-{secs}");
+    // Unique per call: two plans in one second (a diff, then a deploy) must not collide.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!("deploy-{}-{:09}", now.as_secs(), now.subsec_nanos());
     let mut create = cfn
         .create_change_set()
         .stack_name(stack)

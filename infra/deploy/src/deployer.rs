@@ -126,6 +126,32 @@ pub enum Plan {
     Change(PlannedChange),
 }
 
+/// What `diff` finds.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "plan", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Preview {
+    UpToDate {
+        stack: String,
+    },
+    /// There is no stack: a deploy creates it with everything in the template.
+    NewStack {
+        stack: String,
+        review: Review,
+    },
+    Change(PlannedChange),
+}
+
+impl Preview {
+    /// The review of what would change; `None` when nothing would.
+    pub fn review(&self) -> Option<&Review> {
+        match self {
+            Preview::UpToDate { .. } => None,
+            Preview::NewStack { review, .. } => Some(review),
+            Preview::Change(planned) => Some(&planned.review),
+        }
+    }
+}
+
 /// How a deploy (or one of its two steps) ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
@@ -380,12 +406,28 @@ impl Deployer {
         options: &DeployOptions,
         progress: Report<'_>,
     ) -> Result<BTreeMap<String, String>> {
-        let bucket = options.asset_bucket.as_deref().ok_or_else(|| {
-            DeployError::Usage("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)".to_owned())
-        })?;
+        self.asset_parameters(t, options, true, progress).await
+    }
+
+    /// The template parameters (asset bucket, code keys, `--parameters`), the zips uploaded
+    /// when `upload`; without, a bucket not given is left out (the stack keeps its own).
+    async fn asset_parameters(
+        &self,
+        t: &Target,
+        options: &DeployOptions,
+        upload: bool,
+        progress: Report<'_>,
+    ) -> Result<BTreeMap<String, String>> {
+        let bucket = match (options.asset_bucket.as_deref(), upload) {
+            (Some(b), _) => Some(b),
+            (None, false) => None,
+            (None, true) => return Err(DeployError::Usage("--asset-bucket is required: the Lambda zips are uploaded there (create one with `cargo run --bin deploy -- bootstrap --asset-bucket NAME`)".to_owned())),
+        };
         let lambda_dir = options.lambda_dir.clone().unwrap_or_else(crate::assets::default_lambda_dir);
         let mut parameters = BTreeMap::new();
-        parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+        if let Some(bucket) = bucket {
+            parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+        }
         for asset in crate::assets::assets_of(t.app.functions()) {
             // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
             // progress are not held up.
@@ -402,13 +444,15 @@ impl Deployer {
                 .await
                 .map_err(|_| DeployError::Interrupted(format!("packaging {}", asset.name)))??
             };
-            let uploaded = cf::upload_once(&self.s3, bucket, Some(self.account().await?), &p.key(), body).await?;
-            progress(Progress::Asset {
-                name: asset.name.clone(),
-                bytes: p.bytes,
-                url: format!("s3://{bucket}/{}", p.key()),
-                uploaded,
-            });
+            if let (Some(bucket), true) = (bucket, upload) {
+                let uploaded = cf::upload_once(&self.s3, bucket, Some(self.account().await?), &p.key(), body).await?;
+                progress(Progress::Asset {
+                    name: asset.name.clone(),
+                    bytes: p.bytes,
+                    url: format!("s3://{bucket}/{}", p.key()),
+                    uploaded,
+                });
+            }
             parameters.insert(asset.key_parameter.clone(), p.key());
         }
         for kv in &options.parameters {
@@ -430,7 +474,14 @@ impl Deployer {
     /// Publishes the assets, creates a change set and reviews it; `UpToDate` when the stack
     /// already runs this template with these parameters, or CloudFormation finds nothing to do.
     pub async fn plan(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Plan> {
-        let parameters = self.publish_assets(t, options, progress).await?;
+        self.plan_as(t, options, false, progress).await
+    }
+
+    /// [`Deployer::plan`]; with `dry`, nothing is uploaded (the code keys are computed, a
+    /// bucket not given is the stack's own) and a template too large to pass inline is an
+    /// error.
+    async fn plan_as(&self, t: &Target, options: &DeployOptions, dry: bool, progress: Report<'_>) -> Result<Plan> {
+        let parameters = self.asset_parameters(t, options, !dry, progress).await?;
         let deployed = cf::describe(&self.cfn, &t.name).await?;
         let status = deployed.as_ref().and_then(|d| d.stack_status().cloned());
         if let Some(status) = &status {
@@ -465,11 +516,15 @@ impl Deployer {
         if current {
             return Ok(Plan::UpToDate { stack: t.name.clone() });
         }
-        let owner = match options.asset_bucket {
-            Some(_) => Some(self.account().await?),
-            None => None,
+        let source = if dry && body.len() > cf::MAX_TEMPLATE_BODY {
+            return Err(DeployError::Usage(format!("the template is {} bytes, over CloudFormation's {} for an inline template, and diff uploads nothing: compare with `diff --template` or `diff --from`", body.len(), cf::MAX_TEMPLATE_BODY)));
+        } else {
+            let owner = match options.asset_bucket {
+                Some(_) => Some(self.account().await?),
+                None => None,
+            };
+            cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?
         };
-        let source = cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?;
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
         let tags = deployed.as_ref().map(cf::tags_of).unwrap_or_default();
         Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, &tags, exists, progress).await? {
@@ -688,13 +743,24 @@ impl Deployer {
         Ok((failure, cf::describe(&self.cfn, &t.name).await?))
     }
 
-    /// What a deploy would change, from a change set created and deleted again.
-    pub async fn diff(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Plan> {
-        let plan = self.plan(t, options, progress).await?;
-        if let Plan::Change(planned) = &plan {
-            self.discard(planned, progress).await;
+    /// What a deploy would change, leaving nothing behind: for an existing stack from a change
+    /// set created and deleted again (the code keys computed, nothing uploaded); for a new one
+    /// from the template alone.
+    pub async fn diff(&self, t: &Target, options: &DeployOptions, progress: Report<'_>) -> Result<Preview> {
+        // A change set for a new stack would leave the stack behind, in REVIEW_IN_PROGRESS.
+        if cf::describe(&self.cfn, &t.name).await?.is_none() {
+            let local: serde_json::Value = serde_json::from_str(&t.template_json()?)
+                .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
+            let review = crate::offline::diff(&serde_json::json!({}), &local).review;
+            return Ok(Preview::NewStack { stack: t.name.clone(), review });
         }
-        Ok(plan)
+        Ok(match self.plan_as(t, options, true, progress).await? {
+            Plan::UpToDate { stack } => Preview::UpToDate { stack },
+            Plan::Change(planned) => {
+                self.discard(&planned, progress).await;
+                Preview::Change(planned)
+            }
+        })
     }
 
     /// Resource-level differences between the deployed template and the local one.

@@ -20,7 +20,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// The `main` of the async binaries: runs `work` on a tokio runtime; `Ok(true)` exits 0,
 /// `Ok(false)` exits 1, an error is printed with its causes and exits 1.
-pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
+pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>, json: bool) -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
         .and_then(|runtime| runtime.block_on(work));
@@ -29,9 +29,21 @@ pub fn run_main(work: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                println!("{}", error_json(&e));
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as the one JSON document a `--json` run prints: the message with its causes, and
+/// each cause apart.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    serde_json::json!({
+        "error": format!("{e:#}"),
+        "causes": e.chain().map(ToString::to_string).collect::<Vec<_>>(),
+    })
 }
 
 /// The HTTPS client every SDK client here uses: rustls on ring (the SDK crates are built

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
 use deploy::cloudformation::{PlannedChange, Progress};
 use deploy::deployer::{
-    Approval, DeployOptions, DeployOutcome, Deployer, DestroyOutcome, OutputsTable, Plan, RequireApproval, Target,
+    Approval, DeployOptions, DeployOutcome, Deployer, DestroyOutcome, OutputsTable, Preview, RequireApproval, Target,
 };
 use deploy::{Connection, StackArgs, StackChoice};
 
@@ -86,8 +86,8 @@ enum Command {
         /// main branch's synth-out/, predicting replacements and data loss.
         #[arg(long, value_name = "OLD_TEMPLATE", conflicts_with = "template")]
         from: Option<PathBuf>,
-        /// With --from: exit 1 when the change is destructive, or is any change at all.
-        #[arg(long, value_enum, requires = "from")]
+        /// Exit 1 when the change is destructive, or is any change at all.
+        #[arg(long, value_enum)]
         fail_on: Option<FailOn>,
     },
     /// Delete the stack; retained resources (the table) stay.
@@ -127,7 +127,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    deploy::run_main(run(Cli::parse()))
+    let cli = Cli::parse();
+    let json = cli.json();
+    deploy::run_main(run(cli), json)
+}
+
+impl Cli {
+    /// Whether stdout is to carry one JSON document, an error included.
+    fn json(&self) -> bool {
+        match &self.command {
+            None => self.deploy.json,
+            Some(Command::Deploy(args) | Command::Diff { args, .. }) => args.json,
+            Some(Command::Outputs { json }) => *json,
+            Some(_) => false,
+        }
+    }
 }
 
 impl DeployArgs {
@@ -194,26 +208,41 @@ async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
             }
             true
         }
-        Some(Command::Diff { args, .. }) => {
+        Some(Command::Diff { args, fail_on, .. }) => {
             let json = args.json;
             let mut report = reporter(json, None);
-            match d.diff(t, &args.options(), &mut report).await? {
-                Plan::UpToDate { stack } if json => {
-                    println!("{}", serde_json::json!({"stack": stack, "upToDate": true}))
-                }
-                Plan::UpToDate { stack } => println!("no changes: {stack} is up to date"),
-                Plan::Change(planned) if json => println!("{}", serde_json::to_string_pretty(&plan_json(&planned))?),
-                Plan::Change(planned) => {
-                    println!("\n{}", planned.review);
-                    for r in &planned.review.refused {
-                        println!(
-                            "deploy would refuse: {} ({}): {}",
-                            r.change.logical_resource_id, r.change.resource_type, r.why
-                        );
+            let preview = d.diff(t, &args.options(), &mut report).await?;
+            if json {
+                let mut doc = match &preview {
+                    Preview::UpToDate { stack } => serde_json::json!({"stack": stack, "upToDate": true}),
+                    Preview::NewStack { stack, review } => {
+                        let mut v = review.summary();
+                        v["stack"] = stack.clone().into();
+                        v["newStack"] = true.into();
+                        v
                     }
+                    Preview::Change(planned) => plan_json(planned),
+                };
+                if doc.get("upToDate").is_none() {
+                    doc["upToDate"] = false.into();
+                }
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                match &preview {
+                    Preview::UpToDate { stack } => println!("no changes: {stack} is up to date"),
+                    Preview::NewStack { stack, review } => {
+                        println!("there is no stack {stack}: a deploy creates it\n\n{review}")
+                    }
+                    Preview::Change(planned) => println!("\n{}", planned.review),
+                }
+                for r in preview.review().map(|r| r.refused.as_slice()).unwrap_or_default() {
+                    println!(
+                        "deploy would refuse: {} ({}): {}",
+                        r.change.logical_resource_id, r.change.resource_type, r.why
+                    );
                 }
             }
-            true
+            passes(fail_on, preview.review().map(|r| !r.refused.is_empty()), preview.review().is_some())
         }
         Some(Command::Destroy { yes, force, unprotect }) => destroy(d, t, yes, force, unprotect).await?,
         Some(Command::Outputs { json }) => {
@@ -272,9 +301,11 @@ fn ask(planned: &PlannedChange) -> Approval {
     }
 }
 
+/// Asks on stderr, so stdout carries only the command's output (one JSON document with
+/// `--json`).
 fn confirm(question: &str) -> std::io::Result<bool> {
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
@@ -344,11 +375,17 @@ fn offline_diff(t: &Target, old: &std::path::Path, fail_on: Option<FailOn>, json
             println!("destructive: {} ({}): {}", r.change.logical_resource_id, r.change.resource_type, r.why);
         }
     }
-    Ok(match fail_on {
-        Some(FailOn::Destructive) => diff.review.refused.is_empty(),
-        Some(FailOn::AnyChange) => diff.is_empty(),
+    Ok(passes(fail_on, Some(!diff.review.refused.is_empty()), !diff.is_empty()))
+}
+
+/// Whether a diff passes `fail_on`, from whether the guard refuses something and whether
+/// anything changes at all.
+fn passes(fail_on: Option<FailOn>, destructive: Option<bool>, changes: bool) -> bool {
+    match fail_on {
+        Some(FailOn::Destructive) => destructive != Some(true),
+        Some(FailOn::AnyChange) => !changes,
         None => true,
-    })
+    }
 }
 
 /// The command that executes a prepared change set: every flag that chose this stack and
@@ -392,6 +429,9 @@ async fn deploy(d: &Deployer, t: &Target, args: &DeployArgs, selected: (&StackAr
     if args.json {
         let mut doc = reviewed.as_ref().map_or_else(|| serde_json::json!({"stack": t.name}), plan_json);
         doc["outcome"] = serde_json::to_value(&outcome)?;
+        if let DeployOutcome::Prepared { change_set, .. } = &outcome {
+            doc["execute"] = execute_command(change_set, selected.0, selected.1).into();
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if outcome.succeeded() {
         println!("{outcome}");

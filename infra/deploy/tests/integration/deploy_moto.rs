@@ -396,3 +396,72 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
     );
     server.abort();
 }
+
+/// The objects in the asset bucket.
+async fn objects(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let listed = s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+}
+
+/// `diff` (online) shows what a deploy would change and leaves nothing behind: no stack in
+/// REVIEW_IN_PROGRESS for a new one, no upload, no change set; `--fail-on` sets its exit
+/// status as the offline diff's does; `--json` is one document on stdout, an error included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_online_diff_leaves_nothing_behind() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let lambda_dir = zips.path().to_str().unwrap();
+    assert!(deploy(&moto, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+
+    // No stack yet: everything is an addition, reviewed from the template alone.
+    let diff = ["diff", "--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir];
+    let out = deploy(&moto, &[&diff[..], &["--json", "--fail-on", "any-change"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["newStack"], true);
+    assert!(doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["logicalResourceId"] == "MetricsTable" && c["action"] == "Add"));
+    assert!(deploy(&moto, &[&diff[..], &["--fail-on", "destructive"]].concat()).status.success());
+    assert!(cfn.describe_stacks().stack_name(STACK).send().await.is_err(), "no stack was created");
+    assert!(objects(&s3).await.is_empty(), "nothing was uploaded");
+
+    let first = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
+    assert!(deploy(&moto, &first).status.success());
+    let uploaded = objects(&s3).await;
+    let out = deploy(&moto, &[&diff[..], &["--fail-on", "any-change"]].concat());
+    assert!(out.status.success(), "up to date: {}", text(&out.stdout));
+
+    // New code: the functions change; the diff reviews a change set without uploading, with no
+    // bucket given (the stack's own is kept), and deletes it.
+    let v2 = tempfile::tempdir().unwrap();
+    support::fake_zips_of(v2.path(), "v2");
+    let out = deploy(
+        &moto,
+        &["diff", "--stack", "standalone", "--lambda-dir", v2.path().to_str().unwrap(), "--fail-on", "any-change"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    // (moto's change set lists no resource for a parameter change; AWS lists both functions.)
+    assert!(
+        text(&out.stdout).contains(&format!("creating a change set for {STACK} (update)")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(objects(&s3).await, uploaded, "nothing was uploaded");
+    // (moto lists executed change sets still; AWS removes them once one is executed.)
+    let change_sets = cfn.list_change_sets().stack_name(STACK).send().await.unwrap();
+    let executed = Some(&aws_sdk_cloudformation::types::ExecutionStatus::ExecuteComplete);
+    assert!(change_sets.summaries().iter().all(|c| c.execution_status() == executed), "{change_sets:?}");
+
+    // An error under --json is a JSON document too.
+    let out = deploy(&moto, &["--json", "--stack", "standalone", "--lambda-dir", lambda_dir, "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(doc["error"].as_str().unwrap().contains("--asset-bucket is required"), "{doc}");
+}

@@ -185,23 +185,27 @@ fn parse() -> Cli {
 
 fn main() -> ExitCode {
     let cli = parse();
+    let json = cli.command.is_none() && cli.run.json;
     // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server and the functions'
     // processes it started.
-    deploy::run_main(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| anyhow!("cannot listen for SIGTERM: {e}"))?;
-        let work = async {
-            match cli.command {
-                Some(Command::Invoke(args)) => invoke(cli.common, args).await,
-                None => run(cli.common, cli.run).await,
+    deploy::run_main(
+        async {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| anyhow!("cannot listen for SIGTERM: {e}"))?;
+            let work = async {
+                match cli.command {
+                    Some(Command::Invoke(args)) => invoke(cli.common, args).await,
+                    None => run(cli.common, cli.run).await,
+                }
+            };
+            tokio::select! {
+                r = work => r,
+                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+                _ = terminate.recv() => Err(anyhow!("terminated")),
             }
-        };
-        tokio::select! {
-            r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-            _ = terminate.recv() => Err(anyhow!("terminated")),
-        }
-    })
+        },
+        json,
+    )
 }
 
 /// The handlers' directory: given, or built now.

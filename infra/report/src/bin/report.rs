@@ -39,7 +39,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    deploy::run_main(run(Args::parse()))
+    let args = Args::parse();
+    let json = matches!(args.format, Format::Json);
+    deploy::run_main(run(args), json)
 }
 
 async fn run(args: Args) -> Result<bool> {
