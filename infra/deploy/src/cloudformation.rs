@@ -561,22 +561,31 @@ pub struct PlannedChange {
     pub review: Review,
 }
 
-/// Creates a change set (CREATE or UPDATE), waits for it, and reviews it. `None` when there is
-/// nothing to change (the change set is deleted again). The parameters in `keep` take their
-/// previous values (`UsePreviousValue`), as the CDK keeps what a deploy does not give. The
-/// change set's tags replace the stack's: `tags` are the stack's own, to which [`APP_TAG`] is
-/// added.
-#[allow(clippy::too_many_arguments)]
+/// What a change set is created from.
+pub struct ChangeSetRequest {
+    pub template: TemplateSource,
+    pub parameters: BTreeMap<String, String>,
+    /// Parameters that take their previous values (`UsePreviousValue`), as the CDK keeps what
+    /// a deploy does not give.
+    pub keep: Vec<String>,
+    /// The stack's own tags, to which [`APP_TAG`] is added: a change set's tags replace the
+    /// stack's.
+    pub tags: BTreeMap<String, String>,
+    /// UPDATE when the stack exists, CREATE otherwise.
+    pub exists: bool,
+    /// Adopt resources that exist under the template's names (`ImportExistingResources`).
+    pub import_existing: bool,
+}
+
+/// Creates a change set, waits for it, and reviews it. `None` when there is nothing to change
+/// (the change set is deleted again).
 pub async fn plan(
     cfn: &Cfn,
     stack: &str,
-    template: TemplateSource,
-    parameters: &BTreeMap<String, String>,
-    keep: &[String],
-    tags: &BTreeMap<String, String>,
-    exists: bool,
+    request: ChangeSetRequest,
     progress: Report<'_>,
 ) -> Result<Option<PlannedChange>> {
+    let ChangeSetRequest { template, parameters, keep, tags, exists, import_existing } = request;
     // Unique per call: two plans in one second (a diff, then a deploy) must not collide.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let name = format!("deploy-{}-{:09}", now.as_secs(), now.subsec_nanos());
@@ -586,17 +595,20 @@ pub async fn plan(
         .change_set_name(&name)
         .change_set_type(if exists { ChangeSetType::Update } else { ChangeSetType::Create })
         .capabilities(Capability::CapabilityIam);
-    for (k, v) in merged_tags(tags) {
+    if import_existing {
+        create = create.import_existing_resources(true);
+    }
+    for (k, v) in merged_tags(&tags) {
         create = create.tags(aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build());
     }
     create = match template {
         TemplateSource::Body(b) => create.template_body(b),
         TemplateSource::Url(u) => create.template_url(u),
     };
-    for (k, v) in parameters {
+    for (k, v) in &parameters {
         create = create.parameters(Parameter::builder().parameter_key(k).parameter_value(v).build());
     }
-    for k in keep {
+    for k in &keep {
         create = create.parameters(Parameter::builder().parameter_key(k).use_previous_value(true).build());
     }
     let id = create

@@ -83,6 +83,9 @@ pub struct DeployOptions {
     /// Logical IDs whose data loss the user accepts (`--allow-replace ID`, repeatable).
     pub allow_replace: Vec<String>,
     pub lambda_dir: Option<PathBuf>,
+    /// Adopt resources that exist under the template's names, data included (the table kept
+    /// by an earlier `destroy`), instead of failing to create them.
+    pub import_existing: bool,
 }
 
 /// The answer to "execute this change set?".
@@ -309,6 +312,7 @@ pub struct Deployer {
     s3: S3,
     sqs: aws_sdk_sqs::Client,
     sts: aws_sdk_sts::Client,
+    ddb: aws_sdk_dynamodb::Client,
     /// The caller's account: the owner the asset bucket must have. Asked once.
     account: tokio::sync::OnceCell<String>,
     plain_http: bool,
@@ -328,6 +332,7 @@ impl Deployer {
             s3: connection.s3(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            ddb: aws_sdk_dynamodb::Client::new(&config),
             account: tokio::sync::OnceCell::new(),
             plain_http: connection.plain_http(),
             lifted: std::sync::Mutex::new(None),
@@ -526,14 +531,38 @@ impl Deployer {
             cf::template_source(&self.s3, options.asset_bucket.as_deref(), owner, body).await?
         };
         progress(Progress::CreatingChangeSet { stack: t.name.clone(), update: exists });
-        let tags = deployed.as_ref().map(cf::tags_of).unwrap_or_default();
-        Ok(match cf::plan(&self.cfn, &t.name, source, &parameters, &keep, &tags, exists, progress).await? {
+        if !exists && !options.import_existing {
+            if let Some((id, name)) = self.retained_in_the_way(t).await? {
+                return Err(DeployError::RetainedExists { stack: t.name.clone(), logical_id: id, name });
+            }
+        }
+        let request = cf::ChangeSetRequest {
+            template: source,
+            parameters,
+            keep,
+            tags: deployed.as_ref().map(cf::tags_of).unwrap_or_default(),
+            exists,
+            import_existing: options.import_existing,
+        };
+        Ok(match cf::plan(&self.cfn, &t.name, request, progress).await? {
             Some(mut planned) => {
                 self.compare_templates(t, exists, &mut planned.review).await?;
                 Plan::Change(planned)
             }
             None => Plan::UpToDate { stack: t.name.clone() },
         })
+    }
+
+    /// A retained resource a new stack would have to create under a name that exists already
+    /// (the table, kept when an earlier stack was destroyed): its logical ID and name.
+    async fn retained_in_the_way(&self, t: &Target) -> Result<Option<(String, String)>> {
+        let table = t.app.table();
+        let Some(name) = table.physical_name() else { return Ok(None) };
+        match self.ddb.describe_table().table_name(name).send().await {
+            Ok(_) => Ok(Some((table.construct().id.to_string(), name.to_owned()))),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(DeployError::aws(format!("look up the table {name}"), &e)),
+        }
     }
 
     /// Adds to `review` what the change set does not show: the deployed template compared with
@@ -737,7 +766,7 @@ impl Deployer {
         let execute = self.cfn.execute_change_set().change_set_name(&planned.id).stack_name(&t.name);
         if let Err(e) = execute.client_request_token(token).send().await {
             self.discard(planned, progress).await;
-            return Err(DeployError::aws("execute the change set (it was deleted)", &e));
+            return Err(DeployError::aws("execute the change set (the change set has been deleted since)", &e));
         }
         let failure = cf::follow(&self.cfn, &t.name, seen, false, progress).await?;
         Ok((failure, cf::describe(&self.cfn, &t.name).await?))
@@ -751,7 +780,15 @@ impl Deployer {
         if cf::describe(&self.cfn, &t.name).await?.is_none() {
             let local: serde_json::Value = serde_json::from_str(&t.template_json()?)
                 .map_err(|e| DeployError::Usage(format!("the rendered template is not JSON: {e}")))?;
-            let review = crate::offline::diff(&serde_json::json!({}), &local).review;
+            let mut review = crate::offline::diff(&serde_json::json!({}), &local).review;
+            if let Some((id, name)) = self.retained_in_the_way(t).await? {
+                if !options.import_existing {
+                    return Err(DeployError::RetainedExists { stack: t.name.clone(), logical_id: id, name });
+                }
+                for c in review.changes.iter_mut().filter(|c| c.logical_resource_id == id) {
+                    c.action = guard::Action::Import;
+                }
+            }
             return Ok(Preview::NewStack { stack: t.name.clone(), review });
         }
         Ok(match self.plan_as(t, options, true, progress).await? {

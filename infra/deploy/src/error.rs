@@ -25,6 +25,11 @@ pub enum DeployError {
     NoStack(String),
     #[error("stack {0} shows no event of its executed change set a minute later (it is still REVIEW_IN_PROGRESS, or in its status from before): the change set did not start (see `aws cloudformation describe-change-set`)")]
     NotStarted(String),
+    /// A new stack would create a retained resource that exists already.
+    #[error(
+        "{logical_id} ({name}) exists already, kept when an earlier {stack} was destroyed (DeletionPolicy: Retain), so a new stack cannot create it. Adopt it, data included: deploy again with --import-existing. Or, to start empty, give it another name in the app (the old one stays, with its data)"
+    )]
+    RetainedExists { stack: String, logical_id: String, name: String },
     #[error("stack {0} disappeared while it was being changed")]
     Disappeared(String),
     #[error("change set for {stack} failed: {reason}")]

@@ -61,6 +61,10 @@ struct DeployArgs {
     /// to stderr), for CI.
     #[arg(long)]
     json: bool,
+    /// Adopt resources that exist under the template's names, data included (the table an
+    /// earlier `destroy` kept), instead of failing to create them.
+    #[arg(long)]
+    import_existing: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +157,7 @@ impl DeployArgs {
             require_approval: self.require_approval,
             allow_replace: self.allow_replace.clone(),
             lambda_dir: self.lambda_dir.clone(),
+            import_existing: self.import_existing,
         }
     }
 }

@@ -110,6 +110,55 @@ struct Stand {
     /// Page size for DescribeStackEvents and ListStackResources (AWS pages both), and the cut
     /// DescribeStackResources makes (AWS returns the first 100 resources only), scaled down.
     page: Option<usize>,
+    /// moto's DynamoDB, for `ImportExistingResources` (which moto ignores, failing to create a
+    /// table that exists): the stand-in adopts the table as CloudFormation does.
+    ddb: Option<aws_sdk_dynamodb::Client>,
+    /// Tables a change set imports, by stack: logical ID, table name, and the items it held.
+    imports: Mutex<std::collections::BTreeMap<String, Vec<Import>>>,
+}
+
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// A table a change set imports: logical ID, table name, the items it held.
+type Import = (String, String, Vec<Item>);
+
+/// `ImportExistingResources` as CloudFormation documents it, for tables: each table of the
+/// template whose name exists is imported (shown as `Import`, adopted with its items, never
+/// recreated); an imported resource must carry a `DeletionPolicy`. moto creates resources
+/// only, so on execute the stand-in deletes the table, lets moto create it, and puts its items
+/// back. `Err` is the ValidationError AWS answers.
+async fn plan_imports(ddb: &aws_sdk_dynamodb::Client, body: &[u8]) -> Result<Vec<Import>, String> {
+    let template: serde_json::Value =
+        serde_json::from_str(&field(body, "TemplateBody").ok_or("TemplateBody expected")?)
+            .map_err(|e| e.to_string())?;
+    let mut imports = Vec::new();
+    for (id, r) in template["Resources"].as_object().into_iter().flatten() {
+        let Some(name) = r["Properties"]["TableName"].as_str().filter(|_| r["Type"] == "AWS::DynamoDB::Table") else {
+            continue;
+        };
+        if ddb.describe_table().table_name(name).send().await.is_err() {
+            continue;
+        }
+        if r.get("DeletionPolicy").is_none() {
+            return Err(format!("Resource {id} to import must have a DeletionPolicy"));
+        }
+        let items = ddb.scan().table_name(name).send().await.map_err(|e| format!("{e:?}"))?.items().to_vec();
+        imports.push((id.clone(), name.to_owned(), items));
+    }
+    Ok(imports)
+}
+
+/// Shows each imported resource's change as `Import` (moto lists it as `Add`).
+fn with_imports(xml: &str, ids: &[String]) -> String {
+    xml.split_inclusive("</member>")
+        .map(|m| {
+            if ids.iter().any(|id| m.contains(&format!("<LogicalResourceId>{id}</LogicalResourceId>"))) {
+                m.replace("<Action>Add</Action>", "<Action>Import</Action>")
+            } else {
+                m.to_owned()
+            }
+        })
+        .collect()
 }
 
 /// The members of the list `tag` in `xml` from `start`, `size` of them, with a `NextToken`
@@ -181,11 +230,47 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
                 proxy::respond(&mut conn, "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\n", answer.as_bytes()).await;
                 return;
             }
+            let stack = field(&body, "StackName").unwrap_or_default();
+            if let (Some(ddb), "CreateChangeSet", Some("true")) =
+                (&stand.ddb, action.as_str(), field(&body, "ImportExistingResources").as_deref())
+            {
+                match plan_imports(ddb, &body).await {
+                    Ok(imports) => {
+                        stand.imports.lock().unwrap().insert(stack.clone(), imports);
+                    }
+                    Err(message) => {
+                        let answer = format!("<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>{message}</Message></Error><RequestId>1</RequestId></ErrorResponse>");
+                        proxy::respond(
+                            &mut conn,
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/xml\r\n",
+                            answer.as_bytes(),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+            let adopting =
+                (action == "ExecuteChangeSet").then(|| stand.imports.lock().unwrap().remove(&stack)).flatten();
+            if let (Some(ddb), Some(imports)) = (&stand.ddb, &adopting) {
+                for (_, table, _) in imports {
+                    let unprotect = ddb.update_table().table_name(table).deletion_protection_enabled(false);
+                    unprotect.send().await.expect("the stand-in makes way for moto");
+                    ddb.delete_table().table_name(table).send().await.expect("the stand-in makes way for moto");
+                }
+            }
             if let Some((answer_head, answer)) = stand_in(&stand, &action, &body) {
                 proxy::respond(&mut conn, answer_head, answer.as_bytes()).await;
                 return;
             }
             let Some((answer_head, answer)) = proxy::relay(&upstream, &head, &body).await else { return };
+            if let (Some(ddb), Some(imports)) = (&stand.ddb, adopting) {
+                for (_, table, items) in imports {
+                    for item in items {
+                        ddb.put_item().table_name(&table).set_item(Some(item)).send().await.expect("items put back");
+                    }
+                }
+            }
             assert!(
                 !proxy::header(&answer_head, "transfer-encoding").is_some_and(|v| v.contains("chunked")),
                 "the proxy rewrites whole bodies only"
@@ -194,6 +279,17 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
             let values = field(&body, "IncludePropertyValues").as_deref() == Some("true");
             let answer = if action == "DescribeChangeSet" && ok && stand.incomplete && values {
                 with_incomplete_warning(&String::from_utf8_lossy(&answer)).into_bytes()
+            } else if let (true, true, Some(ids)) = (
+                action == "DescribeChangeSet",
+                ok,
+                stand
+                    .imports
+                    .lock()
+                    .unwrap()
+                    .get(&stack)
+                    .map(|i| i.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>()),
+            ) {
+                with_imports(&String::from_utf8_lossy(&answer), &ids).into_bytes()
             } else if action == "DescribeChangeSet" && ok && (stand.replace_table || stand.incomplete) {
                 with_table_replaced(&String::from_utf8_lossy(&answer)).into_bytes()
             } else if let (Some(size), true, true) = (
@@ -601,4 +697,72 @@ async fn every_page_of_events_and_resources_is_read() {
         assert!(named, "{id} named with its URL and depth:\n{stdout}");
     }
     assert!(stdout.contains("keeps (DeletionPolicy: Retain): MetricsTable serverlesspresso-metrics-table"), "{stdout}");
+}
+
+/// After `destroy`, the retained table blocks a new stack (AWS fails the CREATE on its name and
+/// leaves the stack in ROLLBACK_COMPLETE). The deploy says so before creating anything and
+/// names the way forward; `--import-existing` adopts the table with its data.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redeploy_after_destroy_adopts_the_retained_table_with_its_data() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let stand = Arc::new(Stand { ddb: Some(ddb.clone()), ..Default::default() });
+    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let zips = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let common =
+        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
+    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    assert!(deploy_via(&endpoint, &common).await.status.success());
+    const TABLE: &str = "serverlesspresso-metrics-table";
+    let investors = [("PK", "Aggregate"), ("SK", "2026-12-06#total"), ("probe", "counted before destroy")];
+    let mut put = ddb.put_item().table_name(TABLE);
+    for (k, v) in investors {
+        put = put.item(k, AttributeValue::S(v.to_owned()));
+    }
+    put.send().await.unwrap();
+    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The way forward is named, and nothing is left behind (no stack in REVIEW_IN_PROGRESS).
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    for args in [common.to_vec(), [&["diff"][..], &common[..6]].concat()] {
+        let out = deploy_via(&endpoint, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("MetricsTable ({TABLE}) exists already")), "{stderr}");
+        assert!(stderr.contains("--import-existing"), "{stderr}");
+        assert!(cfn.describe_stacks().stack_name(STACK).send().await.is_err(), "no stack was created");
+    }
+
+    let mut adopt = common.to_vec();
+    adopt.push("--import-existing");
+    let out = deploy_via(&endpoint, &adopt).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("Import") && l.contains("MetricsTable")), "{stdout}");
+    let kept = ddb
+        .get_item()
+        .table_name(TABLE)
+        .key("PK", AttributeValue::S("Aggregate".into()))
+        .key("SK", AttributeValue::S("2026-12-06#total".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.item().and_then(|i| i["probe"].as_s().ok()).map(String::as_str), Some("counted before destroy"));
+    let sent = stand
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(a, b)| a == "CreateChangeSet" && field(b, "ImportExistingResources").as_deref() == Some("true"))
+        .count();
+    assert_eq!(sent, 1);
+    // The stack is whole again: the next deploy has nothing to do.
+    let out = deploy_via(&endpoint, &common).await;
+    assert!(text(&out.stdout).contains("is up to date"), "{}", text(&out.stdout));
 }
