@@ -104,8 +104,8 @@ edit() {
 release() {
     local scratch
     scratch="$(mktemp -d)"
-    /usr/bin/time -f "deploy tools' first release build (cargo build --release --bins -p deploy -p metrics-stack): wall %e s, peak RSS %M KiB" \
-        env CARGO_TARGET_DIR="$scratch" cargo build --release --bins -p deploy -p metrics-stack -q 2>&1 | tail -1
+    /usr/bin/time -f "deploy tools' first release build (cargo build --release --bins -p deploy-cli -p metrics-stack): wall %e s, peak RSS %M KiB" \
+        env CARGO_TARGET_DIR="$scratch" cargo build --release --bins -p deploy-cli -p metrics-stack -q 2>&1 | tail -1
     rm -rf "$scratch"
 }
 

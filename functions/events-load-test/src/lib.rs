@@ -249,14 +249,6 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
     report
 }
 
-/// The SDK configuration on Lambda: region and credentials from the environment, HTTPS over
-/// rustls on ring (the workspace's one TLS stack; the SDK crates build none of their own).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await
-}
-
 /// The EventBridge client as EventsLoadTest uses it: no retries of its own (entries are retried
 /// one by one above, with the deadline in view), every call bounded by [`CALL_TIMEOUT`].
 pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {

@@ -1,6 +1,6 @@
 //! EventsLoadTest on Lambda: the runtime glue around [`events_load_test::run`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use events_load_test::{run, EventBridgeBus, Input, Report, RetryPolicy};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -11,15 +11,14 @@ async fn main() -> Result<(), Error> {
     let var = order_events::env::EVENT_BUS_NAME;
     let bus_name = std::env::var(var).map_err(|_| format!("{var} is not set: the stack sets it to the bus"))?;
     // Built once per container, reused by every invocation.
-    let config = events_load_test::sdk_config().await;
+    let config = connection::lambda::sdk_config().await;
     let bus = EventBridgeBus::new(events_load_test::client(&config), bus_name);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Input>| {
         let bus = &bus;
         async move {
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u128::MAX, |d| d.as_millis());
             // A deadline already past leaves no time at all.
-            let left = u128::from(event.context.deadline).saturating_sub(now_ms);
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX));
+            let left = connection::lambda::time_left(event.context.deadline, SystemTime::now());
+            let deadline = tokio::time::Instant::now() + left;
             let request_id = event.context.request_id.clone();
             let report: Report = run(bus, &event.payload, &request_id, RetryPolicy::default(), deadline).await?;
             tracing::info!(sent = report.sent, failed = report.failed, unsent = report.unsent, "load test done");

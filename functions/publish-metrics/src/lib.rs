@@ -17,7 +17,7 @@ pub mod pacing;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ use order_events::OrderEvent;
 use tokio::time::Instant;
 
 pub use pacing::Pacer;
-pub use store::{classify, client, sdk_config, Dynamo, DynamoStore, Store, TxError, WriteError};
+pub use store::{classify, client, Dynamo, DynamoStore, Store, TxError, WriteError};
 
 /// DynamoDB's limit on the items of one TransactWriteItems.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -105,8 +105,7 @@ impl Invocation {
     /// no time at all, never "no deadline".
     pub fn from_deadline_ms(deadline_ms: u64) -> Self {
         let now = SystemTime::now();
-        let now_ms = now.duration_since(UNIX_EPOCH).map_or(u128::MAX, |d| d.as_millis());
-        Invocation { deadline: Instant::now() + time_left(deadline_ms, now_ms), now: now.into() }
+        Invocation { deadline: Instant::now() + connection::lambda::time_left(deadline_ms, now), now: now.into() }
     }
 
     /// An invocation with `left` to run, from now.
@@ -118,12 +117,6 @@ impl Invocation {
     fn can_start_write(&self, after: Duration) -> bool {
         Instant::now() + after + ATTEMPT_TIMEOUT + ANSWER_MARGIN <= self.deadline
     }
-}
-
-/// Time from `now_ms` to `deadline_ms`; zero when it has passed.
-pub fn time_left(deadline_ms: u64, now_ms: u128) -> Duration {
-    let left = u128::from(deadline_ms).saturating_sub(now_ms);
-    Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
 }
 
 /// Backoff between attempts at a transaction that was throttled or hit a transient fault.

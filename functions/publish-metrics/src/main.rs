@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
     let pacer = Pacer::new(budget);
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "PublishMetrics".to_owned());
     // Built once per container, reused by every invocation.
-    let config = publish_metrics::sdk_config().await;
+    let config = connection::lambda::sdk_config().await;
     let store = DynamoStore::new(publish_metrics::client(&config), table);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (store, function_name, pacer) = (&store, &function_name, &pacer);

@@ -164,14 +164,6 @@ pub struct DynamoStore<D = aws_sdk_dynamodb::Client> {
     table: String,
 }
 
-/// The SDK configuration on Lambda: region and credentials from the environment, HTTPS over
-/// rustls on ring (the workspace's one TLS stack; the SDK crates build none of their own).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await
-}
-
 /// The DynamoDB client as PublishMetrics uses it: no retries of its own (the handler retries
 /// with the invocation's deadline in view) and every attempt bounded by [`ATTEMPT_TIMEOUT`].
 pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {

@@ -11,31 +11,49 @@ use aws_sdk_cloudformation::Client as Cfn;
 use aws_sdk_s3::Client as S3;
 use serde::Serialize;
 
-use crate::cloudformation::{self as cf, PlannedChange, Progress, Report, StackFailure, APP_TAG};
+use cfn::constructs::dynamodb::Table;
+use cfn::constructs::lambda::Function;
+
+use crate::cloudformation::{self as cf, PlannedChange, Progress, Report, StackFailure};
 use crate::error::DeployError;
 use crate::guard::{self, Refusal, Review};
 use crate::status::{Blocker, StackState};
-use crate::Connection;
 
 type Result<T, E = DeployError> = std::result::Result<T, E>;
 
-/// The stack to act on: its name, its typed handles and its synthesized template.
+/// The stack to act on, as the app describes it: its name and template, the zips its functions
+/// need, the tag that marks it as the app's, and the retained tables a new stack would create
+/// under a fixed name.
 pub struct Target {
     pub name: String,
-    /// The stack's typed handles: the physical names and settings tools act on.
-    pub app: metrics_stack::MetricsStack,
     pub template: cfn::template::Template,
+    pub assets: Vec<crate::assets::Asset>,
+    /// Set on the stack by every deploy; `destroy` requires it (unless forced).
+    pub tag: (String, String),
+    /// `(logical ID, table name)` of the tables a new stack creates under a fixed name.
+    pub tables: Vec<(String, String)>,
 }
 
 impl Target {
-    /// The selected stack of the app, named `--stack-name` or by default its own name.
-    pub fn new(selection: &crate::StackArgs) -> Result<Self> {
-        let stack = metrics_stack::metrics_stack(&selection.stack.props())?;
-        Ok(Target {
-            name: selection.stack_name.clone().unwrap_or_else(|| stack.name().to_owned()),
-            template: stack.to_template()?,
-            app: stack,
-        })
+    /// The stack `name` made of `template`, with the assets of `functions` and the fixed names
+    /// of `tables`.
+    pub fn new(
+        name: impl Into<String>,
+        template: cfn::template::Template,
+        functions: &[&Function],
+        tables: &[&Table],
+        tag: (&str, &str),
+    ) -> Self {
+        Target {
+            name: name.into(),
+            template,
+            assets: crate::assets::assets_of(functions.iter().copied()),
+            tag: (tag.0.to_owned(), tag.1.to_owned()),
+            tables: tables
+                .iter()
+                .filter_map(|t| Some((t.construct().id.to_string(), t.physical_name()?.to_owned())))
+                .collect(),
+        }
     }
 
     fn template_json(&self) -> Result<String> {
@@ -44,7 +62,7 @@ impl Target {
 }
 
 /// When a deploy asks before executing (the CDK CLI's `--require-approval`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RequireApproval {
     /// Never ask.
     Never,
@@ -59,6 +77,27 @@ pub enum RequireApproval {
 }
 
 impl RequireApproval {
+    /// Every level with its name and what it means, for a CLI's choices.
+    pub const LEVELS: [(RequireApproval, &'static str, &'static str); 4] = [
+        (RequireApproval::Never, "never", "Never ask"),
+        (RequireApproval::AnyChange, "any-change", "Ask for every change"),
+        (
+            RequireApproval::Broadening,
+            "broadening",
+            "Ask when permissions change (IAM roles and policies, resource policies) or data may be lost (a change let through with --allow-replace)",
+        ),
+        (
+            RequireApproval::Destructive,
+            "destructive",
+            "Ask only when data may be lost (a change let through with --allow-replace)",
+        ),
+    ];
+
+    /// The level named `name` (as [`LEVELS`](Self::LEVELS) names them).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::LEVELS.iter().find(|(_, n, _)| *n == name).map(|(level, _, _)| *level)
+    }
+
     /// Whether `review` needs the user's yes, given the resources let through by name.
     pub fn needs_approval(self, review: &Review, allowed: &[String]) -> bool {
         let destructive = review.refused.iter().any(|r| allowed.contains(&r.change.logical_resource_id));
@@ -322,19 +361,20 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Clients for `connection`. With a custom endpoint, S3 uses path-style addressing (local
-    /// endpoints have no per-bucket host names).
-    pub async fn connect(connection: &Connection) -> Self {
-        // One configuration (profile files, region chain) for every client.
-        let config = connection.sdk_config().await;
+    /// Clients for `config`, one configuration (profile files, region chain) for all. With a
+    /// custom endpoint (a local one), S3 uses path-style addressing: local endpoints have no
+    /// per-bucket host names.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let endpoint = config.endpoint_url();
+        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(endpoint.is_some()).build();
         Deployer {
-            cfn: Cfn::new(&config),
-            s3: connection.s3(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            sts: aws_sdk_sts::Client::new(&config),
-            ddb: aws_sdk_dynamodb::Client::new(&config),
+            cfn: Cfn::new(config),
+            s3: S3::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            ddb: aws_sdk_dynamodb::Client::new(config),
             account: tokio::sync::OnceCell::new(),
-            plain_http: connection.plain_http(),
+            plain_http: endpoint.is_some_and(|e| e.starts_with("http://")),
             lifted: std::sync::Mutex::new(None),
         }
     }
@@ -433,7 +473,7 @@ impl Deployer {
         if let Some(bucket) = bucket {
             parameters.insert(cfn::constructs::lambda::ASSET_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
         }
-        for asset in crate::assets::assets_of(t.app.functions()) {
+        for asset in &t.assets {
             // Rezipping several MB is seconds of CPU: off the async threads, so Ctrl-C and
             // progress are not held up.
             let (p, body) = {
@@ -540,7 +580,7 @@ impl Deployer {
             template: source,
             parameters,
             keep,
-            tags: deployed.as_ref().map(cf::tags_of).unwrap_or_default(),
+            tags: cf::merged_tags(&deployed.as_ref().map(cf::tags_of).unwrap_or_default(), &t.tag),
             exists,
             import_existing: options.import_existing,
         };
@@ -556,13 +596,14 @@ impl Deployer {
     /// A retained resource a new stack would have to create under a name that exists already
     /// (the table, kept when an earlier stack was destroyed): its logical ID and name.
     async fn retained_in_the_way(&self, t: &Target) -> Result<Option<(String, String)>> {
-        let table = t.app.table();
-        let Some(name) = table.physical_name() else { return Ok(None) };
-        match self.ddb.describe_table().table_name(name).send().await {
-            Ok(_) => Ok(Some((table.construct().id.to_string(), name.to_owned()))),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
-            Err(e) => Err(DeployError::aws(format!("look up the table {name}"), &e)),
+        for (id, name) in &t.tables {
+            match self.ddb.describe_table().table_name(name).send().await {
+                Ok(_) => return Ok(Some((id.clone(), name.clone()))),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(DeployError::aws(format!("look up the table {name}"), &e)),
+            }
         }
+        Ok(None)
     }
 
     /// Adds to `review` what the change set does not show: the deployed template compared with
@@ -817,11 +858,12 @@ impl Deployer {
         if protected && !unprotect {
             return Err(DeployError::Protected(t.name.clone()));
         }
-        let ours = stack.tags().iter().any(|tag| tag.key() == Some(APP_TAG.0) && tag.value() == Some(APP_TAG.1));
+        let (key, value) = (&t.tag.0, &t.tag.1);
+        let ours = stack.tags().iter().any(|tag| tag.key() == Some(key) && tag.value() == Some(value));
         if !ours && !force {
             return Err(DeployError::Usage(format!(
                 "refused: stack {} does not carry the tag {}={} that this tool's deploys set, so it may not be this app's; pass --force to delete it anyway",
-                t.name, APP_TAG.0, APP_TAG.1
+                t.name, key, value
             )));
         }
         let deployed = cf::deployed_template(&self.cfn, &t.name).await?;

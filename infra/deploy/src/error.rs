@@ -79,34 +79,7 @@ impl DeployError {
     }
 }
 
-/// An SDK error as a user reads it: the service's code and message; the HTTP status and body
-/// when the answer could not be parsed (some local endpoints); the chain of causes otherwise
-/// (timeouts, connection failures).
-pub fn sdk<E: std::error::Error + ProvideErrorMetadata + 'static>(e: &SdkError<E, HttpResponse>) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => match e {
-            SdkError::ServiceError(service) => {
-                let raw = service.raw();
-                let body = raw.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-                let body = body.trim();
-                // An error page says nothing a terminal can show.
-                let html =
-                    body.get(..5).is_some_and(|b| b.eq_ignore_ascii_case("<!doc") || b.eq_ignore_ascii_case("<html"));
-                if html {
-                    format!(
-                        "HTTP {} (an HTML error page: the endpoint does not implement this call?)",
-                        raw.status().as_u16()
-                    )
-                } else {
-                    format!("HTTP {}: {body}", raw.status().as_u16())
-                }
-            }
-            other => format!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(other)),
-        },
-    }
-}
+pub use connection::sdk_error as sdk;
 
 /// Whether CloudFormation's answer means "no such stack". It has no error code of its own:
 /// AWS answers `ValidationError` with "Stack with id NAME does not exist", as cloudformatious

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use connection::Connection;
 use deploy::cloudformation::Deployed;
 use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
-use deploy::{Connection, StackArgs, StackChoice};
 use lambda_local::Credentials;
+use metrics_stack::{MetricsStack, StackArgs, StackChoice};
 
 use crate::error::aws;
 use crate::functions::{fill_missing, LocalAws};
@@ -38,6 +39,8 @@ pub struct Environment {
     pub endpoint: String,
     /// SDK configuration for the endpoint itself.
     pub config: aws_config::SdkConfig,
+    /// The stack's typed handles: the physical names the run acts on.
+    pub app: MetricsStack,
     pub target: Target,
     /// What the functions call, and as whom.
     pub aws: LocalAws,
@@ -66,9 +69,9 @@ impl Environment {
         let connection =
             Connection { endpoint_url: Some(endpoint.clone()), local_credentials: true, ..options.connection.clone() };
         // The stack that creates its own bus: nothing else exists on a fresh endpoint.
-        let target = Target::new(&StackArgs { stack: StackChoice::Standalone, stack_name: None })?;
+        let (app, target) = deploy_cli::target(&StackArgs { stack: StackChoice::Standalone, stack_name: None })?;
         let config = connection.sdk_config().await;
-        let deployer = Deployer::connect(&connection).await;
+        let deployer = Deployer::new(&config);
         let bootstrapped = deployer.bootstrap(LOCAL_ASSET_BUCKET, false, &mut |p| note(p.to_string())).await?;
         note(bootstrapped.to_string());
         let deploy = DeployOptions {
@@ -82,7 +85,7 @@ impl Environment {
             return Err(LocalError::Deployed(outcome.to_string()));
         }
         note(outcome.to_string());
-        let publish = target.app.publish().physical_name().unwrap_or_default().to_owned();
+        let publish = app.publish().physical_name().unwrap_or_default().to_owned();
         let disabled = disable_mappings(&aws_sdk_lambda::Client::new(&config), &publish).await?;
         note(format!(
             "disabled moto's poller for {disabled} event source mapping(s): this run drives the queue itself"
@@ -99,11 +102,11 @@ impl Environment {
         };
         let cfn = aws_sdk_cloudformation::Client::new(&config);
         let mut ids = deploy::cloudformation::resources(&cfn, &target.name).await?;
-        let bus = target.app.bus();
+        let bus = app.bus();
         if let Some(construct) = bus.construct() {
             fill_missing(&mut ids, &construct.id, bus.name());
         }
-        Ok(Environment { _moto: moto, endpoint, config, target, aws, ids })
+        Ok(Environment { _moto: moto, endpoint, config, app, target, aws, ids })
     }
 
     /// The physical name of a handle's resource, or an error naming the construct.

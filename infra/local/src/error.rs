@@ -34,6 +34,9 @@ pub enum LocalError {
     /// A deploy-library call (the stack's resources, a queue's depth) failed.
     #[error(transparent)]
     Deploy(#[from] deploy::error::DeployError),
+    /// The app's stack could not be built.
+    #[error("the stack is invalid")]
+    Stack(#[from] cfn::error::Error),
     #[error("EventsLoadTest {0}")]
     LoadTest(String),
     #[error("building the handlers for this machine failed: {0}")]
@@ -52,11 +55,11 @@ pub enum LocalError {
     Throughput(String),
 }
 
-/// Maps an SDK error to [`LocalError::Aws`], read as every deploy error is ([`deploy::error::sdk`]).
+/// Maps an SDK error to [`LocalError::Aws`], read as every SDK error is ([`connection::sdk_error`]).
 pub(crate) fn aws<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E, HttpResponse>) -> LocalError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
     let action = action.into();
-    move |e| LocalError::Aws { action, message: deploy::error::sdk(&e) }
+    move |e| LocalError::Aws { action, message: connection::sdk_error(&e) }
 }

@@ -265,7 +265,7 @@ fn scaled(d: Duration, time_scale: f64) -> f64 {
 /// progress.
 pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) -> Result<RunSummary, LocalError> {
     let env = Environment::prepare(&options.environment, &mut |n| events(Event::Note(n))).await?;
-    let app = &env.target.app;
+    let app = &env.app;
     let overrides = options.overrides.describe();
     for o in &overrides {
         events(Event::Note(format!("what-if: {o}, for this run only (the deployed stack is unchanged)")));
@@ -566,7 +566,7 @@ enum Functions {
 
 impl Functions {
     fn new(options: &RunOptions, w: &Wiring<'_>, events: &mut (dyn FnMut(Event) + Send)) -> Result<Self, LocalError> {
-        let (app, env, budget) = (&w.env.target.app, w.env, w.budget);
+        let (app, env, budget) = (&w.env.app, w.env, w.budget);
         Ok(match &options.driver {
             Driver::Binaries { handlers } => {
                 let config = |f: &cfn::constructs::lambda::Function| -> Result<_, LocalError> {

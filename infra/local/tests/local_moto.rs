@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy::deployer::{Approval, DeployOptions, Deployer, Target};
+use deploy::deployer::{Approval, DeployOptions, Deployer};
 use deploy::queue::{depth, Depth};
-use deploy::Connection;
 use local::in_process::{self, ConsumeOptions};
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
 use support::moto::Moto;
@@ -113,11 +112,9 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
     support::fake_zips(zips.path());
-    let connection =
-        Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
-    let selection = deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None };
-    let target = Target::new(&selection).unwrap();
-    let deployer = Deployer::connect(&connection).await;
+    let selection = metrics_stack::StackArgs { stack: metrics_stack::StackChoice::Standalone, stack_name: None };
+    let (app, target) = deploy_cli::target(&selection).unwrap();
+    let deployer = Deployer::new(&moto.sdk_config().await);
     let mut progress = Vec::new();
     deployer.bootstrap("fault-assets", false, &mut |p| progress.push(p)).await.unwrap();
     let options = DeployOptions {
@@ -161,8 +158,8 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
         inner: DynamoStore::new(ddb.clone(), "serverlesspresso-metrics-table"),
         failing: AtomicUsize::new(2),
     });
-    let settings = local::mapping_settings(target.app.mapping());
-    let budget = target.app.capacity().budget.scaled(0.01);
+    let settings = local::mapping_settings(app.mapping());
+    let budget = app.capacity().budget.scaled(0.01);
     let consume = ConsumeOptions { settings, time_scale: 0.01, timeout: Duration::from_secs(240), budget };
     let tally = in_process::consume(&sqs, &queue, &dlq, store, &consume, 83, &mut |s| eprintln!("{s}")).await.unwrap();
     assert_eq!(tally.counted, 40, "{tally:?}");
@@ -329,7 +326,7 @@ async fn the_throughput_proxy_meters_and_throttles_writes_as_dynamodb_does() {
                 .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
                     aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"),
                 ))
-                .http_client(deploy::https_client())
+                .http_client(connection::https_client())
                 .build(),
         ),
         table,

@@ -37,7 +37,7 @@ pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<BTr
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| ReportError::Query { table: table.to_owned(), message: deploy::error::sdk(&e) })?;
+            .map_err(|e| ReportError::Query { table: table.to_owned(), message: connection::sdk_error(&e) })?;
         for item in page.items() {
             let (sk, val) = counter(table, item)?;
             out.insert(sk, val);

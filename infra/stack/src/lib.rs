@@ -1,6 +1,10 @@
 //! This app's stack: the workshop's "business metrics with SQS and DynamoDB" system, built from
 //! typed props whose defaults are the workshop's values.
 
+mod selection;
+
+pub use selection::{StackArgs, StackChoice, APP_TAG};
+
 use cfn::constructs::capacity::{self, WritePlan};
 use cfn::constructs::cloudwatch::{Alarm, Comparison, Dashboard, GraphWidget, Line};
 use cfn::constructs::cloudwatch::{Metric, Statistic};

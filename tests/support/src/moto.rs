@@ -19,7 +19,7 @@ impl Moto {
     /// SDK configuration for this server: test credentials, us-east-1.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .http_client(deploy::https_client())
+            .http_client(connection::https_client())
             .endpoint_url(&self.endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))

@@ -152,7 +152,7 @@ pub struct ChangeSetRequest {
     /// Parameters that take their previous values (`UsePreviousValue`), as the CDK keeps what
     /// a deploy does not give.
     pub keep: Vec<String>,
-    /// The stack's own tags, to which [`APP_TAG`] is added: a change set's tags replace the
+    /// Every tag the stack is to have ([`merged_tags`]): a change set's tags replace the
     /// stack's.
     pub tags: BTreeMap<String, String>,
     /// UPDATE when the stack exists, CREATE otherwise.
@@ -182,7 +182,7 @@ pub async fn plan(
     if import_existing {
         create = create.import_existing_resources(true);
     }
-    for (k, v) in merged_tags(&tags) {
+    for (k, v) in &tags {
         create = create.tags(aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build());
     }
     create = match template {
@@ -210,13 +210,10 @@ pub async fn plan(
     }))
 }
 
-/// The tag every deploy puts on the stack: `destroy` acts only on stacks that carry it.
-pub const APP_TAG: (&str, &str) = ("serverlesspresso:app", "metrics");
-
-/// The stack's tags with [`APP_TAG`] set: what a change set must carry not to drop any.
-pub fn merged_tags(existing: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// The stack's tags with `tag` set: what a change set must carry not to drop any.
+pub fn merged_tags(existing: &BTreeMap<String, String>, tag: &(String, String)) -> BTreeMap<String, String> {
     let mut tags = existing.clone();
-    tags.insert(APP_TAG.0.to_owned(), APP_TAG.1.to_owned());
+    tags.insert(tag.0.clone(), tag.1.clone());
     tags
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
-use deploy::Connection;
+use connection::Connection;
 use lambda_local::{LogLine, LogSink};
 use local::environment::{Environment, EnvironmentOptions};
 use local::functions;
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
     let json = cli.command.is_none() && cli.run.json;
     // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server and the functions'
     // processes it started.
-    deploy::run_main(
+    connection::run_main(
         async {
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| anyhow!("cannot listen for SIGTERM: {e}"))?;
@@ -276,7 +276,7 @@ async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
         .with_context(|| format!("the event {} is not JSON", args.event))?;
     let dir = handlers(&common)?;
     let env = Environment::prepare(&common.environment(), &mut |n| eprintln!("{n}")).await?;
-    let app = &env.target.app;
+    let app = &env.app;
     let names: Vec<String> = app.functions().iter().map(|f| f.physical_name().unwrap_or_default().to_owned()).collect();
     let function = app
         .functions()

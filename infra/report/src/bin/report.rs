@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, ValueEnum};
-use deploy::{Connection, StackArgs};
+use connection::Connection;
+use metrics_stack::StackArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -41,14 +42,14 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let json = matches!(args.format, Format::Json);
-    deploy::run_main(run(args), json)
+    connection::run_main(run(args), json)
 }
 
 async fn run(args: Args) -> Result<bool> {
     let table = match args.table {
         Some(t) => t,
         None => {
-            let app = metrics_stack::metrics_stack(&args.stack.stack.props()).context("the stack is invalid")?;
+            let app = args.stack.build().context("the stack is invalid")?;
             let table = app.table();
             table
                 .physical_name()

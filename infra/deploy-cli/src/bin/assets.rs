@@ -18,7 +18,7 @@ struct Args {
     #[arg(long)]
     parameter_overrides: bool,
     #[command(flatten)]
-    stack: deploy::StackArgs,
+    stack: metrics_stack::StackArgs,
 }
 
 fn main() -> ExitCode {
@@ -32,11 +32,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let stack = metrics_stack::metrics_stack(&args.stack.stack.props()).context("the stack is invalid")?;
+    let (_, target) = deploy_cli::target(&args.stack).context("the stack is invalid")?;
     let lambda_dir = args.lambda_dir.unwrap_or_else(deploy::assets::default_lambda_dir);
     let mut overrides = Vec::new();
-    for asset in deploy::assets::assets_of(stack.functions()) {
-        let p = deploy::assets::package(&asset, &lambda_dir)?;
+    for asset in &target.assets {
+        let p = deploy::assets::package(asset, &lambda_dir)?;
         if !args.parameter_overrides {
             println!(
                 "{:<18} {:>9} bytes  {}  {}={}",

@@ -583,7 +583,7 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
 /// deploy compares the deployed template with the new one and refuses, naming the rule.
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_retain_is_refused_online_from_the_deployed_template() {
-    use deploy::deployer::{Approval, DeployOptions, DeployOutcome, Deployer, Target};
+    use deploy::deployer::{Approval, DeployOptions, DeployOutcome, Deployer};
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
     support::fake_zips(zips.path());
@@ -592,10 +592,9 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
     assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
     assert!(deploy(&moto.endpoint, &common).status.success());
 
-    let connection =
-        deploy::Connection { endpoint_url: Some(moto.endpoint.clone()), local_credentials: true, ..Default::default() };
-    let d = Deployer::connect(&connection).await;
-    let mut t = Target::new(&deploy::StackArgs { stack: deploy::StackChoice::Standalone, stack_name: None }).unwrap();
+    let d = Deployer::new(&moto.sdk_config().await);
+    let selection = metrics_stack::StackArgs { stack: metrics_stack::StackChoice::Standalone, stack_name: None };
+    let (_, mut t) = deploy_cli::target(&selection).unwrap();
     let table = cfn::template::LogicalId::new("MetricsTable").unwrap();
     t.template.resources.get_mut(&table).unwrap().deletion_policy = Some(cfn::template::Policy::Delete);
     // Something the change set does show, so there is a change set to review.
@@ -658,10 +657,7 @@ async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_
         })
         .collect();
     assert_eq!(tags.get("team").map(String::as_str), Some("coffee"), "{tags:?}");
-    assert_eq!(
-        tags.get(deploy::cloudformation::APP_TAG.0).map(String::as_str),
-        Some(deploy::cloudformation::APP_TAG.1)
-    );
+    assert_eq!(tags.get(metrics_stack::APP_TAG.0).map(String::as_str), Some(metrics_stack::APP_TAG.1));
 }
 
 /// Stack events and resources come in pages on AWS (and DescribeStackResources stops at 100);

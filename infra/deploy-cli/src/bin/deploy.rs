@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
+use connection::Connection;
 use deploy::cloudformation::{PlannedChange, Progress};
 use deploy::deployer::{
     Approval, DeployOptions, DeployOutcome, Deployer, DestroyOutcome, OutputsTable, Preview, RequireApproval, Target,
 };
-use deploy::{Connection, StackArgs, StackChoice};
+use metrics_stack::{MetricsStack, StackArgs, StackChoice};
 
 #[derive(Parser)]
 #[command(version, about = "Deploy the Serverlesspresso metrics stack with CloudFormation")]
@@ -48,7 +49,7 @@ struct DeployArgs {
     #[arg(long, value_name = "CHANGE_SET")]
     execute: Option<String>,
     /// When to ask before executing; without a terminal, a needed approval is a refusal.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, default_value = "broadening", value_parser = approval_levels())]
     require_approval: RequireApproval,
     /// Let the named resource (a logical ID, repeatable) through the data-safety guard:
     /// removing, replacing or destructively changing it loses its data.
@@ -65,6 +66,13 @@ struct DeployArgs {
     /// earlier `destroy` kept), instead of failing to create them.
     #[arg(long)]
     import_existing: bool,
+}
+
+/// `--require-approval`'s choices, from the library's list of levels.
+fn approval_levels() -> impl clap::builder::TypedValueParser<Value = RequireApproval> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = RequireApproval::LEVELS.iter().map(|(_, name, help)| PossibleValue::new(*name).help(*help));
+    PossibleValuesParser::new(values).map(|name| RequireApproval::named(&name).unwrap_or_default())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,7 +141,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json();
-    deploy::run_main(run(cli), json)
+    connection::run_main(run(cli), json)
 }
 
 impl Cli {
@@ -169,17 +177,17 @@ async fn run(cli: Cli) -> Result<bool> {
         }
         return Ok(true);
     }
-    let t = Target::new(&cli.stack)?;
+    let (app, t) = deploy_cli::target(&cli.stack)?;
     // Layer 1 needs no AWS at all: no clients, no configuration.
     if let Some(Command::Diff { from: Some(old), fail_on, args, .. }) = &cli.command {
         return offline_diff(&t, old, *fail_on, args.json);
     }
-    let d = Deployer::connect(&cli.connection).await;
+    let d = Deployer::new(&cli.connection.sdk_config().await);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     // Interrupted (Ctrl-C, SIGTERM) while a stack policy is lifted: restored before exiting.
     let finished = tokio::select! {
-        r = command(&d, &t, cli) => Some(r),
+        r = command(&d, (&app, &t), cli) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
         _ = terminate.recv() => None,
     };
@@ -199,7 +207,7 @@ async fn run(cli: Cli) -> Result<bool> {
 }
 
 /// One command, connected.
-async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
+async fn command(d: &Deployer, (app, t): (&MetricsStack, &Target), cli: Cli) -> Result<bool> {
     let ok = match cli.command {
         None => deploy(d, t, &cli.deploy, (&cli.stack, &cli.connection)).await?,
         Some(Command::Deploy(args)) => deploy(d, t, &args, (&cli.stack, &cli.connection)).await?,
@@ -259,7 +267,7 @@ async fn command(d: &Deployer, t: &Target, cli: Cli) -> Result<bool> {
             }
             true
         }
-        Some(Command::Redrive { timeout }) => redrive(t, &cli.connection, Duration::from_secs(timeout)).await?,
+        Some(Command::Redrive { timeout }) => redrive(app, &cli.connection, Duration::from_secs(timeout)).await?,
         Some(Command::Bootstrap { asset_bucket, update }) => {
             println!("{}", d.bootstrap(&asset_bucket, update, &mut |p| println!("{p}")).await?);
             true
@@ -339,12 +347,12 @@ async fn destroy(d: &Deployer, t: &Target, yes: bool, force: bool, unprotect: bo
     Ok(!matches!(outcome, DestroyOutcome::Failed(_)))
 }
 
-async fn redrive(t: &Target, connection: &Connection, timeout: Duration) -> Result<bool> {
+async fn redrive(app: &MetricsStack, connection: &Connection, timeout: Duration) -> Result<bool> {
     let sqs = aws_sdk_sqs::Client::new(&connection.sdk_config().await);
     let name = |q: &cfn::constructs::sqs::Queue| {
         q.physical_name().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("{} has no physical name", q.construct()))
     };
-    let (source, dlq) = (&name(t.app.queue())?, &name(t.app.dead_letters())?);
+    let (source, dlq) = (&name(app.queue())?, &name(app.dead_letters())?);
     let queues = deploy::redrive::queues(&sqs, source, dlq).await?;
     let mut last = None;
     let done = deploy::redrive::redrive(&sqs, &queues, Duration::from_secs(2), timeout, |p| {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::SdkError;
-use deploy::Connection;
+use connection::Connection;
 
 fn openssl(args: &[&str], dir: &Path) {
     let status = Command::new("openssl")

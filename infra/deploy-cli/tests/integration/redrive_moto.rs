@@ -219,12 +219,11 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
 }
 
 async fn sqs_via(endpoint: &str) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(deploy::https_client())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
+    let connection = connection::Connection {
+        endpoint_url: Some(endpoint.to_owned()),
+        local_credentials: true,
+        ..Default::default()
+    };
+    let config = connection.sdk_config().await;
     aws_sdk_sqs::Client::new(&config)
 }
