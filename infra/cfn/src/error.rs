@@ -6,7 +6,7 @@ use std::panic::Location;
 /// Where a construct was declared: its kind and the source line that built it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
-    pub kind: &'static str,
+    pub kind: crate::constructs::Kind,
     pub location: &'static Location<'static>,
 }
 

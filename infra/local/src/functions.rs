@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cfn::constructs::lambda::{Code, EventSourceMapping, Function};
-use cfn::template::{Expr, Pseudo};
+use cfn::template::{Expr, Pseudo, ResourceProperties};
 use lambda_local::sqs::{MappingStats, Scaling, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
@@ -41,13 +41,16 @@ pub fn fill_missing(ids: &mut BTreeMap<String, Deployed>, id: &cfn::template::Lo
 fn attribute(id: &str, r: &Deployed, attr: &str, aws: &LocalAws) -> Result<String, LocalError> {
     let (region, account, name) = (&aws.region, &aws.account_id, &r.physical_id);
     let last = name.rsplit(['/', ':']).next().unwrap_or(name);
+    const BUS: &str = <cfn::constructs::events::EventBusProperties as ResourceProperties>::TYPE;
+    const TABLE: &str = cfn::constructs::dynamodb::Table::TYPE;
+    const QUEUE: &str = cfn::constructs::sqs::Queue::TYPE;
     Ok(match (r.resource_type.as_str(), attr) {
-        ("AWS::Events::EventBus", "Name") => last.to_owned(),
-        ("AWS::Events::EventBus", "Arn") => format!("arn:aws:events:{region}:{account}:event-bus/{last}"),
-        ("AWS::DynamoDB::Table", "Arn") => format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
-        ("AWS::SQS::Queue", "QueueName") => last.to_owned(),
-        ("AWS::SQS::Queue", "QueueUrl") => name.clone(),
-        ("AWS::SQS::Queue", "Arn") => queue_arn(aws, name),
+        (BUS, "Name") => last.to_owned(),
+        (BUS, "Arn") => format!("arn:aws:events:{region}:{account}:event-bus/{last}"),
+        (TABLE, "Arn") => format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
+        (QUEUE, "QueueName") => last.to_owned(),
+        (QUEUE, "QueueUrl") => name.clone(),
+        (QUEUE, "Arn") => queue_arn(aws, name),
         (t, a) => return Err(LocalError::Unresolved(format!("Fn::GetAtt {id}.{a} ({t}) is not resolved locally"))),
     })
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::sns::Topic;
-use super::{validate, ConstructRef, Stack};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource, ResourceProperties};
 
@@ -200,7 +200,7 @@ impl AlarmBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Alarm> {
-        let construct = stack.claim(&self.id, "cloudwatch::Alarm", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<AlarmProperties>(), Location::caller())?;
         if let Some(name) = &self.name {
             validate::name(&construct, "AlarmName", name, 1..=255, |c| !c.is_control(), "printable characters")?;
         }
@@ -473,7 +473,7 @@ impl DashboardBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Dashboard> {
-        let construct = stack.claim(&self.id, "cloudwatch::Dashboard", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<DashboardProperties>(), Location::caller())?;
         if let Some(name) = &self.name {
             validate::name(
                 &construct,

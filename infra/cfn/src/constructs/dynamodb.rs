@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
-use super::iam::{actions, Condition, Grant, Grantee, Principal};
-use super::{validate, ConstructRef, Stack};
+use super::iam::{actions, Condition, Grant, Grantee};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Policy, Resource, ResourceProperties};
 
@@ -156,12 +156,7 @@ impl Table {
     /// Lets `grantee` write items: `PutItem` and `UpdateItem` (alone or inside
     /// `TransactWriteItems`, which needs the same actions).
     pub fn grant_write(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
-        stack.grant(
-            Principal::Role(grantee.grant_role().clone()),
-            Some(&self.construct),
-            self.arn(),
-            actions::DYNAMODB_WRITE,
-        )
+        stack.grant(grantee.grant_role(), Some(&self.construct), self.arn(), actions::DYNAMODB_WRITE)
     }
 
     /// [`Table::grant_write`], only on items whose partition key matches one of
@@ -174,7 +169,7 @@ impl Table {
         partition_keys: &[&str],
     ) -> Result<Grant> {
         stack.grant_when(
-            Principal::Role(grantee.grant_role().clone()),
+            grantee.grant_role(),
             Some(&self.construct),
             self.arn(),
             actions::DYNAMODB_WRITE,
@@ -184,12 +179,7 @@ impl Table {
 
     /// Lets `grantee` read items: `GetItem` and `Query`.
     pub fn grant_read(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
-        stack.grant(
-            Principal::Role(grantee.grant_role().clone()),
-            Some(&self.construct),
-            self.arn(),
-            actions::DYNAMODB_READ,
-        )
+        stack.grant(grantee.grant_role(), Some(&self.construct), self.arn(), actions::DYNAMODB_READ)
     }
 
     fn metric(&self, name: &'static str, statistic: Statistic) -> Metric {
@@ -256,7 +246,7 @@ impl TableBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Table> {
-        let construct = stack.claim(&self.id, "dynamodb::Table", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<TableProperties>(), Location::caller())?;
         if let Some(name) = &self.name {
             validate::name(
                 &construct,

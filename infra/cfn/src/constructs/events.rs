@@ -7,9 +7,9 @@ use std::panic::Location;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::iam::{actions, Condition, Grant, Grantee, Principal};
+use super::iam::{actions, Condition, Grant, Grantee};
 use super::sqs::Queue;
-use super::{validate, ConstructRef, Stack};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource, ResourceProperties};
 
@@ -60,7 +60,7 @@ impl EventBus {
     /// A bus this stack creates, named `name`.
     #[track_caller]
     pub fn create(stack: &mut Stack, id: &str, name: &str) -> Result<Self> {
-        let construct = stack.claim(id, "events::EventBus", Location::caller())?;
+        let construct = stack.claim(id, Kind::of::<EventBusProperties>(), Location::caller())?;
         check_bus_name(&construct, name)?;
         if name == "default" || name.starts_with("aws.") {
             return Err(Error::invalid(&construct, "Name", format!("{name:?}"), "`default` and `aws.*` are reserved"));
@@ -93,7 +93,7 @@ impl EventBus {
             EventBus::Created { construct, .. } => Some(construct),
             EventBus::Imported { .. } => None,
         };
-        stack.grant(Principal::Role(grantee.grant_role().clone()), resource, self.arn(), actions::EVENTS_PUT)
+        stack.grant(grantee.grant_role(), resource, self.arn(), actions::EVENTS_PUT)
     }
 
     /// [`EventBus::grant_put_events`], only for events of `source` with one of `detail_types`
@@ -114,13 +114,7 @@ impl EventBus {
             Condition::string_equals("events:source", &[source])?,
             Condition::string_equals("events:detail-type", detail_types)?,
         ];
-        stack.grant_when(
-            Principal::Role(grantee.grant_role().clone()),
-            resource,
-            self.arn(),
-            actions::EVENTS_PUT,
-            conditions,
-        )
+        stack.grant_when(grantee.grant_role(), resource, self.arn(), actions::EVENTS_PUT, conditions)
     }
 }
 
@@ -436,7 +430,7 @@ impl RuleBuilder {
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Rule> {
         let location = Location::caller();
-        let construct = stack.claim(&self.id, "events::Rule", location)?;
+        let construct = stack.claim(&self.id, Kind::of::<RuleProperties>(), location)?;
         if let Some(name) = &self.name {
             validate::name(&construct, "Name", name, 1..=64, validate::alnum_or(".-_"), "A-Z, a-z, 0-9, ., - and _")?;
         }

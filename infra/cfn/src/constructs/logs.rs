@@ -4,7 +4,7 @@ use std::panic::Location;
 
 use serde::Serialize;
 
-use super::{validate, ConstructRef, Stack};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::Result;
 use crate::template::{Expr, Resource, ResourceProperties};
 
@@ -102,7 +102,7 @@ impl LogGroupBuilder {
 
     /// Builds as declared at `location` (a function's log group is declared where the function is).
     pub(crate) fn build_at(self, stack: &mut Stack, location: &'static Location<'static>) -> Result<LogGroup> {
-        let construct = stack.claim(&self.id, "logs::LogGroup", location)?;
+        let construct = stack.claim(&self.id, Kind::of::<LogGroupProperties>(), location)?;
         if let Some(name) = &self.name {
             validate::name(
                 &construct,

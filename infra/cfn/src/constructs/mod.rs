@@ -14,4 +14,4 @@ pub mod sqs;
 mod stack;
 pub mod validate;
 
-pub use stack::{Acknowledgement, ConstructRef, Stack, Warning};
+pub use stack::{Acknowledgement, ConstructRef, Kind, Stack, TakesResourcePolicy, Warning};

@@ -5,7 +5,7 @@ use std::panic::Location;
 
 use serde::Serialize;
 
-use super::{validate, ConstructRef, Stack};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::Result;
 use crate::template::{Expr, LogicalId, Resource, ResourceProperties};
 
@@ -81,7 +81,7 @@ impl Topic {
         condition: Option<&LogicalId>,
     ) -> Result<ConstructRef> {
         stack.owns(&self.construct)?;
-        let construct = stack.claim(id, "sns::Subscription", Location::caller())?;
+        let construct = stack.claim(id, Kind::of::<SubscriptionProperties>(), Location::caller())?;
         if let Some(address) = endpoint.as_literal() {
             validate::email(&construct, "Endpoint", address)?;
         }
@@ -110,7 +110,7 @@ impl TopicBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Topic> {
-        let construct = stack.claim(&self.id, "sns::Topic", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<TopicProperties>(), Location::caller())?;
         if let Some(name) = &self.name {
             validate::name(&construct, "TopicName", name, 1..=256, validate::alnum_or("-_"), "A-Z, a-z, 0-9, - and _")?;
         }

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
 use super::events::Rule;
-use super::iam::{actions, Grant, Grantee, Principal};
-use super::{validate, ConstructRef, Stack};
+use super::iam::{actions, Grant, Grantee};
+use super::{validate, ConstructRef, Kind, Stack, TakesResourcePolicy};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource, ResourceProperties};
 
@@ -57,6 +57,13 @@ pub struct QueueProperties<'a> {
 
 impl ResourceProperties for QueueProperties<'_> {
     const TYPE: &'static str = "AWS::SQS::Queue";
+}
+
+/// A queue's policy (`AWS::SQS::QueuePolicy`) is where services get their access.
+impl TakesResourcePolicy for Queue {
+    fn policy_holder(&self) -> &ConstructRef {
+        &self.construct
+    }
 }
 
 impl Queue {
@@ -125,23 +132,14 @@ impl Queue {
 
     /// Lets `grantee` receive and delete messages, as a Lambda event source needs.
     pub fn grant_consume(&self, stack: &mut Stack, grantee: &impl Grantee) -> Result<Grant> {
-        stack.grant(
-            Principal::Role(grantee.grant_role().clone()),
-            Some(&self.construct),
-            self.arn(),
-            actions::SQS_CONSUME,
-        )
+        stack.grant(grantee.grant_role(), Some(&self.construct), self.arn(), actions::SQS_CONSUME)
     }
 
     /// Lets EventBridge deliver to this queue, only for `rule` (`aws:SourceArn`).
     #[track_caller]
     pub fn grant_send_from(&self, stack: &mut Stack, rule: &Rule) -> Result<Grant> {
-        let principal = Principal::Service {
-            service: "events.amazonaws.com",
-            source: rule.construct().clone(),
-            source_arn: rule.arn(),
-        };
-        stack.grant(principal, Some(&self.construct), self.arn(), actions::SQS_SEND)
+        let source = (rule.construct(), rule.arn());
+        stack.grant_service("events.amazonaws.com", source, self, self.arn(), actions::SQS_SEND)
     }
 
     fn metric(&self, name: &'static str, statistic: Statistic) -> Metric {
@@ -212,7 +210,7 @@ impl QueueBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<Queue> {
-        let construct = stack.claim(&self.id, "sqs::Queue", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<QueueProperties>(), Location::caller())?;
         if let Some(name) = &self.name {
             validate::name(&construct, "QueueName", name, 1..=80, validate::alnum_or("-_"), "A-Z, a-z, 0-9, - and _")?;
         }

@@ -9,22 +9,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::iam::{Condition, Grant, Principal, QueuePolicy, Role, Statement};
 use super::validate;
 use crate::error::{Error, Place, Result};
-use crate::template::{ConditionExpr, Expr, LogicalId, Output, Parameter, Resource, Template};
+use crate::template::{ConditionExpr, Expr, LogicalId, Output, Parameter, Resource, ResourceProperties, Template};
 
 static NEXT_STACK: AtomicU64 = AtomicU64::new(1);
+
+/// What a logical ID names: a resource of a CloudFormation type (its properties struct's
+/// [`ResourceProperties::TYPE`]), or an entry of another section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Resource(&'static str),
+    Parameter,
+    Condition,
+    Output,
+}
+
+impl Kind {
+    /// A resource of the type `P` renders.
+    pub fn of<P: ResourceProperties>() -> Self {
+        Kind::Resource(P::TYPE)
+    }
+}
+
+/// As errors name it: `sqs::Queue` for `AWS::SQS::Queue`.
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Resource(type_name) => match type_name.split("::").collect::<Vec<_>>().as_slice() {
+                ["AWS", service, resource] => write!(f, "{}::{resource}", service.to_lowercase()),
+                _ => f.write_str(type_name),
+            },
+            Kind::Parameter => f.write_str("Parameter"),
+            Kind::Condition => f.write_str("Condition"),
+            Kind::Output => f.write_str("Output"),
+        }
+    }
+}
 
 /// What a handle knows of its construct: which stack made it, its logical ID and its kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConstructRef {
     stack: u64,
     pub id: LogicalId,
-    pub kind: &'static str,
+    pub kind: Kind,
 }
 
 impl fmt::Display for ConstructRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} `{}`", self.kind, self.id)
     }
+}
+
+/// A resource with a resource policy of its own, so that a service can be given access to it by
+/// a statement there (a queue: `AWS::SQS::QueuePolicy`). A capability of the handle's type:
+/// [`Stack::grant_service`] takes nothing else, so a service grant on, say, a table does not
+/// compile.
+pub trait TakesResourcePolicy {
+    /// The resource whose policy holds the statement.
+    fn policy_holder(&self) -> &ConstructRef;
 }
 
 /// One CloudFormation stack under construction.
@@ -113,12 +154,7 @@ impl Stack {
     }
 
     /// Reserves `id` for a construct of `kind` declared at `location`.
-    pub(crate) fn claim(
-        &mut self,
-        id: &str,
-        kind: &'static str,
-        location: &'static Location<'static>,
-    ) -> Result<ConstructRef> {
+    pub(crate) fn claim(&mut self, id: &str, kind: Kind, location: &'static Location<'static>) -> Result<ConstructRef> {
         let id = LogicalId::new(id)?;
         let place = Place { kind, location };
         if let Some(first) = self.places.get(&id) {
@@ -145,26 +181,25 @@ impl Stack {
         self.roles.insert(role.construct().id.clone(), role);
     }
 
-    /// The one way permissions are given: `actions` on `arn` (the resource `resource` of this
-    /// stack, or one outside it) for `principal`. A role's grant extends its inline policy; a
-    /// service's grant is a statement of the resource's policy (queues only), limited to the
-    /// principal's source. Granting the same twice is harmless. The grant is recorded.
+    /// The one way a role is given permissions: `actions` on `arn` (the resource `resource` of
+    /// this stack, or one outside it), added to the role's inline policy. Granting the same
+    /// twice is harmless. The grant is recorded.
     #[track_caller]
     pub(crate) fn grant(
         &mut self,
-        principal: Principal,
+        role: &ConstructRef,
         resource: Option<&ConstructRef>,
         arn: Expr,
         actions: &'static [&'static str],
     ) -> Result<Grant> {
-        self.grant_when(principal, resource, arn, actions, Vec::new())
+        self.grant_when(role, resource, arn, actions, Vec::new())
     }
 
     /// [`Stack::grant`], narrowed by `conditions` (all must hold).
     #[track_caller]
     pub(crate) fn grant_when(
         &mut self,
-        principal: Principal,
+        role: &ConstructRef,
         resource: Option<&ConstructRef>,
         arn: Expr,
         actions: &'static [&'static str],
@@ -175,35 +210,46 @@ impl Stack {
         }
         conditions.sort();
         let statement = conditions.iter().cloned().fold(Statement::allow(actions, vec![arn])?, Statement::when);
-        let policy = match &principal {
-            Principal::Role(role) => {
-                self.role_mut(role)?.add(statement);
-                role.clone()
-            }
-            Principal::Service { service, source, source_arn } => {
-                self.owns(source)?;
-                let queue = resource.filter(|r| r.kind == "sqs::Queue").ok_or_else(|| {
-                    Error::invalid(
-                        format!(
-                            "{} for {service}",
-                            resource.map_or("a resource outside the stack".to_owned(), |r| r.to_string())
-                        ),
-                        "Policy",
-                        actions.join(","),
-                        "only queues take resource-policy grants here",
-                    )
-                })?;
-                let statement = statement.for_service(service).from_source(source_arn.clone());
-                let policy = self.queue_policy_mut(queue)?;
-                policy.add(statement);
-                policy.construct().clone()
-            }
+        self.role_mut(role)?.add(statement);
+        let grant = Grant {
+            principal: Principal::Role(role.clone()),
+            resource: resource.cloned(),
+            actions,
+            conditions,
+            policy: role.clone(),
         };
-        let grant = Grant { principal, resource: resource.cloned(), actions, conditions, policy };
+        Ok(self.record(grant))
+    }
+
+    /// The one way a service is given permissions: `actions` on `holder` (at `arn`) for
+    /// `service` acting for the resource `source` of this stack, as a statement of `holder`'s
+    /// resource policy limited to that source (`aws:SourceArn`). Recorded like a role's grant.
+    #[track_caller]
+    pub(crate) fn grant_service(
+        &mut self,
+        service: &'static str,
+        (source, source_arn): (&ConstructRef, Expr),
+        holder: &impl TakesResourcePolicy,
+        arn: Expr,
+        actions: &'static [&'static str],
+    ) -> Result<Grant> {
+        let holder = holder.policy_holder();
+        self.owns(holder)?;
+        self.owns(source)?;
+        let statement = Statement::allow(actions, vec![arn])?.for_service(service).from_source(source_arn.clone());
+        let policy = self.queue_policy_mut(holder)?;
+        policy.add(statement);
+        let policy = policy.construct().clone();
+        let principal = Principal::Service { service, source: source.clone(), source_arn };
+        let grant = Grant { principal, resource: Some(holder.clone()), actions, conditions: Vec::new(), policy };
+        Ok(self.record(grant))
+    }
+
+    fn record(&mut self, grant: Grant) -> Grant {
         if !self.grants.contains(&grant) {
             self.grants.push(grant.clone());
         }
-        Ok(grant)
+        grant
     }
 
     /// Every grant made so far, in order.
@@ -222,7 +268,8 @@ impl Stack {
     fn queue_policy_mut(&mut self, queue: &ConstructRef) -> Result<&mut QueuePolicy> {
         self.owns(queue)?;
         if !self.queue_policies.contains_key(&queue.id) {
-            let construct = self.claim(&format!("{}Policy", queue.id), "sqs::QueuePolicy", Location::caller())?;
+            let kind = Kind::of::<super::iam::QueuePolicyProperties>();
+            let construct = self.claim(&format!("{}Policy", queue.id), kind, Location::caller())?;
             self.queue_policies.insert(queue.id.clone(), QueuePolicy::new(construct, queue.clone()));
         }
         let name = self.name.clone();
@@ -236,7 +283,7 @@ impl Stack {
     /// there, and the reason is in the template for review.
     pub fn acknowledge(&mut self, construct: &ConstructRef, check: &str, reason: &str) -> Result<()> {
         self.owns(construct)?;
-        if matches!(construct.kind, "Parameter" | "Condition" | "Output") {
+        if !matches!(construct.kind, Kind::Resource(_)) {
             return Err(Error::invalid(construct, "Metadata.checkov", check, "only resources are scanned"));
         }
         let number = check.strip_prefix("CKV_AWS_").or_else(|| check.strip_prefix("CKV2_AWS_"));
@@ -275,7 +322,7 @@ impl Stack {
     /// Adds a template parameter; returns its ID for `Ref`.
     #[track_caller]
     pub fn add_parameter(&mut self, id: &str, parameter: Parameter) -> Result<LogicalId> {
-        let construct = self.claim(id, "Parameter", Location::caller())?;
+        let construct = self.claim(id, Kind::Parameter, Location::caller())?;
         self.template.parameters.insert(construct.id.clone(), parameter);
         Ok(construct.id)
     }
@@ -288,7 +335,7 @@ impl Stack {
     /// Adds a named condition.
     #[track_caller]
     pub fn add_condition(&mut self, id: &str, condition: ConditionExpr) -> Result<LogicalId> {
-        let construct = self.claim(id, "Condition", Location::caller())?;
+        let construct = self.claim(id, Kind::Condition, Location::caller())?;
         self.template.conditions.insert(construct.id.clone(), condition);
         Ok(construct.id)
     }
@@ -296,7 +343,7 @@ impl Stack {
     /// Adds a stack output.
     #[track_caller]
     pub fn add_output(&mut self, id: &str, description: &str, value: Expr) -> Result<()> {
-        let construct = self.claim(id, "Output", Location::caller())?;
+        let construct = self.claim(id, Kind::Output, Location::caller())?;
         let output = Output { description: description.to_owned(), value, condition: None, export: None };
         self.template.outputs.insert(construct.id, output);
         Ok(())
@@ -343,8 +390,9 @@ mod tests {
     #[test]
     fn a_duplicate_logical_id_names_both_places() {
         let mut stack = Stack::new("s", "").unwrap();
-        stack.claim("Thing", "sqs::Queue", Location::caller()).unwrap();
-        let err = stack.claim("Thing", "dynamodb::Table", Location::caller()).unwrap_err().to_string();
+        stack.claim("Thing", Kind::Resource("AWS::SQS::Queue"), Location::caller()).unwrap();
+        let err =
+            stack.claim("Thing", Kind::Resource("AWS::DynamoDB::Table"), Location::caller()).unwrap_err().to_string();
         assert!(err.starts_with("logical ID `Thing` is used twice: first by sqs::Queue at "), "{err}");
         assert!(err.contains("then by dynamodb::Table at "), "{err}");
         assert!(err.contains("stack.rs:"), "{err}");
@@ -385,11 +433,19 @@ mod tests {
         assert_eq!(statements.as_array().unwrap().len(), 2);
         let dot = crate::diagram::dot(&stack).unwrap();
         assert!(dot.contains("\"FRole\" -> \"T\" [label=\"dynamodb:PutItem\\ndynamodb:UpdateItem\"];"), "{dot}");
-        // A service grant needs a resource with a policy of its own: only queues here.
-        let source = f.construct().clone();
-        let principal = Principal::Service { service: "events.amazonaws.com", source, source_arn: f.arn() };
-        let err = stack.grant(principal, Some(table.construct()), table.arn(), actions::SQS_SEND).unwrap_err();
-        assert!(err.to_string().contains("only queues take resource-policy grants"), "{err}");
+        // (A service grant takes a `TakesResourcePolicy` holder: on the table it does not compile.)
+    }
+
+    #[test]
+    fn kinds_are_named_by_their_service_and_resource() {
+        assert_eq!(Kind::Resource("AWS::SQS::Queue").to_string(), "sqs::Queue");
+        assert_eq!(
+            Kind::of::<crate::constructs::lambda::MappingProperties>().to_string(),
+            "lambda::EventSourceMapping"
+        );
+        assert_eq!(Kind::Resource("AWS::CloudWatch::Alarm").to_string(), "cloudwatch::Alarm");
+        assert_eq!(Kind::Resource("Custom::Thing").to_string(), "Custom::Thing");
+        assert_eq!(Kind::Output.to_string(), "Output");
     }
 
     #[test]
@@ -439,7 +495,7 @@ mod tests {
             assert!(err.starts_with("lambda::Function `F`: Metadata.checkov"), "{err}");
             assert!(err.contains(expected), "{check} {reason:?}: {err}");
         }
-        let output = stack.claim("Out", "Output", Location::caller()).unwrap();
+        let output = stack.claim("Out", Kind::Output, Location::caller()).unwrap();
         assert!(stack.acknowledge(&output, "CKV_AWS_1", &twenty).unwrap_err().to_string().contains("only resources"));
         let other = Stack::new("o", "").unwrap();
         assert!(matches!(other.owns(&c), Err(Error::ForeignConstruct { .. })));
@@ -451,7 +507,7 @@ mod tests {
     fn handles_from_another_stack_are_refused() {
         let mut a = Stack::new("a", "").unwrap();
         let b = Stack::new("b", "").unwrap();
-        let thing = a.claim("Thing", "sqs::Queue", Location::caller()).unwrap();
+        let thing = a.claim("Thing", Kind::Resource("AWS::SQS::Queue"), Location::caller()).unwrap();
         assert!(a.owns(&thing).is_ok());
         let err = b.owns(&thing).unwrap_err().to_string();
         assert_eq!(err, "sqs::Queue `Thing` belongs to another stack; pass a handle built in stack `b`");

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Function;
 use crate::constructs::sqs::Queue;
-use crate::constructs::{validate, ConstructRef, Stack};
+use crate::constructs::{validate, ConstructRef, Kind, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, Resource, ResourceProperties};
 
@@ -156,7 +156,7 @@ impl EventSourceMappingBuilder {
 
     #[track_caller]
     pub fn build(self, stack: &mut Stack) -> Result<EventSourceMapping> {
-        let construct = stack.claim(&self.id, "lambda::EventSourceMapping", Location::caller())?;
+        let construct = stack.claim(&self.id, Kind::of::<MappingProperties>(), Location::caller())?;
         stack.owns(self.queue.construct())?;
         stack.owns(&self.function.construct)?;
         validate::in_range(&construct, "BatchSize", self.batch_size, EventSourceMapping::BATCH_SIZE)?;

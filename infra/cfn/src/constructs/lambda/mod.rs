@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cloudwatch::{Metric, Statistic};
-use super::iam::{actions, Grantee, Principal, Role};
+use super::iam::{actions, Grantee, Role};
 use super::logs::{LogGroup, Retention};
-use super::{validate, ConstructRef, Stack};
+use super::{validate, ConstructRef, Kind, Stack};
 use crate::error::{Error, Result};
 use crate::template::{Expr, LogicalId, Parameter, Resource, ResourceProperties};
 
@@ -258,7 +258,7 @@ impl Function {
 }
 
 /// A function's kind in the names of errors and warnings.
-const KIND: &str = "lambda::Function";
+const KIND: Kind = Kind::Resource(<FunctionProperties<'static> as ResourceProperties>::TYPE);
 
 impl FunctionBuilder {
     /// How errors will name the built function (`lambda::Function \`<id>\``), for checks made
@@ -410,7 +410,7 @@ impl FunctionBuilder {
         let location = Location::caller();
         let construct = stack.claim(&self.id, KIND, location)?;
         self.check(&construct)?;
-        let role = stack.claim(&format!("{}Role", self.id), "iam::Role", location)?;
+        let role = stack.claim(&format!("{}Role", self.id), Kind::of::<super::iam::RoleProperties>(), location)?;
         let log_group = {
             let mut b = LogGroup::builder(&format!("{}LogGroup", self.id)).retention(self.log_retention);
             if let Some(name) = &self.name {
@@ -419,12 +419,7 @@ impl FunctionBuilder {
             b.build_at(stack, location)?
         };
         stack.add_role(Role::new(role.clone(), "lambda.amazonaws.com"));
-        stack.grant(
-            Principal::Role(role.clone()),
-            Some(log_group.construct()),
-            log_group.arn(),
-            actions::LOGS_WRITE,
-        )?;
+        stack.grant(&role, Some(log_group.construct()), log_group.arn(), actions::LOGS_WRITE)?;
 
         let (code, asset) = self.code(stack, &construct)?;
         let (metadata, asset_parameters) = asset.map_or((None, None), |(m, p)| (Some(m), Some(p)));
