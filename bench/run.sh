@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's speed figures on this machine (issue 12). Each part prints one line
+# Reproduces the figures of bench/README.md on this machine. Each part prints one line
 # per figure; nothing else should run meanwhile.
 #
 #   bench/run.sh synth     whole-process synth: release binary writing synth-out/ (current, and

@@ -335,26 +335,48 @@ fn actions(seen: &Seen) -> Vec<String> {
     seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
 }
 
+/// What every test here starts from: moto with the asset bucket bootstrapped, and stand-ins for
+/// the Lambda zips.
+struct Setup {
+    moto: Moto,
+    zips: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let moto = Moto::start();
+        let zips = tempfile::tempdir().unwrap();
+        support::fake_zips(zips.path());
+        assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+        Setup { moto, zips }
+    }
+
+    /// The flags that deploy the standalone stack with the stand-in zips, unasked.
+    fn common(&self) -> [&str; 7] {
+        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", self.zips.path().to_str().unwrap(), "--yes"]
+    }
+
+    /// `stand` in front of moto: the proxy's endpoint and its task.
+    async fn proxy(&self, stand: &Arc<Stand>) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        (endpoint, tokio::spawn(serve(listener, self.moto.endpoint.clone(), stand.clone())))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
-    let moto = Moto::start();
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let lambda_dir = zips.path().to_str().unwrap();
-    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
-
+    let setup = Setup::new();
+    let (moto, common) = (&setup.moto, setup.common());
     // The stack exists first (straight to moto).
-    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
     assert!(deploy(&moto.endpoint, &common).status.success());
     let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
     let parameters = || deploy::cloudformation::deployed_parameters(&cfn, STACK);
     let before = parameters().await.unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let stand = Arc::new(Stand { replace_table: true, ..Default::default() });
     let seen = stand.seen.clone();
-    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let (endpoint, server) = setup.proxy(&stand).await;
 
     // A real change (a new parameter value), and the table replacement the proxy reports.
     let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
@@ -407,19 +429,13 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
 /// guard describes it again without values, finds the table's replacement there, and refuses.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incomplete_description_never_lets_a_dropped_replacement_through() {
-    let moto = Moto::start();
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let lambda_dir = zips.path().to_str().unwrap();
-    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
-    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
-    assert!(deploy(&moto.endpoint, &common).status.success());
+    let setup = Setup::new();
+    let common = setup.common();
+    assert!(deploy(&setup.moto.endpoint, &common).status.success());
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let stand = Arc::new(Stand { incomplete: true, ..Default::default() });
     let seen = stand.seen.clone();
-    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let (endpoint, server) = setup.proxy(&stand).await;
     let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
     let out = deploy_via(&endpoint, &change).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -462,21 +478,15 @@ async fn table_protected(cfn: &aws_sdk_cloudformation::Client) -> bool {
 /// with nothing to change) finds the policy lifted and restores it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lifted_stack_policy_is_restored_on_interrupt_and_by_the_next_deploy_after_a_kill() {
-    let moto = Moto::start();
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let lambda_dir = zips.path().to_str().unwrap();
-    let common = ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", lambda_dir, "--yes"];
-    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
+    let setup = Setup::new();
+    let (moto, common) = (&setup.moto, setup.common());
     assert!(deploy(&moto.endpoint, &common).status.success());
     let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
     assert!(table_protected(&cfn).await, "every deploy protects the table");
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let stand = Arc::new(Stand { replace_table: true, hold_execute: true, ..Default::default() });
     let seen = stand.seen.clone();
-    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
+    let (endpoint, server) = setup.proxy(&stand).await;
     let lifted_update =
         [&common[..], &["--parameters", "AlarmEmail=ops@example.com", "--allow-replace", "MetricsTable"]].concat();
     let executing = || async {
@@ -529,20 +539,11 @@ async fn a_lifted_stack_policy_is_restored_on_interrupt_and_by_the_next_deploy_a
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
-    let moto = Moto::start();
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let lambda_dir = zips.path().to_str().unwrap().to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let setup = Setup::new();
+    let moto = &setup.moto;
     let stand = Arc::new(Stand::default());
-    let server = tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
-    let out = deploy_via(
-        &endpoint,
-        &["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", &lambda_dir, "--yes"],
-    )
-    .await;
+    let (endpoint, server) = setup.proxy(&stand).await;
+    let out = deploy_via(&endpoint, &setup.common()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains(&format!("termination protection turned on for {STACK}")),
@@ -584,13 +585,9 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_retain_is_refused_online_from_the_deployed_template() {
     use deploy::deployer::{Approval, DeployOptions, DeployOutcome, Deployer};
-    let moto = Moto::start();
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let common =
-        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
-    assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
-    assert!(deploy(&moto.endpoint, &common).status.success());
+    let setup = Setup::new();
+    let moto = &setup.moto;
+    assert!(deploy(&moto.endpoint, &setup.common()).status.success());
 
     let d = Deployer::new(&moto.sdk_config().await);
     let selection = metrics_stack::StackArgs { stack: metrics_stack::StackChoice::Standalone, stack_name: None };
@@ -601,7 +598,7 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
     let options = DeployOptions {
         asset_bucket: Some(BUCKET.to_owned()),
         yes: true,
-        lambda_dir: Some(zips.path().to_owned()),
+        lambda_dir: Some(setup.zips.path().to_owned()),
         parameters: vec!["AlarmEmail=ops@example.com".to_owned()],
         ..Default::default()
     };
@@ -624,16 +621,10 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
 /// done, and carries the owner's tags along with its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_tags() {
-    let moto = Moto::start();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let setup = Setup::new();
+    let (moto, common) = (&setup.moto, setup.common());
     let stand = Arc::new(Stand { delay_execute: true, owner_tag: true, ..Default::default() });
-    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let common =
-        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
-    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let (endpoint, _server) = setup.proxy(&stand).await;
     let out = deploy_via(&endpoint, &common).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -665,16 +656,10 @@ async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_
 /// and destroy still names every resource it deletes with its physical ID.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_page_of_events_and_resources_is_read() {
-    let moto = Moto::start();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let setup = Setup::new();
+    let common = setup.common();
     let stand = Arc::new(Stand { page: Some(1), ..Default::default() });
-    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let common =
-        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
-    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let (endpoint, _server) = setup.proxy(&stand).await;
     let out = deploy_via(&endpoint, &common).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -701,18 +686,12 @@ async fn every_page_of_events_and_resources_is_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redeploy_after_destroy_adopts_the_retained_table_with_its_data() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let moto = Moto::start();
-    let config = moto.sdk_config().await;
+    let setup = Setup::new();
+    let common = setup.common();
+    let config = setup.moto.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let stand = Arc::new(Stand { ddb: Some(ddb.clone()), ..Default::default() });
-    tokio::spawn(serve(listener, moto.endpoint.clone(), stand.clone()));
-    let zips = tempfile::tempdir().unwrap();
-    support::fake_zips(zips.path());
-    let common =
-        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", zips.path().to_str().unwrap(), "--yes"];
-    assert!(deploy_via(&endpoint, &["bootstrap", "--asset-bucket", BUCKET]).await.status.success());
+    let (endpoint, _server) = setup.proxy(&stand).await;
     assert!(deploy_via(&endpoint, &common).await.status.success());
     const TABLE: &str = "serverlesspresso-metrics-table";
     let investors = [("PK", "Aggregate"), ("SK", "2026-12-06#total"), ("probe", "counted before destroy")];
