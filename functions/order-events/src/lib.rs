@@ -29,6 +29,9 @@ pub const TTL_ATTRIBUTE: &str = "ttl";
 pub const DEDUPE_SK: &str = "Dedupe";
 /// How every dedupe record's partition key starts.
 pub const DEDUPE_PK_PREFIX: &str = "Dedupe#";
+/// Receives of a metrics-queue message before it moves to the dead-letter queue (the queue's
+/// redrive policy): the stack's default, and what the counting tests simulate.
+pub const MAX_RECEIVE_COUNT: u32 = 10;
 /// Every partition key PublishMetrics writes, as IAM `dynamodb:LeadingKeys` patterns: its
 /// grant admits these and nothing else.
 pub const WRITTEN_PARTITION_KEYS: [&str; 2] = [AGGREGATE_PK, "Dedupe#*"];

@@ -20,7 +20,7 @@ pub const DRINKS: [&str; 6] = ["Latte", "Cappuccino", "Espresso", "Flat White", 
 /// Metric names producers may send as drinks: bad records.
 pub const RESERVED: [&str; 3] = ["TotalSales", "completed", " CANCELLED"];
 /// The stack's redrive policy.
-pub const MAX_RECEIVE_COUNT: u32 = 10;
+pub use order_events::MAX_RECEIVE_COUNT;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -289,8 +289,13 @@ impl<S: Store + Sync> Store for Faulty<S> {
 #[derive(Debug, Default)]
 pub struct Run {
     pub invocations: usize,
-    /// Messages in the dead-letter queue, by index.
+    /// Messages in the dead-letter queue at the end, by index.
     pub dead_letters: BTreeSet<usize>,
+    /// Good messages that reached the dead-letter queue before the redrive, with the receives
+    /// they had then.
+    pub dead_lettered_good: BTreeMap<usize, u32>,
+    /// Good messages returned by an invocation nothing went wrong in.
+    pub failed_clean: BTreeSet<usize>,
     /// Messages reported bad at least once.
     pub reported_bad: BTreeSet<usize>,
     pub counted: usize,
@@ -300,6 +305,17 @@ pub struct Run {
 /// invocations; then redrives good messages from the dead-letter queue (as a person would after
 /// the alarm) until only records that can never be counted are left there.
 pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry: RetryPolicy) -> Run {
+    run_with_queue(scenario, store, retry, MAX_RECEIVE_COUNT).await
+}
+
+/// [`run`] through a queue that moves a message to the DLQ after `max_receive_count` receives
+/// (the stack's is [`MAX_RECEIVE_COUNT`]; the mutation tests lower it).
+pub async fn run_with_queue<S: Store + Sync>(
+    scenario: &Scenario,
+    store: &Faulty<S>,
+    retry: RetryPolicy,
+    max_receive_count: u32,
+) -> Run {
     let now = Utc::now();
     // One execution environment for the whole run: its bucket carries over between invocations.
     let pacer = match scenario.budget_milli.and_then(order_events::capacity::WriteBudget::per_second_milli) {
@@ -328,6 +344,8 @@ pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry:
         guard += 1;
         assert!(guard < 10_000, "the queue never drains");
         let step = steps.next().unwrap_or(&clean);
+        // Whether anything is injected into this invocation that may return a good record.
+        let faulty = !step.faults.is_empty() || step.lost_delete || step.time_left < clean.time_left;
         let batch: Vec<usize> = (0..step.size).map_while(|_| queue.pop_front()).collect();
         for i in &batch {
             *receives.entry(*i).or_insert(0) += 1;
@@ -362,9 +380,15 @@ pub async fn run<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>, retry:
         let failed: BTreeSet<usize> =
             outcome.response().batch_item_failures.iter().map(|f| index(&f.item_identifier)).collect();
         for i in batch {
+            if failed.contains(&i) && !faulty && scenario.is_good(i) {
+                out.failed_clean.insert(i);
+            }
             if step.lost_delete || failed.contains(&i) {
                 // Back after the visibility timeout, or to the DLQ after maxReceiveCount receives.
-                if receives[&i] >= MAX_RECEIVE_COUNT {
+                if receives[&i] >= max_receive_count {
+                    if scenario.is_good(i) {
+                        out.dead_lettered_good.insert(i, receives[&i]);
+                    }
                     out.dead_letters.insert(i);
                 } else {
                     queue.push_back(i);
@@ -380,6 +404,22 @@ pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) 
     let expected = scenario.expected_counters();
     if *counters != expected {
         return Err(format!("counters differ\n table: {counters:?}\n model: {expected:?}"));
+    }
+    // A good record is returned only when something went wrong, and it reaches the DLQ only
+    // after the receives the stack's redrive policy allows (then a person redrives it).
+    if let Some(i) = run.failed_clean.first() {
+        return Err(format!(
+            "good record {i} ({:?}) failed in an invocation nothing went wrong in",
+            scenario.messages[*i]
+        ));
+    }
+    for (i, receives) in &run.dead_lettered_good {
+        if *receives < MAX_RECEIVE_COUNT {
+            return Err(format!(
+                "good record {i} ({:?}) reached the DLQ after {receives} receive(s); the queue allows {MAX_RECEIVE_COUNT}",
+                scenario.messages[*i]
+            ));
+        }
     }
     for (i, m) in scenario.messages.iter().enumerate() {
         match m {

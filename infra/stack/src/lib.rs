@@ -89,7 +89,7 @@ impl Default for MetricsStackProps {
             // while the one execution is busy; each throttled receive counts toward this. AWS
             // advises at least 5; 10 leaves room for a 500-order burst, so only a message that
             // fails in the handler again and again reaches the DLQ.
-            max_receive_count: 10,
+            max_receive_count: order_events::MAX_RECEIVE_COUNT,
             log_retention: Retention::TwoWeeks,
             oldest_message_alarm_secs: 900,
             alarm_email: None,
