@@ -181,11 +181,45 @@ pub const MAX_DRINK_CHARS: usize = 100;
 pub const MAX_CLOCK_SKEW_SECS: i64 = 3600;
 
 /// A drink name as it is counted: trimmed, in Unicode NFC, 1 to 100 characters, no control
-/// characters, no `#` (the sort key's separator), and not a fixed metric's name in any case
-/// ([`Fixed`]: `TotalSales`, `Completed`, `Cancelled`), so no drink can share an item with
-/// another metric.
+/// characters, no `#` (the sort key's separator), no invisible characters (Unicode's
+/// default-ignorable code points: zero-width spaces and joiners, bidirectional controls,
+/// variation selectors, ...) and no noncharacters; not one of the [reserved
+/// names](reserved_names) (a metric's, or a report column's) in any case or as a look-alike;
+/// and not a look-alike of a menu drink or of plain ASCII text made of other scripts' letters
+/// (`L\u{430}tte` with a Cyrillic `а`): Unicode's confusable skeletons (UTS #39) decide.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Drink(String);
+
+/// The report's day column, and the JSON key of a day's drinks: names no drink may take.
+pub const DAY_COLUMN: &str = "day";
+pub const DRINKS_KEY: &str = "drinks";
+
+/// Every name a drink may not take, because a metric or an output already uses it: the fixed
+/// metrics' names and report columns, the day column and the drinks key.
+pub fn reserved_names() -> impl Iterator<Item = &'static str> {
+    Fixed::VARIANTS.iter().flat_map(|f| [f.name(), f.column()]).chain([DAY_COLUMN, DRINKS_KEY])
+}
+
+/// `name` as look-alikes share it: lower case, then UTS #39's confusable skeleton.
+fn skeleton(name: &str) -> String {
+    unicode_security::confusable_detection::skeleton(&name.to_lowercase()).collect()
+}
+
+/// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt, Unicode 15): drawn as
+/// nothing, so two names that differ only by them look the same.
+fn default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF
+        | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
+}
+
+/// Unicode's noncharacters: U+FDD0..U+FDEF and the last two code points of every plane (not
+/// valid in XML either, so a chart could not be drawn).
+fn noncharacter(c: char) -> bool {
+    let c = c as u32;
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
+}
 
 /// Why a drink name is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -198,8 +232,12 @@ pub enum BadDrink {
     Control(String),
     #[error("drink name {0:?} holds `#`, the sort key's separator")]
     Hash(String),
-    #[error("drink name {0:?} is reserved: it is the name of the {1} metric")]
+    #[error("drink name {0:?} is reserved: it is (or looks like) {1:?}, a metric's or a report column's name")]
     Reserved(String, &'static str),
+    #[error("drink name {0:?} holds U+{1:04X}, which is invisible or not a character")]
+    Invisible(String, u32),
+    #[error("drink name {0:?} looks like {1:?} but is spelled with other characters")]
+    LookAlike(String, String),
 }
 
 impl Drink {
@@ -219,8 +257,22 @@ impl Drink {
         if name.contains('#') {
             return Err(BadDrink::Hash(name));
         }
-        if let Some(metric) = Fixed::VARIANTS.iter().find(|m| m.name().eq_ignore_ascii_case(&name)) {
-            return Err(BadDrink::Reserved(name, metric.name()));
+        if let Some(c) = name.chars().find(|c| default_ignorable(*c) || noncharacter(*c)) {
+            return Err(BadDrink::Invisible(name, c as u32));
+        }
+        let folded = skeleton(&name);
+        if let Some(reserved) = reserved_names().find(|r| skeleton(r) == folded) {
+            return Err(BadDrink::Reserved(name, reserved));
+        }
+        let plain = unicode_security::confusable_detection::skeleton(&name).collect::<String>();
+        if let Some(menu) =
+            MENU.iter().find(|m| **m != name && unicode_security::confusable_detection::skeleton(m).eq(plain.chars()))
+        {
+            return Err(BadDrink::LookAlike(name, (*menu).to_owned()));
+        }
+        use unicode_security::mixed_script::MixedScript;
+        if !name.is_single_script() && plain.is_ascii() {
+            return Err(BadDrink::LookAlike(name, plain));
         }
         Ok(Drink(name))
     }
@@ -470,18 +522,31 @@ impl MetricKey {
         format!("{}#{}", self.day.format("%Y-%m-%d"), self.metric.name())
     }
 
-    /// Reads a sort key back; `None` when it is not `YYYY-MM-DD#<metric>`.
+    /// Reads a sort key back; `None` when it is not a key PublishMetrics writes ([`MetricKey::read`]).
     pub fn parse_sort_key(sk: &str) -> Option<Self> {
-        let (day, rest) = sk.split_once('#')?;
-        let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
-        if rest.is_empty() {
-            return None;
+        Self::read(sk).ok()
+    }
+
+    /// Reads a sort key back, strictly: exactly what [`MetricKey::sort_key`] writes, a zero-padded
+    /// `YYYY-MM-DD`, `#`, then a fixed metric's name or a drink name as [`Drink::parse`] leaves it.
+    /// Anything else (`2024-5-1#Latte`, a drink no event could have produced) is refused with why,
+    /// never merged into a real day.
+    pub fn read(sk: &str) -> Result<Self, String> {
+        let (day, rest) = sk.split_once('#').ok_or("has no `#` between the day and the metric")?;
+        let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| format!("day {day:?} is not a date"))?;
+        let metric = match Fixed::VARIANTS.iter().find(|m| m.name() == rest) {
+            Some(f) => Metric::Fixed(*f),
+            None => match Drink::parse(rest) {
+                Ok(d) if d.as_str() == rest => Metric::Drink(rest.to_owned()),
+                Ok(d) => return Err(format!("drink {rest:?} is not as counted ({:?})", d.as_str())),
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        let key = MetricKey { day, metric };
+        if key.sort_key() != sk {
+            return Err(format!("is not written as {:?}", key.sort_key()));
         }
-        let metric = Fixed::VARIANTS
-            .iter()
-            .find(|m| m.name() == rest)
-            .map_or_else(|| Metric::Drink(rest.to_owned()), |f| Metric::Fixed(*f));
-        Some(MetricKey { day, metric })
+        Ok(key)
     }
 }
 

@@ -100,6 +100,61 @@ fn metric_names_are_reserved_in_any_case() {
 }
 
 #[test]
+fn report_columns_are_reserved_too_and_look_alikes_of_reserved_names() {
+    // A drink named `total` or `day` would give the CSV a second column of that name.
+    for name in ["total", "Total", "DAY", "day", "drinks", "completed", "t\u{43e}tal", "TOTA\u{217c}"] {
+        let err = Drink::parse(name).unwrap_err();
+        assert!(matches!(err, BadDrink::Reserved(..)), "{name}: {err}");
+    }
+    for name in ["Totally", "Day Roast", "Daily", "Drink"] {
+        assert!(Drink::parse(name).is_ok(), "{name}");
+    }
+    assert_eq!(crate::reserved_names().count(), 8, "3 metrics x (name, column), day, drinks");
+}
+
+#[test]
+fn invisible_characters_and_noncharacters_are_refused() {
+    for (name, code) in [
+        ("Caf\u{200b}\u{e9}", 0x200B),
+        ("Latte\u{200d}", 0x200D),
+        ("Lat\u{ad}te", 0x00AD),
+        ("\u{202e}ettaL", 0x202E),
+        ("Latte\u{fe0f}", 0xFE0F),
+        ("Latte\u{ffff}", 0xFFFF),
+        ("Latte\u{fdd0}", 0xFDD0),
+        ("Latte\u{1fffe}", 0x1FFFE),
+        ("Latte\u{e0041}", 0xE0041),
+    ] {
+        assert_eq!(Drink::parse(name), Err(BadDrink::Invisible(name.trim().to_owned(), code)), "{name:?}");
+    }
+    // Visible neighbours pass: a no-break space, an accent, an emoji without a selector.
+    for name in ["Caf\u{e9}\u{a0}Latte", "Cafe\u{301}", "Latte \u{2615}", "\u{fdcf}", "\u{fdf0}"] {
+        assert!(Drink::parse(name).is_ok(), "{name:?}");
+    }
+}
+
+#[test]
+fn look_alikes_of_menu_drinks_and_disguised_ascii_are_refused() {
+    // Cyrillic a in Latte; a capital I for the l of Flat White; Greek omicron in Espresso.
+    for (name, looks_like) in [("L\u{430}tte", "Latte"), ("FIat White", "Flat White"), ("Espress\u{3bf}", "Espresso")] {
+        assert_eq!(Drink::parse(name), Err(BadDrink::LookAlike(name.to_owned(), looks_like.to_owned())), "{name}");
+    }
+    // Latin and Cyrillic mixed, reading as a plain ASCII name that is not on the menu.
+    assert!(matches!(Drink::parse("Mo\u{441}ha"), Err(BadDrink::LookAlike(..))));
+    // Real names in one script, or mixing scripts visibly, pass.
+    for name in [
+        "Latte",
+        "\u{41b}\u{430}\u{442}\u{442}\u{435}",
+        "Matcha \u{62b9}\u{8336} Latte",
+        "Iced Latte",
+        "latte",
+        "Caf\u{e9}",
+    ] {
+        assert!(Drink::parse(name).is_ok(), "{name:?}");
+    }
+}
+
+#[test]
 fn only_what_is_counted_is_read() {
     // Fields never counted may be absent or of any type.
     for detail in [
@@ -256,13 +311,23 @@ fn sort_keys_read_back_to_the_same_metric() {
         Metric::Fixed(Fixed::Completed),
         Metric::Fixed(Fixed::Cancelled),
         Metric::Drink("Flat White".into()),
-        Metric::Drink("Latte#2".into()),
+        Metric::Drink("Caf\u{e9}".into()),
     ] {
         let key = MetricKey::new(day, metric);
         assert_eq!(MetricKey::parse_sort_key(&key.sort_key()), Some(key.clone()), "{}", key.sort_key());
     }
     assert_eq!(MetricKey::new(day, Metric::Fixed(Fixed::Completed)).sort_key(), "2024-05-01#Completed");
-    for bad in ["2024-05-01#", "2024-05-01", "2024-13-01#Latte", "#TotalSales", ""] {
+    // Only what PublishMetrics writes: no drink it would refuse, no unpadded day.
+    for bad in [
+        "2024-05-01#",
+        "2024-05-01",
+        "2024-13-01#Latte",
+        "#TotalSales",
+        "",
+        "2024-05-01#Latte#2",
+        "2024-5-1#Latte",
+        "2024-05-01#totalsales",
+    ] {
         assert_eq!(MetricKey::parse_sort_key(bad), None, "{bad}");
     }
 }

@@ -19,6 +19,10 @@ pub enum ReportError {
     /// hand investors a wrong total), the report stops and names it.
     #[error("{table}: the counter item {item} {why}")]
     Item { table: String, item: String, why: String },
+    /// A counter whose sort key PublishMetrics would not have written, or a day whose sum does
+    /// not fit: the report stops rather than merge it into a real day or wrap around.
+    #[error("counter {key:?}: {why}")]
+    Counter { key: String, why: String },
 }
 
 /// Every counter of the metrics table (the items under the aggregate partition key): sort key
@@ -87,18 +91,21 @@ impl Serialize for Day {
     /// `{"day", <each fixed metric's column>, "drinks"}`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(Fixed::VARIANTS.len() + 2))?;
-        map.serialize_entry("day", &self.day)?;
+        map.serialize_entry(order_events::DAY_COLUMN, &self.day)?;
         for f in Fixed::VARIANTS {
             map.serialize_entry(f.column(), &self.count(*f))?;
         }
-        map.serialize_entry("drinks", &self.drinks)?;
+        map.serialize_entry(order_events::DRINKS_KEY, &self.drinks)?;
         map.end()
     }
 }
 
 /// The columns before the drinks: the day, then each fixed metric's.
 fn fixed_columns() -> Vec<String> {
-    std::iter::once("day").chain(Fixed::VARIANTS.iter().map(|f| f.column())).map(str::to_owned).collect()
+    std::iter::once(order_events::DAY_COLUMN)
+        .chain(Fixed::VARIANTS.iter().map(|f| f.column()))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A day's cells before its drinks.
@@ -106,22 +113,31 @@ fn fixed_cells(d: &Day) -> Vec<String> {
     std::iter::once(d.day.to_string()).chain(Fixed::VARIANTS.iter().map(|f| d.count(*f).to_string())).collect()
 }
 
-/// Groups counters (sort key -> value) per day, keeping days in `from..=to`. Sort keys that
-/// are not metric keys (none are written by PublishMetrics) are ignored.
-pub fn days(counters: &BTreeMap<String, u64>, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<Day> {
+/// Groups counters (sort key -> value) per day, keeping days in `from..=to`. A sort key that
+/// PublishMetrics would not have written ([`MetricKey::read`]) is an error naming it, as is a
+/// sum that does not fit a `u64`.
+pub fn days(
+    counters: &BTreeMap<String, u64>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<Vec<Day>, ReportError> {
     let mut out: BTreeMap<NaiveDate, Day> = BTreeMap::new();
     for (sk, val) in counters {
-        let Some(key) = MetricKey::parse_sort_key(sk) else { continue };
+        let key = MetricKey::read(sk).map_err(|why| ReportError::Counter { key: sk.clone(), why })?;
         if from.is_some_and(|f| key.day < f) || to.is_some_and(|t| key.day > t) {
             continue;
         }
         let day = out.entry(key.day).or_insert_with(|| Day { day: key.day, ..Default::default() });
-        match key.metric {
-            Metric::Fixed(f) => *day.fixed.entry(f).or_default() += val,
-            Metric::Drink(d) => *day.drinks.entry(d).or_default() += val,
-        }
+        let (name, total) = match key.metric {
+            Metric::Fixed(f) => (f.name().to_owned(), day.fixed.entry(f).or_default()),
+            Metric::Drink(d) => (d.clone(), day.drinks.entry(d).or_default()),
+        };
+        *total = total.checked_add(*val).ok_or_else(|| ReportError::Counter {
+            key: sk.clone(),
+            why: format!("the day's {name} does not fit in 64 bits"),
+        })?;
     }
-    out.into_values().collect()
+    Ok(out.into_values().collect())
 }
 
 fn drinks(days: &[Day]) -> Vec<String> {
@@ -278,7 +294,7 @@ mod tests {
             .map(|(i, f)| (format!("2024-05-01#{}", f.name()), i as u64 + 1))
             .chain([("2024-05-01#Latte".to_owned(), 9)])
             .collect();
-        let all = days(&counters, None, None);
+        let all = days(&counters, None, None).unwrap();
         let json = serde_json::to_value(&all[0]).unwrap();
         let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
         let mut want = vec!["day", "drinks"];
@@ -331,7 +347,6 @@ mod tests {
             ("2024-05-02#TotalSales", 1),
             ("2024-05-02#Latte", 1),
             ("2024-05-02#Cancelled", 1),
-            ("not-a-metric", 9),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -344,21 +359,21 @@ mod tests {
 
     #[test]
     fn counters_group_per_day_within_the_range() {
-        let all = days(&counters(), None, None);
+        let all = days(&counters(), None, None).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(
             (all[0].count(Fixed::TotalSales), all[0].count(Fixed::Completed), all[0].count(Fixed::Cancelled)),
             (5, 4, 0)
         );
         assert_eq!(all[0].drinks, [("Flat White".to_owned(), 2), ("Latte".to_owned(), 3)].into());
-        assert_eq!(days(&counters(), Some(date("2024-05-02")), None).len(), 1);
-        assert_eq!(days(&counters(), None, Some(date("2024-05-01")))[0].day, date("2024-05-01"));
-        assert!(days(&counters(), Some(date("2024-05-03")), None).is_empty());
+        assert_eq!(days(&counters(), Some(date("2024-05-02")), None).unwrap().len(), 1);
+        assert_eq!(days(&counters(), None, Some(date("2024-05-01"))).unwrap()[0].day, date("2024-05-01"));
+        assert!(days(&counters(), Some(date("2024-05-03")), None).unwrap().is_empty());
     }
 
     #[test]
     fn chart_draws_a_line_per_drink() {
-        let svg = chart(&days(&counters(), None, None)).unwrap();
+        let svg = chart(&days(&counters(), None, None).unwrap()).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
         for text in ["daily orders per drink", "Latte", "Flat White", "2024-05-01", "2024-05-02"] {
             assert!(svg.contains(text), "{text}");
@@ -369,7 +384,7 @@ mod tests {
 
     #[test]
     fn formats() {
-        let d = days(&counters(), None, None);
+        let d = days(&counters(), None, None).unwrap();
         assert_eq!(
             table(&d),
             "day         total  completed  cancelled  Flat White  Latte\n\
@@ -385,7 +400,7 @@ mod tests {
         assert_eq!(json[0]["day"], "2024-05-01");
         let mut odd = counters();
         odd.insert("2024-05-01#Mocha, large".into(), 1);
-        assert!(csv(&days(&odd, None, None))
+        assert!(csv(&days(&odd, None, None).unwrap())
             .starts_with("day,total,completed,cancelled,Flat White,Latte,\"Mocha, large\"\n"));
     }
 
@@ -402,8 +417,37 @@ mod tests {
         assert_eq!(csv_cell("a-b"), "a-b", "only a leading sign is a formula");
         let mut c = counters();
         c.insert("2024-05-01#=1+2".into(), 1);
-        let out = csv(&days(&c, None, None));
+        let out = csv(&days(&c, None, None).unwrap());
         assert!(out.lines().next().unwrap().contains(",'=1+2,"), "{out}");
+    }
+
+    #[test]
+    fn keys_no_event_could_produce_are_refused_not_merged_and_sums_never_wrap() {
+        let refused = |sk: &str| {
+            let c: BTreeMap<String, u64> = [(sk.to_owned(), 1)].into();
+            match days(&c, None, None) {
+                Err(ReportError::Counter { key, why }) => assert_eq!(key, sk, "{why}"),
+                other => panic!("{sk:?}: {other:?}"),
+            }
+        };
+        for sk in [
+            "2024-5-1#Latte",
+            "2024-05-01#total",
+            "2024-05-01# Latte",
+            "2024-05-01#Cafe\u{301}",
+            "2024-05-01#",
+            "Latte",
+            "2024-13-01#Latte",
+            "2024-05-01#L\u{430}tte",
+        ] {
+            refused(sk);
+        }
+        let c: BTreeMap<String, u64> =
+            [("2024-05-01#Latte".into(), u64::MAX), ("2024-05-01#TotalSales".into(), 1)].into();
+        assert!(days(&c, None, None).is_ok());
+        // Two keys cannot add up to one metric here, but a day's sum is checked all the same.
+        let d = days(&c, None, None).unwrap();
+        assert_eq!(d[0].drinks["Latte"], u64::MAX);
     }
 
     #[test]
@@ -413,15 +457,19 @@ mod tests {
         assert_eq!(printable("a\nb\u{7}"), "a\\u{a}b\\u{7}");
         assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(printable("Caf\u{e9}"), "Caf\u{e9}");
+        // Such a name is never counted (and `days` refuses it); the table escapes it anyway.
         let mut c = counters();
         c.insert("2024-05-01#Evil\u{1b}]0;title\u{7}".into(), 1);
-        let t = table(&days(&c, None, None));
+        assert!(matches!(days(&c, None, None), Err(ReportError::Counter { .. })));
+        let mut d = days(&counters(), None, None).unwrap();
+        d[0].drinks.insert("Evil\u{1b}]0;title\u{7}".into(), 1);
+        let t = table(&d);
         assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t}");
         assert!(t.contains("Evil\\u{1b}]0;title\\u{7}"), "{t}");
         // Columns align by characters, not bytes.
         let mut c = counters();
         c.insert("2024-05-01#Caf\u{e9}".into(), 1);
-        let t = table(&days(&c, None, None));
+        let t = table(&days(&c, None, None).unwrap());
         let widths: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "{t}");
     }

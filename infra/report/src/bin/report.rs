@@ -59,7 +59,7 @@ async fn run(args: Args) -> Result<bool> {
     };
     let ddb = aws_sdk_dynamodb::Client::new(&args.connection.sdk_config().await);
     let counters = report::counters(&ddb, &table).await?;
-    let days = report::days(&counters, args.from, args.to);
+    let days = report::days(&counters, args.from, args.to)?;
     match args.format {
         Format::Table if days.is_empty() => println!("no metrics in {table} for that range"),
         Format::Table => print!("{}", report::table(&days)),
