@@ -43,10 +43,15 @@ async fn env() -> Env {
 async fn run<S: Store>(store: &S, bodies: &[String]) -> Outcome {
     let pacer = Pacer::unpaced();
     let spacing = Spacing { retry: fast(), pacer: &pacer };
-    process(store, batch(bodies), spacing, Invocation::with_time_left(Duration::from_secs(30))).await
+    process(store, batch(bodies), spacing, Invocation::with_time_left(Duration::from_secs(30)).judged_at(clock())).await
 }
 
 const DAY: &str = "2024-05-01T10:00:00Z";
+
+/// The handler's clock in these tests: a day after the events.
+fn clock() -> chrono::DateTime<chrono::Utc> {
+    "2024-05-03T00:00:00Z".parse().unwrap()
+}
 
 #[tokio::test]
 async fn batch_of_ten_duplicates_and_redelivery() {
@@ -195,12 +200,15 @@ async fn the_model_property_holds_on_the_real_client() {
     let e = env().await;
     // One fixed scenario of a few hundred messages (the unit tests run many on the fake).
     let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(20261127), ..Config::default() });
-    let s = loop {
+    let mut s = loop {
         let s = scenario(250).new_tree(&mut runner).unwrap().current();
         if s.messages.len() >= 300 {
             break s;
         }
     };
+    // Unpaced: in real time a paced scenario waits minutes for its budget (pacing is checked
+    // on the fake, in paused time).
+    s.budget_milli = None;
     let store = Faulty::new(e.store.clone());
     let fast = RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(50) };
     let result = run_model(&s, &store, fast).await;
@@ -254,7 +262,35 @@ async fn refusals_are_read_as_the_handler_expects() {
     }
     // No such table: not retried, not split.
     let missing = DynamoStore::new(e.client.clone(), "no-such-table");
-    let event = order_events::OrderEvent::from_body(&waiting("z", "Latte", DAY), chrono::Utc::now()).unwrap();
-    let chunk = Chunk::new(vec![publish_metrics::Pending { event, message_id: "m".into() }]);
+    let event = order_events::OrderEvent::from_body(&waiting("z", "Latte", DAY), clock()).unwrap();
+    let chunk = Chunk::new(vec![publish_metrics::Pending::new(
+        event,
+        "m",
+        &Invocation::with_time_left(Duration::from_secs(30)),
+    )]);
     assert!(matches!(missing.write(&chunk).await, Err(WriteError::Permanent(_))));
+}
+
+/// A write that committed but answered with a timeout, retried by the same invocation, is that
+/// invocation's count: DynamoDB returns the existing dedupe record (`ALL_OLD`), whose
+/// `countedBy` names the invocation. Another invocation finds the order counted before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_write_that_had_committed_is_told_apart_from_a_redelivery() {
+    let e = env().await;
+    let first = Invocation::with_time_left(Duration::from_secs(30)).judged_at(clock());
+    let event = order_events::OrderEvent::from_body(&waiting("o", "Latte", DAY), clock()).unwrap();
+    let chunk = Chunk::new(vec![publish_metrics::Pending::new(event.clone(), "m", &first)]);
+    e.store.write(&chunk).await.unwrap();
+    let key = event.dedupe.clone();
+    assert_eq!(
+        e.store.write(&chunk).await.unwrap_err(),
+        WriteError::AlreadyCounted { before: vec![], ours: vec![key.clone()] }
+    );
+    let second = Invocation::with_time_left(Duration::from_secs(30)).judged_at(clock());
+    let again = Chunk::new(vec![publish_metrics::Pending::new(event, "m", &second)]);
+    assert_eq!(
+        e.store.write(&again).await.unwrap_err(),
+        WriteError::AlreadyCounted { before: vec![key], ours: vec![] }
+    );
+    assert_eq!(counters(&e.client, TABLE).await, expected(&[("2024-05-01#TotalSales", 1), ("2024-05-01#Latte", 1)]));
 }

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod capacity;
+pub mod window;
 
 /// The source of every order event.
 pub const SOURCE: &str = "awsserverlessda.serverlesspresso";
@@ -35,6 +36,28 @@ pub const MAX_RECEIVE_COUNT: u32 = 10;
 /// Every partition key PublishMetrics writes, as IAM `dynamodb:LeadingKeys` patterns: its
 /// grant admits these and nothing else.
 pub const WRITTEN_PARTITION_KEYS: [&str; 2] = [AGGREGATE_PK, "Dedupe#*"];
+
+/// What each dedupe record keeps beside its key: which event made the count, and when (the
+/// report's `--explain` reads them). Times are RFC 3339 in UTC with milliseconds.
+pub mod provenance {
+    /// The EventBridge event ID that was counted.
+    pub const EVENT_ID: &str = "eventId";
+    /// Its detail-type.
+    pub const DETAIL_TYPE: &str = "detailType";
+    /// The event's `time` (the source's clock): the day it counts on.
+    pub const EVENT_TIME: &str = "eventTime";
+    /// When the message entered the queue (SQS `SentTimestamp`), when known.
+    pub const SENT_AT: &str = "sentAt";
+    /// When PublishMetrics received and counted it (its clock).
+    pub const COUNTED_AT: &str = "countedAt";
+    /// The Lambda request ID of the invocation that counted it: how a retried write that
+    /// committed before timing out is recognized as the invocation's own.
+    pub const COUNTED_BY: &str = "countedBy";
+    /// The drink it counted (`WaitingCompletion` only).
+    pub const DRINK: &str = "drink";
+    /// The timestamp format of the times above.
+    pub const TIME_FORMAT: chrono::SecondsFormat = chrono::SecondsFormat::Millis;
+}
 
 /// The environment variables the stack gives the handlers.
 pub mod env {
@@ -170,8 +193,10 @@ pub struct OrderStateDetail {
 }
 
 /// Longest event or order ID accepted, in bytes: the dedupe record's partition key must stay
-/// far below DynamoDB's 2048-byte limit. EventBridge's own IDs are 36 characters.
-pub const MAX_ID_BYTES: usize = 256;
+/// far below DynamoDB's 2048-byte limit, and the dedupe record (which holds both the order ID
+/// and the event ID) under 1 KB, the size [`capacity::MAX_WCU_PER_ORDER`] plans for.
+/// EventBridge's own IDs are 36 characters.
+pub const MAX_ID_BYTES: usize = 128;
 
 /// Longest drink name, in characters after normalization.
 pub const MAX_DRINK_CHARS: usize = 100;
@@ -308,6 +333,23 @@ impl DedupeKey {
             DedupeKey::Event(id) => format!("{DEDUPE_PK_PREFIX}{id}"),
         }
     }
+
+    /// Reads a partition key back ([`DedupeKey::partition_key`]); `None` when it is not one.
+    pub fn read(pk: &str) -> Option<Self> {
+        let rest = pk.strip_prefix(DEDUPE_PK_PREFIX)?;
+        let key = match rest.strip_prefix("Order#") {
+            Some(order) => {
+                let (detail_type, order_id) = order.split_once('#')?;
+                DedupeKey::Order { detail_type: DetailType::parse(detail_type)?, order_id: order_id.to_owned() }
+            }
+            None => DedupeKey::Event(rest.to_owned()),
+        };
+        let id = match &key {
+            DedupeKey::Order { order_id, .. } => order_id,
+            DedupeKey::Event(id) => id,
+        };
+        (!id.is_empty() && key.partition_key() == pk).then_some(key)
+    }
 }
 
 /// One order event, parsed and checked.
@@ -316,6 +358,8 @@ pub struct OrderEvent {
     /// The EventBridge event ID.
     pub id: String,
     pub dedupe: DedupeKey,
+    /// The event's `time`, in UTC.
+    pub time: DateTime<Utc>,
     /// The UTC day of the event's `time`: when the order happened, not when it was counted.
     pub day: NaiveDate,
     pub kind: OrderKind,
@@ -326,6 +370,39 @@ pub enum OrderKind {
     WaitingCompletion { drink: Drink },
     Completed,
     Cancelled,
+}
+
+impl OrderKind {
+    /// What an event of `detail_type` with `drink` is; `None` for a `WaitingCompletion`
+    /// without a drink.
+    pub fn new(detail_type: DetailType, drink: Option<Drink>) -> Option<Self> {
+        Some(match detail_type {
+            DetailType::WaitingCompletion => OrderKind::WaitingCompletion { drink: drink? },
+            DetailType::OrderCompleted => OrderKind::Completed,
+            DetailType::OrderCancelled => OrderKind::Cancelled,
+        })
+    }
+
+    /// The detail-type of events of this kind.
+    pub fn detail_type(&self) -> DetailType {
+        match self {
+            OrderKind::WaitingCompletion { .. } => DetailType::WaitingCompletion,
+            OrderKind::Completed => DetailType::OrderCompleted,
+            OrderKind::Cancelled => DetailType::OrderCancelled,
+        }
+    }
+
+    /// The counters an event of this kind increments by one on `day`.
+    pub fn metric_keys(&self, day: NaiveDate) -> Vec<MetricKey> {
+        let fixed = |f: Fixed| MetricKey::new(day, Metric::Fixed(f));
+        match self {
+            OrderKind::WaitingCompletion { drink } => {
+                vec![fixed(Fixed::TotalSales), MetricKey::new(day, Metric::Drink(drink.as_str().to_owned()))]
+            }
+            OrderKind::Completed => vec![fixed(Fixed::Completed)],
+            OrderKind::Cancelled => vec![fixed(Fixed::Cancelled)],
+        }
+    }
 }
 
 /// Why a message is not an order event this service counts.
@@ -347,6 +424,26 @@ pub enum BadEvent {
     BadOrderId(String),
     #[error("time {time} is more than {MAX_CLOCK_SKEW_SECS} s ahead of the clock ({now})")]
     FromTheFuture { time: DateTime<Utc>, now: DateTime<Utc> },
+    /// Older than the dedupe window ([`window::MAX_EVENT_AGE_SECS`]): its dedupe record may be
+    /// gone, so counting it could count its order twice. A redrive or an archive replay of an
+    /// old event ends here; counting it on purpose is a backfill.
+    #[error(
+        "time {time} is more than {} s before the clock ({now}): older than the dedupe window, so it may have been \
+         counted already; count old orders on purpose with a backfill",
+        window::MAX_EVENT_AGE_SECS
+    )]
+    TooOld { time: DateTime<Utc>, now: DateTime<Utc> },
+}
+
+/// Which events' ages are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Age {
+    /// Events older than the dedupe window are refused ([`BadEvent::TooOld`]): what
+    /// PublishMetrics does.
+    Bounded,
+    /// Events of any age are counted: a deliberate backfill, whose dedupe records start a fresh
+    /// window.
+    Backfill,
 }
 
 /// An ID field: a string or an integer (apps send both), 1 to [`MAX_ID_BYTES`] bytes without
@@ -382,12 +479,23 @@ impl OrderEvent {
     /// the envelope's `id`, `source`, `detail-type` and `time`, `detail.orderId` when present,
     /// and `detail.drinkOrder.drink` for `WaitingCompletion`. Every other field may be absent or
     /// of any type. `now` is the handler's clock, for refusing events from the future.
+    /// Events older than the dedupe window are refused ([`BadEvent::TooOld`]).
     pub fn from_body(body: &str, now: DateTime<Utc>) -> Result<Self, BadEvent> {
-        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| BadEvent::NotJson(e.to_string()))?;
-        Self::from_value(&value, now)
+        Self::read_body(body, now, Age::Bounded)
     }
 
+    /// [`OrderEvent::from_body`], with the age check `age`.
+    pub fn read_body(body: &str, now: DateTime<Utc>, age: Age) -> Result<Self, BadEvent> {
+        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| BadEvent::NotJson(e.to_string()))?;
+        Self::read(&value, now, age)
+    }
+
+    /// [`OrderEvent::from_body`] of a parsed body.
     pub fn from_value(event: &serde_json::Value, now: DateTime<Utc>) -> Result<Self, BadEvent> {
+        Self::read(event, now, Age::Bounded)
+    }
+
+    fn read(event: &serde_json::Value, now: DateTime<Utc>, age: Age) -> Result<Self, BadEvent> {
         let not_event = |m: String| BadEvent::NotAnEvent(m);
         let Some(envelope) = event.as_object() else {
             return Err(not_event(format!("the body is {}, not an object", json_kind(event))));
@@ -417,6 +525,9 @@ impl OrderEvent {
         if time > now + chrono::Duration::seconds(MAX_CLOCK_SKEW_SECS) {
             return Err(BadEvent::FromTheFuture { time, now });
         }
+        if age == Age::Bounded && time < now - chrono::Duration::seconds(window::MAX_EVENT_AGE_SECS.into()) {
+            return Err(BadEvent::TooOld { time, now });
+        }
         let detail = envelope.get("detail");
         let dedupe = match detail.and_then(|d| d.get("orderId")) {
             None | Some(serde_json::Value::Null) => DedupeKey::Event(id.clone()),
@@ -435,21 +546,17 @@ impl OrderEvent {
             DetailType::OrderCompleted => OrderKind::Completed,
             DetailType::OrderCancelled => OrderKind::Cancelled,
         };
-        Ok(OrderEvent { id, dedupe, day: time.date_naive(), kind })
+        Ok(OrderEvent { id, dedupe, time, day: time.date_naive(), kind })
+    }
+
+    /// The detail-type it was published under.
+    pub fn detail_type(&self) -> DetailType {
+        self.kind.detail_type()
     }
 
     /// The counters this event increments by one.
     pub fn metric_keys(&self) -> Vec<MetricKey> {
-        match &self.kind {
-            OrderKind::WaitingCompletion { drink } => {
-                vec![
-                    MetricKey::new(self.day, Metric::Fixed(Fixed::TotalSales)),
-                    MetricKey::new(self.day, Metric::Drink(drink.as_str().to_owned())),
-                ]
-            }
-            OrderKind::Completed => vec![MetricKey::new(self.day, Metric::Fixed(Fixed::Completed))],
-            OrderKind::Cancelled => vec![MetricKey::new(self.day, Metric::Fixed(Fixed::Cancelled))],
-        }
+        self.kind.metric_keys(self.day)
     }
 }
 

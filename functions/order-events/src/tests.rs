@@ -39,13 +39,56 @@ fn an_event_more_than_an_hour_ahead_is_bad() {
     let err = at("2024-05-01T13:00:01Z").unwrap_err();
     assert!(matches!(err, BadEvent::FromTheFuture { .. }), "{err}");
     assert!(err.to_string().contains("ahead of the clock"), "{err}");
-    assert!(at("2020-01-01T00:00:00Z").is_ok(), "late events count on their own day");
+    assert!(at("2024-04-20T00:00:00Z").is_ok(), "late events count on their own day");
+}
+
+#[test]
+fn an_event_older_than_the_dedupe_window_is_bad_unless_backfilled() {
+    let at = |time: &str, age| {
+        OrderEvent::read_body(&body("OrderManager.OrderCompleted", time, json!({"orderId": "o1"})), now(), age)
+    };
+    // now() is 2024-05-01T12:00:00Z; the window is 16 days.
+    assert!(at("2024-04-15T12:00:00Z", Age::Bounded).is_ok(), "exactly the window's age still counts");
+    let err = at("2024-04-15T11:59:59Z", Age::Bounded).unwrap_err();
+    assert!(matches!(err, BadEvent::TooOld { .. }), "{err}");
+    assert!(err.to_string().contains("older than the dedupe window"), "{err}");
+    // An archive replay keeps the event's time and adds `replay-name`: still too old.
+    let replay = json!({"id": "e1", "source": SOURCE, "detail-type": "OrderManager.OrderCompleted",
+        "time": "2024-01-01T00:00:00Z", "replay-name": "r", "detail": {}});
+    assert!(matches!(OrderEvent::from_value(&replay, now()), Err(BadEvent::TooOld { .. })));
+    let year_one = at("0001-01-01T00:00:00Z", Age::Bounded);
+    assert!(matches!(year_one, Err(BadEvent::TooOld { .. })), "{year_one:?}");
+    let old = at("1970-01-01T00:00:00Z", Age::Backfill).unwrap();
+    assert_eq!(old.day.to_string(), "1970-01-01", "a backfill counts old orders on their own day");
+    assert!(matches!(at("2024-05-01T13:00:01Z", Age::Backfill), Err(BadEvent::FromTheFuture { .. })));
+}
+
+#[test]
+fn dedupe_keys_read_back_exactly() {
+    let keys = [
+        DedupeKey::Order { detail_type: DetailType::OrderCancelled, order_id: "a#b".into() },
+        DedupeKey::Order { detail_type: DetailType::WaitingCompletion, order_id: "1000".into() },
+        DedupeKey::Event("7f1c-e".into()),
+    ];
+    for k in keys {
+        assert_eq!(DedupeKey::read(&k.partition_key()), Some(k));
+    }
+    for bad in [
+        "Aggregate",
+        "Dedupe#Order#Nope#1",
+        "Dedupe#Order#OrderManager.OrderCompleted",
+        "Dedupe#",
+        "Dedupe#Order#OrderManager.OrderCompleted#",
+    ] {
+        assert_eq!(DedupeKey::read(bad), None, "{bad}");
+    }
 }
 
 #[test]
 fn keys_follow_the_workshop_layout() {
     let day = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
-    let event = |kind| OrderEvent { id: "x".into(), dedupe: DedupeKey::Event("x".into()), day, kind };
+    let time = day.and_hms_opt(10, 0, 0).unwrap().and_utc();
+    let event = |kind| OrderEvent { id: "x".into(), dedupe: DedupeKey::Event("x".into()), time, day, kind };
     let e = event(OrderKind::WaitingCompletion { drink: Drink::parse("Flat White").unwrap() });
     let sks: Vec<String> = e.metric_keys().iter().map(MetricKey::sort_key).collect();
     assert_eq!(sks, ["2024-05-01#TotalSales", "2024-05-01#Flat White"]);
@@ -218,7 +261,11 @@ fn ids_have_limits() {
         |order_id: serde_json::Value| waiting(json!({"orderId": order_id, "drinkOrder": {"drink": "L"}}));
     assert!(with_order_id(json!("x".repeat(MAX_ID_BYTES))).is_ok());
     assert!(matches!(with_order_id(json!("x".repeat(MAX_ID_BYTES + 1))), Err(BadEvent::BadOrderId(_))));
-    for bad in [json!(""), json!("  "), json!(1.5), json!(true), json!({"id": 1}), json!([1]), json!("a\nb")] {
+    // One rule: absent or null means "no order ID" (dedupe by event ID); anything else must be
+    // a usable ID, or the record is bad: blank is not absent, and 100.0 is not the integer 100.
+    for bad in
+        [json!(""), json!("  "), json!(1.5), json!(100.0), json!(true), json!({"id": 1}), json!([1]), json!("a\nb")]
+    {
         let err = with_order_id(bad.clone()).unwrap_err();
         assert!(matches!(err, BadEvent::BadOrderId(_)), "{bad}: {err}");
     }

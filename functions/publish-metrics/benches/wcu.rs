@@ -7,7 +7,7 @@
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use order_events::OrderEvent;
 use publish_metrics::store::transaction_wcu;
-use publish_metrics::{chunks, DynamoStore, Pending};
+use publish_metrics::{chunks, DynamoStore, Invocation, Pending};
 
 /// A Lambda request ID, as EventsLoadTest prefixes its order IDs with one.
 const RUN_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
@@ -31,9 +31,10 @@ fn exactly_once(store: &DynamoStore, events: &[String], batch: usize) -> (u64, u
         let pending: Vec<Pending> = bodies
             .iter()
             .enumerate()
-            .map(|(i, body)| Pending {
-                event: OrderEvent::from_body(body, chrono::Utc::now()).expect("valid"),
-                message_id: format!("{b}-{i}"),
+            .map(|(i, body)| {
+                let now = "2024-05-03T00:00:00Z".parse().expect("a time");
+                let invocation = Invocation::with_time_left(std::time::Duration::from_secs(30)).judged_at(now);
+                Pending::new(OrderEvent::from_body(body, now).expect("valid"), format!("{b}-{i}"), &invocation)
             })
             .collect();
         for chunk in chunks(pending) {

@@ -56,8 +56,9 @@ fn key_of(item: &Item, what: &str) -> Result<(String, String), TxError> {
 
 /// One operation of a transaction, as this fake understands it.
 enum Op {
-    /// `Put` of a whole item, optionally `attribute_not_exists(PK)`.
-    Put { item: Item, if_absent: bool },
+    /// `Put` of a whole item, optionally `attribute_not_exists(PK)`, optionally returning the
+    /// existing item when the condition fails.
+    Put { item: Item, if_absent: bool, all_old: bool },
     /// `ADD #val :n` on a counter.
     Add { key: Item, by: i128 },
 }
@@ -70,7 +71,9 @@ fn parse(item: &TransactWriteItem) -> Result<(Op, (String, String)), TxError> {
             Some(other) => panic!("the fake does not implement the condition {other:?}"),
         };
         let key = key_of(put.item(), "the")?;
-        return Ok((Op::Put { item: put.item().clone(), if_absent }, key));
+        let all_old = put.return_values_on_condition_check_failure()
+            == Some(&aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
+        return Ok((Op::Put { item: put.item().clone(), if_absent, all_old }, key));
     }
     if let Some(update) = item.update() {
         assert_eq!(update.update_expression(), "ADD #val :n", "the fake implements only the counter update");
@@ -122,6 +125,16 @@ impl MemoryDynamo {
             .collect()
     }
 
+    /// The dedupe records: partition key -> the item.
+    pub fn dedupe_records(&self) -> BTreeMap<String, Item> {
+        let s = self.state.lock().unwrap();
+        s.items
+            .iter()
+            .filter(|((pk, _), _)| pk != AGGREGATE_PK)
+            .map(|((pk, _), item)| (pk.clone(), item.clone()))
+            .collect()
+    }
+
     /// Partition keys of the items that are not counters (the dedupe records).
     pub fn other_partition_keys(&self) -> Vec<String> {
         let s = self.state.lock().unwrap();
@@ -153,9 +166,17 @@ impl MemoryDynamo {
         }
         // Every item is judged before anything is written; one failure cancels all.
         let mut reasons = Vec::with_capacity(ops.len());
+        let mut counted_by = Vec::with_capacity(ops.len());
         let mut after = Vec::with_capacity(ops.len());
         for (op, key) in ops {
             let existing = s.items.get(&key);
+            // DynamoDB returns the existing item only when asked, and only for a failed condition.
+            counted_by.push(match (&op, existing) {
+                (Op::Put { if_absent: true, all_old: true, .. }, Some(old)) => {
+                    old.get(order_events::provenance::COUNTED_BY).and_then(|v| v.as_s().ok()).cloned()
+                }
+                _ => None,
+            });
             let (reason, new) = match op {
                 Op::Put { if_absent: true, .. } if existing.is_some() => ("ConditionalCheckFailed", None),
                 Op::Put { item, .. } => {
@@ -181,6 +202,7 @@ impl MemoryDynamo {
                     "Transaction cancelled, please refer cancellation reasons for specific reasons {reasons:?}"
                 ),
                 reasons,
+                counted_by,
             });
         }
         for (key, item) in after {

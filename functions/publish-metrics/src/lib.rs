@@ -17,11 +17,12 @@ pub mod pacing;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use order_events::OrderEvent;
+use order_events::{Age, OrderEvent};
 use tokio::time::Instant;
 
 pub use pacing::Pacer;
@@ -39,11 +40,35 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(order_events::capacity
 /// Time kept after the last write for returning the batch response.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(order_events::capacity::ANSWER_MARGIN_SECS as u64);
 
-/// One event to count, with the SQS message that carried it.
+/// One event to count, with the SQS message that carried it and when.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pending {
     pub event: OrderEvent,
     pub message_id: String,
+    /// When the message entered the queue (SQS `SentTimestamp`), when SQS said.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When PublishMetrics received it (the invocation's clock).
+    pub received_at: DateTime<Utc>,
+    /// The invocation that received it ([`Invocation::id`]).
+    pub counted_by: Arc<str>,
+}
+
+impl Pending {
+    /// `event` from message `message_id`, received by `invocation`, with no `SentTimestamp`.
+    pub fn new(event: OrderEvent, message_id: impl Into<String>, invocation: &Invocation) -> Self {
+        Pending {
+            event,
+            message_id: message_id.into(),
+            sent_at: None,
+            received_at: invocation.now,
+            counted_by: invocation.id.clone(),
+        }
+    }
+}
+
+/// SQS's `SentTimestamp` attribute (milliseconds since the epoch), when present and valid.
+fn sent_at(attributes: &std::collections::HashMap<String, String>) -> Option<DateTime<Utc>> {
+    attributes.get("SentTimestamp")?.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis)
 }
 
 /// One transaction: the orders' dedupe records and their counters, aggregated by the sort key
@@ -93,24 +118,46 @@ pub fn chunks(events: Vec<Pending>) -> Vec<Chunk> {
     out
 }
 
-/// When the invocation must have answered, and the clock its events are judged by.
-#[derive(Clone, Copy, Debug)]
+/// Which invocation this is, when it must have answered, the clock its events are judged by,
+/// and whether their age is ([`Age::Bounded`], always so in the Lambda function).
+#[derive(Clone, Debug)]
 pub struct Invocation {
+    /// Lambda's request ID (unique per invocation), kept in the dedupe records it writes.
+    pub id: Arc<str>,
     pub deadline: Instant,
     pub now: DateTime<Utc>,
+    pub age: Age,
+}
+
+/// An ID no other invocation of this process has, for invocations outside Lambda.
+fn local_id() -> Arc<str> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("local-{}-{nanos}-{n}", std::process::id()).into()
 }
 
 impl Invocation {
     /// From Lambda's deadline (milliseconds since the epoch). A deadline already past leaves
     /// no time at all, never "no deadline".
-    pub fn from_deadline_ms(deadline_ms: u64) -> Self {
+    pub fn from_deadline_ms(request_id: &str, deadline_ms: u64) -> Self {
         let now = SystemTime::now();
-        Invocation { deadline: Instant::now() + connection::lambda::time_left(deadline_ms, now), now: now.into() }
+        Invocation {
+            id: request_id.into(),
+            deadline: Instant::now() + connection::lambda::time_left(deadline_ms, now),
+            now: now.into(),
+            age: Age::Bounded,
+        }
     }
 
     /// An invocation with `left` to run, from now.
     pub fn with_time_left(left: Duration) -> Self {
-        Invocation { deadline: Instant::now() + left, now: Utc::now() }
+        Invocation { id: local_id(), deadline: Instant::now() + left, now: Utc::now(), age: Age::Bounded }
+    }
+
+    /// The same invocation, judging events' times against `now` instead.
+    pub fn judged_at(self, now: DateTime<Utc>) -> Self {
+        Invocation { now, ..self }
     }
 
     /// Whether a write started now still ends in time to answer.
@@ -222,7 +269,7 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, spacing: Spacing<'_>,
         };
         let parsed = match record.body.as_deref() {
             None => Err("the record has no body".to_owned()),
-            Some(body) => OrderEvent::from_body(body, invocation.now).map_err(|e| e.to_string()),
+            Some(body) => OrderEvent::read_body(body, invocation.now, invocation.age).map_err(|e| e.to_string()),
         };
         match parsed {
             Err(reason) => {
@@ -233,7 +280,11 @@ pub async fn process<S: Store>(store: &S, event: SqsEvent, spacing: Spacing<'_>,
                 tracing::info!(message_id = %message_id, event_id = %event.id, "duplicate in this batch");
                 outcome.duplicates += 1;
             }
-            Ok(event) => pending.push(Pending { event, message_id }),
+            Ok(event) => {
+                let mut p = Pending::new(event, message_id, &invocation);
+                p.sent_at = sent_at(&record.attributes);
+                pending.push(p);
+            }
         }
     }
     let mut work: VecDeque<Work> = chunks(pending).into_iter().map(Work::first).collect();
@@ -312,16 +363,30 @@ async fn write_chunk<S: Store>(
             outcome.transactions.push(chunk.items());
             outcome.wcu += wcu;
         }
-        Err(WriteError::AlreadyCounted(keys)) => {
-            let (dups, rest): (Vec<_>, Vec<_>) = chunk.events.into_iter().partition(|p| keys.contains(&p.event.dedupe));
-            if dups.is_empty() {
+        Err(WriteError::AlreadyCounted { before, ours }) => {
+            let (done, rest): (Vec<_>, Vec<_>) = chunk
+                .events
+                .into_iter()
+                .partition(|p| before.contains(&p.event.dedupe) || ours.contains(&p.event.dedupe));
+            if done.is_empty() {
                 // Not one of ours: retrying the same items would loop.
                 return fail_all(rest, "DynamoDB named orders that are not in the transaction", &mut outcome.failed);
             }
-            for p in &dups {
-                tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "already counted");
+            for p in &done {
+                if ours.contains(&p.event.dedupe) {
+                    // An earlier attempt committed and timed out: its counts are this invocation's.
+                    tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "counted by an earlier attempt");
+                    outcome.counted += 1;
+                } else {
+                    tracing::info!(message_id = %p.message_id, event_id = %p.event.id, "already counted");
+                    outcome.duplicates += 1;
+                }
             }
-            outcome.duplicates += dups.len();
+            if rest.is_empty() && before.is_empty() {
+                // The whole earlier attempt committed: its transaction and capacity were used.
+                outcome.transactions.push(chunk.counters.len() + done.len());
+                outcome.wcu += cost;
+            }
             work.push_front(Work { chunk: Chunk::new(rest), attempt, last_error });
         }
         Err(WriteError::Rejected(reason)) if chunk.events.len() == 1 => {

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (store, function_name, pacer) = (&store, &function_name, &pacer);
         async move {
-            let invocation = Invocation::from_deadline_ms(event.context.deadline);
+            let invocation = Invocation::from_deadline_ms(&event.context.request_id, event.context.deadline);
             let spacing = Spacing { retry: RetryPolicy::default(), pacer };
             let outcome = process(store, event.payload, spacing, invocation).await;
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -51,6 +51,8 @@ pub enum Bad {
     NoDrink,
     Reserved(usize),
     FromTheFuture,
+    /// Dated before the dedupe window (a redrive or an archive replay of an old event).
+    TooOld,
     BadOrderId,
     HashInDrink,
 }
@@ -111,6 +113,7 @@ pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
         Just(Bad::NoDrink),
         (0..RESERVED.len()).prop_map(Bad::Reserved),
         Just(Bad::FromTheFuture),
+        Just(Bad::TooOld),
         Just(Bad::BadOrderId),
         Just(Bad::HashInDrink),
     ];
@@ -150,6 +153,12 @@ pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
 
 fn time(day: u32) -> String {
     format!("2024-05-{:02}T10:00:00Z", day + 1)
+}
+
+/// The handlers' clock in every run: a few days after the orders' days, well inside the
+/// dedupe window, so only [`Bad::TooOld`] records are too old.
+pub fn clock() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-05-06T00:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
 
 impl Scenario {
@@ -204,6 +213,13 @@ impl Scenario {
                         (now + chrono::Duration::hours(2)).to_rfc3339(),
                         serde_json::json!({}),
                     ),
+                    Bad::TooOld => envelope(
+                        id.clone(),
+                        "OrderManager.OrderCompleted",
+                        (now - chrono::Duration::seconds(i64::from(order_events::window::MAX_EVENT_AGE_SECS) + 1))
+                            .to_rfc3339(),
+                        serde_json::json!({"orderId": format!("order-{i}")}),
+                    ),
                     Bad::BadOrderId => waiting(serde_json::json!({"orderId": 1.5, "drinkOrder": {"drink": "Latte"}})),
                     Bad::HashInDrink => waiting(serde_json::json!({"drinkOrder": {"drink": "Lat#te"}})),
                 }
@@ -217,6 +233,20 @@ impl Scenario {
 
     /// What the table must hold: each good order once per metric, on its day (orders without an
     /// order ID once per publication).
+    /// How many counts the run must make: one per good order with an order ID, one per
+    /// publication of a good order without.
+    pub fn expected_counts(&self) -> usize {
+        let mut seen = BTreeSet::new();
+        for m in &self.messages {
+            let Message::Order { order, publication } = m else { continue };
+            let o = &self.orders[*order];
+            if !o.poison {
+                seen.insert(if o.has_order_id { (*order, 0) } else { (*order, *publication) });
+            }
+        }
+        seen.len()
+    }
+
     pub fn expected_counters(&self) -> BTreeMap<String, i128> {
         let mut seen = BTreeSet::new();
         let mut out = BTreeMap::new();
@@ -275,11 +305,23 @@ pub struct Faulty<S> {
     pub inner: S,
     faults: Mutex<VecDeque<Fault>>,
     deadline: Mutex<Option<tokio::time::Instant>>,
+    /// Messages whose write committed but answered with a timeout, in this invocation.
+    committed_unanswered: Mutex<Vec<String>>,
 }
 
 impl<S> Faulty<S> {
     pub fn new(inner: S) -> Self {
-        Faulty { inner, faults: Mutex::new(VecDeque::new()), deadline: Mutex::new(None) }
+        Faulty {
+            inner,
+            faults: Mutex::new(VecDeque::new()),
+            deadline: Mutex::new(None),
+            committed_unanswered: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Messages whose write committed but answered with a timeout since the last call.
+    fn take_committed_unanswered(&self) -> Vec<String> {
+        std::mem::take(&mut *self.committed_unanswered.lock().expect("not poisoned"))
     }
 }
 
@@ -295,12 +337,17 @@ impl<S: Store + Sync> Store for Faulty<S> {
         if let Some(i) = chunk.events.iter().position(|p| p.event.dedupe.partition_key().contains("poison")) {
             let mut reasons = vec!["None".to_owned(); chunk.items()];
             reasons[i] = "ValidationError".to_owned();
-            return Err(classify(chunk, TxError::Cancelled { reasons, message: "Item size has exceeded".into() }));
+            return Err(classify(
+                chunk,
+                TxError::Cancelled { reasons, counted_by: vec![], message: "Item size has exceeded".into() },
+            ));
         }
         let fault = self.faults.lock().expect("not poisoned").pop_front();
         match fault {
             Some(Fault::CommitThenTimeout) => {
                 self.inner.write(chunk).await?;
+                let ids = chunk.events.iter().map(|p| p.message_id.clone());
+                self.committed_unanswered.lock().expect("not poisoned").extend(ids);
                 Err(classify(chunk, crate::store::tx_error(injected(Fault::CommitThenTimeout))))
             }
             // As the SDK answers, read by the handler's own mapping.
@@ -327,7 +374,12 @@ pub struct Run {
     pub failed_clean: BTreeSet<usize>,
     /// Messages reported bad at least once.
     pub reported_bad: BTreeSet<usize>,
+    /// The invocations' `CountedRecords`, summed.
     pub counted: usize,
+    /// Counts no invocation could report: a write committed but answered with a timeout, and
+    /// the invocation had no time left to retry it (it returns the records as failed; the next
+    /// delivery finds them counted before).
+    pub unreported: usize,
 }
 
 /// Runs `scenario` against `store` until the queue is empty: its steps first, then clean
@@ -345,7 +397,7 @@ pub async fn run_with_queue<S: Store + Sync>(
     retry: RetryPolicy,
     max_receive_count: u32,
 ) -> Run {
-    let now = Utc::now();
+    let now = clock();
     // One execution environment for the whole run: its bucket carries over between invocations.
     let pacer = match scenario.budget_milli.and_then(order_events::capacity::WriteBudget::per_second_milli) {
         Some(budget) => Pacer::new(budget),
@@ -387,10 +439,12 @@ pub async fn run_with_queue<S: Store + Sync>(
             m.body = Some(scenario.body(*i, now));
             event.records.push(m);
         }
-        let invocation = Invocation { deadline: tokio::time::Instant::now() + step.time_left, now };
+        let invocation = Invocation::with_time_left(step.time_left).judged_at(now);
         *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
         let outcome: Outcome = process(store, event, Spacing { retry, pacer: &pacer }, invocation).await;
         store.faults.lock().expect("not poisoned").clear();
+        let returned: BTreeSet<String> = outcome.failed.iter().map(|f| f.message_id.clone()).collect();
+        out.unreported += store.take_committed_unanswered().iter().filter(|m| returned.contains(*m)).count();
         out.invocations += 1;
         out.counted += outcome.counted;
         let index = |id: &str| id.trim_start_matches("msg-").parse::<usize>().expect("our message id");
@@ -433,6 +487,15 @@ pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) 
     let expected = scenario.expected_counters();
     if *counters != expected {
         return Err(format!("counters differ\n table: {counters:?}\n model: {expected:?}"));
+    }
+    // The invocations' metrics: every count reported once, except those whose commit no
+    // invocation could see (a timeout with no time left to retry it).
+    let counts = scenario.expected_counts();
+    if run.counted + run.unreported != counts {
+        return Err(format!(
+            "the invocations reported {} counted and {} unreported for {counts} counts",
+            run.counted, run.unreported
+        ));
     }
     // A good record is returned only when something went wrong, and it reaches the DLQ only
     // after the receives the stack's redrive policy allows (then a person redrives it).
@@ -483,7 +546,7 @@ pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) 
 
 /// Delivers every good message once more, with no faults: nothing may change.
 pub async fn redeliver_all<S: Store + Sync>(scenario: &Scenario, store: &Faulty<S>) -> Outcome {
-    let now = Utc::now();
+    let now = clock();
     let pacer = Pacer::unpaced();
     let mut total = Outcome::default();
     let good: Vec<usize> = (0..scenario.messages.len()).filter(|i| scenario.is_good(*i)).collect();
@@ -495,7 +558,7 @@ pub async fn redeliver_all<S: Store + Sync>(scenario: &Scenario, store: &Faulty<
             m.body = Some(scenario.body(*i, now));
             event.records.push(m);
         }
-        let invocation = Invocation { deadline: tokio::time::Instant::now() + Duration::from_secs(30), now };
+        let invocation = Invocation::with_time_left(Duration::from_secs(30)).judged_at(now);
         *store.deadline.lock().expect("not poisoned") = Some(invocation.deadline);
         let o = process(store, event, Spacing { retry: RetryPolicy::default(), pacer: &pacer }, invocation).await;
         total.counted += o.counted;

@@ -6,20 +6,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use order_events::{DedupeKey, AGGREGATE_PK, COUNTER_ATTRIBUTE, DEDUPE_SK, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use order_events::provenance;
+use order_events::{
+    DedupeKey, OrderKind, AGGREGATE_PK, COUNTER_ATTRIBUTE, DEDUPE_SK, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE,
+};
 
 use crate::{Chunk, ATTEMPT_TIMEOUT};
 
-/// How long a dedupe record lives: longer than an event can still arrive (EventBridge retries
-/// for up to a day, SQS keeps it 4 days, the DLQ 14 days from the first enqueue).
-pub const DEDUPE_TTL_SECS: u64 = 16 * 24 * 3600;
+/// How long a dedupe record lives: longer than an event can still be counted (derived in
+/// [`order_events::window`]).
+pub const DEDUPE_TTL_SECS: u64 = order_events::window::DEDUPE_TTL_SECS as u64;
 
 /// Why a chunk was not written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteError {
-    /// These orders were counted before: their dedupe records exist. Nothing was written.
-    AlreadyCounted(Vec<DedupeKey>),
+    /// Dedupe records of these orders exist, so nothing was written: `before` were counted by
+    /// another delivery, `ours` by an earlier attempt of this invocation that committed but
+    /// did not answer (a timeout): those are this invocation's counts.
+    AlreadyCounted { before: Vec<DedupeKey>, ours: Vec<DedupeKey> },
     /// The table refused the write for throughput (throttled): worth retrying after a backoff.
     Throttled(String),
     /// A transient fault (an internal error, a conflict, a timeout): worth retrying.
@@ -34,9 +39,13 @@ pub enum WriteError {
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteError::AlreadyCounted(keys) => {
-                let keys: Vec<String> = keys.iter().map(DedupeKey::partition_key).collect();
-                write!(f, "already counted: {}", keys.join(", "))
+            WriteError::AlreadyCounted { before, ours } => {
+                let keys = |k: &[DedupeKey]| k.iter().map(DedupeKey::partition_key).collect::<Vec<_>>().join(", ");
+                write!(f, "already counted: {}", keys(before))?;
+                if !ours.is_empty() {
+                    write!(f, "; by this invocation's earlier attempt: {}", keys(ours))?;
+                }
+                Ok(())
             }
             WriteError::Throttled(m) => write!(f, "throttled: {m}"),
             WriteError::Transient(m) => write!(f, "transient: {m}"),
@@ -60,8 +69,9 @@ pub trait Store {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxError {
     /// `TransactionCanceledException`: one reason code per item, in order (`None` for an item
-    /// that was fine).
-    Cancelled { reasons: Vec<String>, message: String },
+    /// that was fine), and for an item whose condition failed, the existing item's
+    /// `countedBy` when DynamoDB returned it (`ReturnValuesOnConditionCheckFailure: ALL_OLD`).
+    Cancelled { reasons: Vec<String>, counted_by: Vec<Option<String>>, message: String },
     /// `ValidationException` for the request as a whole (for example two operations on one
     /// item, or a key over its size limit).
     Validation(String),
@@ -102,6 +112,11 @@ pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
     match service {
         TransactWriteItemsError::TransactionCanceledException(tc) => TxError::Cancelled {
             reasons: tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect(),
+            counted_by: tc
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.item()?.get(provenance::COUNTED_BY)?.as_s().ok().cloned())
+                .collect(),
             message: tc.message().unwrap_or_default().to_owned(),
         },
         e @ (TransactWriteItemsError::ProvisionedThroughputExceededException(_)
@@ -130,16 +145,20 @@ const TRANSIENT_CODES: [&str; 1] = ["TransactionConflict"];
 /// retry, or whether the items themselves were refused.
 pub fn classify(chunk: &Chunk, error: TxError) -> WriteError {
     match error {
-        TxError::Cancelled { reasons, message } => {
+        TxError::Cancelled { reasons, counted_by, message } => {
             // Dedupe records come first: item `i < events.len()` is event `i`'s.
-            let duplicates: Vec<DedupeKey> = reasons
-                .iter()
-                .enumerate()
-                .filter(|(i, code)| *code == "ConditionalCheckFailed" && *i < chunk.events.len())
-                .map(|(i, _)| chunk.events[i].event.dedupe.clone())
-                .collect();
-            if !duplicates.is_empty() {
-                WriteError::AlreadyCounted(duplicates)
+            let (mut before, mut ours) = (Vec::new(), Vec::new());
+            for (i, code) in reasons.iter().enumerate() {
+                let Some(p) = chunk.events.get(i).filter(|_| code == "ConditionalCheckFailed") else { continue };
+                let holder = counted_by.get(i).and_then(Option::as_deref);
+                if holder == Some(&*p.counted_by) {
+                    ours.push(p.event.dedupe.clone());
+                } else {
+                    before.push(p.event.dedupe.clone());
+                }
+            }
+            if !before.is_empty() || !ours.is_empty() {
+                WriteError::AlreadyCounted { before, ours }
             } else if reasons.iter().any(|c| c == "ValidationError") {
                 WriteError::Rejected(format!("transaction cancelled: {reasons:?}: {message}"))
             } else if reasons.iter().any(|c| THROTTLE_CODES.contains(&c.as_str())) {
@@ -188,21 +207,40 @@ impl<D> DynamoStore<D> {
         &self.client
     }
 
-    /// The transaction's items: dedupe records first (their index is the event's), then one
-    /// update per counter item.
+    /// The transaction's items: dedupe records first (their index is the event's), each with
+    /// the event's provenance ([`order_events::provenance`]), then one update per counter item.
     pub fn transaction(&self, chunk: &Chunk, now_secs: u64) -> Result<Vec<TransactWriteItem>, WriteError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| WriteError::Permanent(e.to_string());
         let expires = (now_secs + DEDUPE_TTL_SECS).to_string();
+        let time =
+            |t: &chrono::DateTime<chrono::Utc>| AttributeValue::S(t.to_rfc3339_opts(provenance::TIME_FORMAT, true));
         let mut items = Vec::with_capacity(chunk.items());
         for p in &chunk.events {
+            let drink = match &p.event.kind {
+                OrderKind::WaitingCompletion { drink } => Some(AttributeValue::S(drink.as_str().to_owned())),
+                OrderKind::Completed | OrderKind::Cancelled => None,
+            };
             let put = Put::builder()
                 .table_name(&self.table)
                 .item(PARTITION_KEY, AttributeValue::S(p.event.dedupe.partition_key()))
                 .item(SORT_KEY, AttributeValue::S(DEDUPE_SK.to_owned()))
                 .item(TTL_ATTRIBUTE, AttributeValue::N(expires.clone()))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map_err(invalid)?;
+                .item(provenance::EVENT_ID, AttributeValue::S(p.event.id.clone()))
+                .item(provenance::DETAIL_TYPE, AttributeValue::S(p.event.detail_type().as_str().to_owned()))
+                .item(provenance::EVENT_TIME, time(&p.event.time))
+                .item(provenance::COUNTED_AT, time(&p.received_at))
+                .item(provenance::COUNTED_BY, AttributeValue::S(p.counted_by.to_string()))
+                // The existing record's `countedBy` tells this invocation's own earlier write.
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            let put = match p.sent_at {
+                Some(sent) => put.item(provenance::SENT_AT, time(&sent)),
+                None => put,
+            };
+            let put = match drink {
+                Some(d) => put.item(provenance::DRINK, d),
+                None => put,
+            };
+            let put = put.condition_expression("attribute_not_exists(PK)").build().map_err(invalid)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         for (sort_key, count) in &chunk.counters {

@@ -20,6 +20,11 @@ fn counters(store: &Fake) -> BTreeMap<String, i128> {
 
 const T: &str = "2024-05-01T10:00:00Z";
 
+/// The handler's clock in these tests: two days after `T`.
+fn clock() -> DateTime<Utc> {
+    "2024-05-03T00:00:00Z".parse().unwrap()
+}
+
 fn unpaced() -> &'static Pacer {
     static UNPACED: std::sync::LazyLock<Pacer> = std::sync::LazyLock::new(Pacer::unpaced);
     &UNPACED
@@ -37,7 +42,7 @@ fn budget(wcu_per_second: u64) -> Pacer {
 }
 
 fn ample() -> Invocation {
-    Invocation::with_time_left(Duration::from_secs(30))
+    Invocation::with_time_left(Duration::from_secs(30)).judged_at(clock())
 }
 
 async fn run(store: &Fake, bodies: &[String]) -> Outcome {
@@ -154,8 +159,8 @@ async fn bad_records_fail_alone() {
 #[tokio::test]
 async fn an_event_from_the_future_is_bad() {
     let store = store();
-    let soon = (Utc::now() + chrono::Duration::minutes(59)).to_rfc3339();
-    let later = (Utc::now() + chrono::Duration::minutes(61)).to_rfc3339();
+    let soon = (clock() + chrono::Duration::minutes(59)).to_rfc3339();
+    let later = (clock() + chrono::Duration::minutes(61)).to_rfc3339();
     let out = run(&store, &[waiting("a", "Latte", &soon), waiting("b", "Latte", &later)]).await;
     assert_eq!(out.counted, 1);
     assert_eq!(failed_ids(&out), ["m1"]);
@@ -288,7 +293,10 @@ async fn a_record_the_table_always_refuses_fails_alone() {
             if let Some(i) = chunk.events.iter().position(|p| p.event.id == "e5") {
                 let mut reasons = vec!["None".to_owned(); chunk.items()];
                 reasons[i] = "ValidationError".into();
-                return Err(classify(chunk, TxError::Cancelled { reasons, message: "Item size too large".into() }));
+                return Err(classify(
+                    chunk,
+                    TxError::Cancelled { reasons, counted_by: vec![], message: "Item size too large".into() },
+                ));
             }
             self.0.write(chunk).await
         }
@@ -310,7 +318,7 @@ async fn a_record_the_table_always_refuses_fails_alone() {
 #[tokio::test(start_paused = true)]
 async fn a_past_deadline_means_no_time_at_all() {
     let store = store();
-    let past = Invocation::from_deadline_ms(1_000);
+    let past = Invocation::from_deadline_ms("r", 1_000).judged_at(clock());
     let out = process(&store, batch(&ten()), fast(), past).await;
     assert_eq!(out.failed.len(), 10);
     assert!(out.failed[0].reason.contains("not attempted"), "{}", out.failed[0].reason);
@@ -322,12 +330,17 @@ async fn writes_start_only_while_they_can_end_in_time() {
     let needed = ATTEMPT_TIMEOUT + ANSWER_MARGIN;
     // Exactly enough time: the write is made.
     let enough = store();
-    let out = process(&enough, batch(&ten()), fast(), Invocation::with_time_left(needed)).await;
+    let out = process(&enough, batch(&ten()), fast(), Invocation::with_time_left(needed).judged_at(clock())).await;
     assert_eq!(out.counted, 10);
     // A millisecond less: not attempted, and returned as failures.
     let short = store();
-    let out =
-        process(&short, batch(&ten()), fast(), Invocation::with_time_left(needed - Duration::from_millis(1))).await;
+    let out = process(
+        &short,
+        batch(&ten()),
+        fast(),
+        Invocation::with_time_left(needed - Duration::from_millis(1)).judged_at(clock()),
+    )
+    .await;
     assert_eq!((out.counted, out.failed.len()), (0, 10));
     assert_eq!(short.client().calls().0, 0);
 }
@@ -339,7 +352,9 @@ async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
     let store = DynamoStore::new(MemoryDynamo::with_latency(Duration::from_millis(1500)), "t");
     // 250 events with their own drinks: 33 per transaction, eight transactions.
     let bodies: Vec<String> = (0..250).map(|i| waiting(&format!("e{i}"), &format!("Drink {i}"), T)).collect();
-    let out = process(&store, batch(&bodies), fast(), Invocation::with_time_left(Duration::from_secs(5))).await;
+    let out =
+        process(&store, batch(&bodies), fast(), Invocation::with_time_left(Duration::from_secs(5)).judged_at(clock()))
+            .await;
     assert_eq!(out.transactions.len(), 2, "{:?}", out.transactions);
     assert_eq!(out.counted + out.failed.len(), 250);
     assert!(out.failed.iter().all(|f| f.reason.contains("time ran out")));
@@ -353,7 +368,9 @@ async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
         retry: RetryPolicy { base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(2) },
         pacer: unpaced(),
     };
-    let out = process(&store, batch(&ten()), slow, Invocation::with_time_left(Duration::from_secs(4))).await;
+    let out =
+        process(&store, batch(&ten()), slow, Invocation::with_time_left(Duration::from_secs(4)).judged_at(clock()))
+            .await;
     assert_eq!((out.counted, out.failed.len()), (0, 10));
     assert!(
         out.failed[0].reason.contains("after 1 attempt(s) and the invocation's time ran out (last: throttled: slow)"),
@@ -378,9 +395,12 @@ async fn large_batches_split_into_transactions_of_at_most_100_items() {
 #[test]
 fn chunks_respect_the_limit_exactly() {
     let events: Vec<Pending> = (0..100)
-        .map(|i| Pending {
-            event: OrderEvent::from_body(&waiting(&format!("e{i}"), "Latte", T), Utc::now()).unwrap(),
-            message_id: format!("m{i}"),
+        .map(|i| {
+            Pending::new(
+                OrderEvent::from_body(&waiting(&format!("e{i}"), "Latte", T), clock()).unwrap(),
+                format!("m{i}"),
+                &ample(),
+            )
         })
         .collect();
     // Same two keys for all: 98 events + 2 counters = 100 fit; the rest start a new chunk.
@@ -390,20 +410,35 @@ fn chunks_respect_the_limit_exactly() {
 
 #[test]
 fn classification_of_dynamodb_answers() {
-    let chunk = Chunk::new(vec![Pending {
-        event: OrderEvent::from_body(&waiting("e0", "Latte", T), Utc::now()).unwrap(),
-        message_id: "m0".into(),
-    }]);
+    let invocation = ample();
+    let chunk = Chunk::new(vec![Pending::new(
+        OrderEvent::from_body(&waiting("e0", "Latte", T), clock()).unwrap(),
+        "m0",
+        &invocation,
+    )]);
     let cancelled = |reasons: &[&str]| TxError::Cancelled {
         reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+        counted_by: vec![],
+        message: String::new(),
+    };
+    let e0 = DedupeKey::Order { detail_type: order_events::DetailType::WaitingCompletion, order_id: "e0".into() };
+    assert_eq!(
+        classify(&chunk, cancelled(&["ConditionalCheckFailed", "None", "None"])),
+        WriteError::AlreadyCounted { before: vec![e0.clone()], ours: vec![] }
+    );
+    // The existing record names this invocation: its own earlier attempt committed.
+    let held_by = |who: &str| TxError::Cancelled {
+        reasons: vec!["ConditionalCheckFailed".into(), "None".into(), "None".into()],
+        counted_by: vec![Some(who.to_owned()), None, None],
         message: String::new(),
     };
     assert_eq!(
-        classify(&chunk, cancelled(&["ConditionalCheckFailed", "None", "None"])),
-        WriteError::AlreadyCounted(vec![DedupeKey::Order {
-            detail_type: order_events::DetailType::WaitingCompletion,
-            order_id: "e0".into()
-        }])
+        classify(&chunk, held_by(&invocation.id)),
+        WriteError::AlreadyCounted { before: vec![], ours: vec![e0.clone()] }
+    );
+    assert_eq!(
+        classify(&chunk, held_by("another-request")),
+        WriteError::AlreadyCounted { before: vec![e0], ours: vec![] }
     );
     assert!(matches!(classify(&chunk, cancelled(&["None", "ValidationError", "None"])), WriteError::Rejected(_)));
     assert!(matches!(classify(&chunk, cancelled(&["None", "ThrottlingError", "None"])), WriteError::Throttled(_)));
@@ -485,7 +520,9 @@ async fn a_chunk_its_budget_cannot_write_in_time_is_returned_not_written() {
     assert_eq!(store.client().calls().0, 0, "nothing written, nothing spent");
     assert_eq!(pacer.wait(28), Duration::from_secs(28), "the budget was not charged");
     // With more time, the same batch is written after its wait.
-    let out = process(&store, batch(&ten()), spacing, Invocation::with_time_left(Duration::from_secs(31))).await;
+    let out =
+        process(&store, batch(&ten()), spacing, Invocation::with_time_left(Duration::from_secs(31)).judged_at(clock()))
+            .await;
     assert_eq!((out.counted, out.paced), (10, Duration::from_secs(28)));
 }
 
@@ -516,7 +553,7 @@ proptest::proptest! {
                     })
                     .collect();
                 let spacing = Spacing { retry: RetryPolicy::default(), pacer: &pacer };
-                process(&store, batch(&bodies), spacing, Invocation::with_time_left(Duration::from_millis(*left_ms))).await;
+                process(&store, batch(&bodies), spacing, Invocation::with_time_left(Duration::from_millis(*left_ms)).judged_at(clock())).await;
             }
         });
         let writes = store.writes.into_inner().unwrap();
@@ -532,15 +569,72 @@ proptest::proptest! {
 #[test]
 fn the_most_an_order_can_cost_is_what_the_stack_plans_for() {
     use order_events::capacity::MAX_WCU_PER_ORDER;
-    // The longest order ID and drink name the handler accepts, in 4-byte characters.
+    // The longest event ID, order ID and drink name the handler accepts (in 4-byte
+    // characters), times with fractions, and every provenance attribute.
     let id = "x".repeat(order_events::MAX_ID_BYTES);
     let drink = "\u{1F375}".repeat(order_events::MAX_DRINK_CHARS);
-    let body =
-        serde_json::json!({"id": "e", "source": order_events::SOURCE, "detail-type": "OrderManager.WaitingCompletion",
-        "time": T, "detail": {"orderId": id, "drinkOrder": {"drink": drink}}})
-        .to_string();
-    let event = OrderEvent::from_body(&body, Utc::now()).unwrap();
-    let chunk = Chunk::new(vec![Pending { event, message_id: "m".into() }]);
+    let body = serde_json::json!({"id": id, "source": order_events::SOURCE,
+        "detail-type": "OrderManager.WaitingCompletion", "time": "2024-05-01T10:00:00.123456789+00:00",
+        "detail": {"orderId": id, "drinkOrder": {"drink": drink}}})
+    .to_string();
+    let event = OrderEvent::from_body(&body, clock()).unwrap();
+    // A Lambda request ID is a UUID.
+    let invocation = Invocation::with_time_left(Duration::from_secs(30)).judged_at(clock());
+    let invocation = Invocation { id: "8f5e3f3a-1c2b-4d5e-9f00-0123456789ab".into(), ..invocation };
+    let mut pending = Pending::new(event, "m", &invocation);
+    pending.sent_at = Some(clock());
+    let chunk = Chunk::new(vec![pending]);
     let items = store().transaction(&chunk, u64::MAX / 2).unwrap();
     assert_eq!(store::transaction_wcu(&items), MAX_WCU_PER_ORDER);
+    let dedupe = store::item_size(items[0].put().unwrap().item());
+    assert!(dedupe <= 1024, "the dedupe record is {dedupe} bytes");
+}
+
+/// A redrive after the dedupe record expired, or an archive replay, delivers an event the
+/// table no longer remembers: it is refused by its age (a bad record, for a person to look
+/// at), never counted a second time.
+#[tokio::test]
+async fn an_event_older_than_the_window_is_bad_even_when_its_record_expired() {
+    let store = store();
+    let out = run(&store, &[waiting("a", "Latte", T)]).await;
+    assert_eq!(out.counted, 1);
+    // The record expired (a fresh table remembers nothing), and the message comes back past the window.
+    let later = clock() + chrono::Duration::seconds(i64::from(order_events::window::MAX_EVENT_AGE_SECS));
+    let expired = self::store();
+    let invocation = ample().judged_at(later);
+    let out = process(&expired, batch(&[waiting("a", "Latte", T)]), fast(), invocation).await;
+    assert_eq!((out.counted, out.bad.len()), (0, 1), "{out:?}");
+    assert!(out.bad[0].reason.contains("older than the dedupe window"), "{}", out.bad[0].reason);
+    assert!(counters(&expired).is_empty());
+    // Within the window it is still the same order: counted once.
+    let within = clock() + chrono::Duration::days(10);
+    let out = process(&store, batch(&[waiting("a", "Latte", T)]), fast(), ample().judged_at(within)).await;
+    assert_eq!((out.counted, out.duplicates), (0, 1));
+}
+
+/// Each dedupe record says which event made the count, when it happened, when it was queued
+/// and when it was counted.
+#[tokio::test]
+async fn the_dedupe_record_keeps_the_events_provenance() {
+    use order_events::provenance;
+    let store = store();
+    let mut event = batch(&[waiting("a", "Latte", T), state("b", "OrderManager.OrderCompleted", T)]);
+    event.records[0].attributes.insert("SentTimestamp".into(), "1714557600500".into());
+    event.records[1].attributes.insert("SentTimestamp".into(), "not a number".into());
+    let out = process(&store, event, fast(), ample()).await;
+    assert_eq!(out.counted, 2);
+    let records = store.client().dedupe_records();
+    let a = &records["Dedupe#Order#OrderManager.WaitingCompletion#a"];
+    let s = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str| {
+        item.get(k).map(|v| v.as_s().unwrap().clone())
+    };
+    assert_eq!(s(a, provenance::EVENT_ID).as_deref(), Some("a"));
+    assert_eq!(s(a, provenance::DETAIL_TYPE).as_deref(), Some("OrderManager.WaitingCompletion"));
+    assert_eq!(s(a, provenance::EVENT_TIME).as_deref(), Some("2024-05-01T10:00:00.000Z"));
+    assert_eq!(s(a, provenance::SENT_AT).as_deref(), Some("2024-05-01T10:00:00.500Z"));
+    assert_eq!(s(a, provenance::COUNTED_AT).as_deref(), Some("2024-05-03T00:00:00.000Z"));
+    assert_eq!(s(a, provenance::DRINK).as_deref(), Some("Latte"));
+    let b = &records["Dedupe#Order#OrderManager.OrderCompleted#b"];
+    assert_eq!(s(b, provenance::SENT_AT), None, "an unreadable SentTimestamp is left out");
+    assert_eq!(s(b, provenance::DRINK), None);
 }

@@ -98,10 +98,22 @@ impl Store for FailingForAWhile {
     }
 }
 
+/// When the orders happened: the start of the previous hour (inside the dedupe window, never in
+/// the future), and its day.
+static ORDER_TIME: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    use chrono::{DurationRound, TimeDelta};
+    let hour = (chrono::Utc::now() - TimeDelta::hours(1)).duration_trunc(TimeDelta::hours(1)).unwrap();
+    (hour.to_rfc3339(), hour.date_naive().to_string())
+});
+
+fn day() -> &'static str {
+    &ORDER_TIME.1
+}
+
 fn event(id: &str, drink: &str) -> String {
     serde_json::json!({
         "version": "0", "id": id, "source": "awsserverlessda.serverlesspresso",
-        "detail-type": "OrderManager.WaitingCompletion", "time": "2024-05-01T10:00:00Z",
+        "detail-type": "OrderManager.WaitingCompletion", "time": ORDER_TIME.0,
         "detail": {"orderId": id, "drinkOrder": {"drink": drink}},
     })
     .to_string()
@@ -141,12 +153,12 @@ async fn faults_still_give_exact_counts_and_poison_ends_in_the_dlq() {
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..40 {
         let drink = drinks[i % drinks.len()];
-        *want.entry(format!("2024-05-01#{drink}")).or_default() += 1;
+        *want.entry(format!("{}#{drink}", day())).or_default() += 1;
         for _ in 0..2 {
             sqs.send_message().queue_url(&queue).message_body(event(&format!("ev-{i}"), drink)).send().await.unwrap();
         }
     }
-    want.insert("2024-05-01#TotalSales".into(), 40);
+    want.insert(format!("{}#TotalSales", day()), 40);
     for bad in ["not json", "{\"id\": \"no-envelope\"}", &event("no-drink", "").replace("\"drink\":\"\"", "\"x\":1")] {
         sqs.send_message().queue_url(&queue).message_body(bad).send().await.unwrap();
     }
@@ -220,7 +232,7 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
         let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
         report::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap()
     });
-    assert_eq!(counters.get("2024-05-01#Latte"), Some(&1), "{counters:?}");
+    assert_eq!(counters.get(&format!("{}#Latte", day())), Some(&1), "{counters:?}");
 
     // A load test input it refuses: the function error is printed and the exit status is 1.
     let out = invoke("EventsLoadTest", r#"{"count": 0}"#);
@@ -332,9 +344,9 @@ async fn the_throughput_proxy_meters_and_throttles_writes_as_dynamodb_does() {
         table,
     );
     let order = |id: &str| {
-        let event =
-            order_events::OrderEvent::from_body(&event(id, "Latte"), "2024-05-02T00:00:00Z".parse().unwrap()).unwrap();
-        Chunk::new(vec![Pending { event, message_id: format!("m-{id}") }])
+        let invocation = publish_metrics::Invocation::with_time_left(Duration::from_secs(30));
+        let event = order_events::OrderEvent::from_body(&event(id, "Latte"), invocation.now).unwrap();
+        Chunk::new(vec![Pending::new(event, format!("m-{id}"), &invocation)])
     };
 
     // Empty at the start: a transaction of 3 items (6 WCU) is refused, nothing reaches moto.
@@ -363,7 +375,7 @@ async fn the_throughput_proxy_meters_and_throttles_writes_as_dynamodb_does() {
     // The same order again: its condition fails, and that is charged too.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let again = store.write(&order("a")).await.unwrap_err();
-    assert!(matches!(again, WriteError::AlreadyCounted(_)), "{again:?}");
+    assert!(matches!(again, WriteError::AlreadyCounted { .. }), "{again:?}");
     // Reads pass through, unmetered.
     let read = via.scan().table_name(table).send().await.unwrap();
     assert_eq!(read.count(), 3, "a dedupe record and two counters: {read:?}");

@@ -47,7 +47,8 @@ async fn report_per_day_as_table_json_and_csv() {
         m.body = Some(b.clone());
         event.records.push(m);
     }
-    let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30));
+    let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30))
+        .judged_at("2024-05-03T00:00:00Z".parse().unwrap());
     let pacer = publish_metrics::Pacer::unpaced();
     let spacing = publish_metrics::Spacing { retry: RetryPolicy::default(), pacer: &pacer };
     let out = process(&DynamoStore::new(ddb, TABLE), event, spacing, invocation).await;
@@ -70,6 +71,67 @@ async fn report_per_day_as_table_json_and_csv() {
         "day,total,completed,cancelled,Latte\n2024-05-01,2,1,0,2\n"
     );
     assert!(report(&moto, &["--from", "2025-01-01"]).contains("no metrics"));
+}
+
+/// `--explain DAY` lists the events that made the day's numbers and sets them against the
+/// counters: a counter written behind PublishMetrics' back makes it fail, naming the metric.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_lists_what_made_a_days_numbers_and_catches_a_forged_counter() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    support::aws::create_metrics_table(&ddb, TABLE).await;
+    // The start of the previous hour: every event below falls on one day, in the past.
+    use chrono::{DurationRound, TimeDelta};
+    let hour = (chrono::Utc::now() - TimeDelta::hours(1)).duration_trunc(TimeDelta::hours(1)).unwrap();
+    let day = hour.date_naive().to_string();
+    let at = |s: i64| (hour + TimeDelta::seconds(40 - s)).to_rfc3339();
+    let bodies = [
+        body(1, "OrderManager.WaitingCompletion", "Latte", &at(30)),
+        body(2, "OrderManager.WaitingCompletion", "Flat White", &at(20)),
+        body(1, "OrderManager.OrderCompleted", "Latte", &at(10)),
+        body(1, "OrderManager.WaitingCompletion", "Latte", &at(5)),
+    ];
+    let mut event = SqsEvent::default();
+    for (i, b) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(i.to_string());
+        m.body = Some(b.clone());
+        event.records.push(m);
+    }
+    let pacer = publish_metrics::Pacer::unpaced();
+    let spacing = publish_metrics::Spacing { retry: RetryPolicy::default(), pacer: &pacer };
+    let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30));
+    let out = process(&DynamoStore::new(ddb.clone(), TABLE), event, spacing, invocation).await;
+    // Order 1 is re-published under the same detail-type: one count.
+    assert_eq!((out.counted, out.duplicates), (3, 1));
+
+    let text = report(&moto, &["--explain", &day]);
+    assert!(text.contains(&format!("{day}: 3 counted orders on record")), "{text}");
+    assert!(text.contains("Flat White") && text.contains("OrderManager.OrderCompleted"), "{text}");
+    assert!(text.contains("is the sum of these records"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&report(&moto, &["--explain", &day, "--format", "json"])).unwrap();
+    assert_eq!(json["records"].as_array().unwrap().len(), 3);
+    assert_eq!(json["counters"]["total"], 2);
+
+    // A counter written behind PublishMetrics' back.
+    ddb.update_item()
+        .table_name(TABLE)
+        .key("PK", AttributeValue::S(order_events::AGGREGATE_PK.to_owned()))
+        .key("SK", AttributeValue::S(format!("{day}#Latte")))
+        .update_expression("ADD val :n")
+        .expression_attribute_values(":n", AttributeValue::N("5".into()))
+        .send()
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .args(["--endpoint-url", &moto.endpoint, "--local-credentials", "--explain", &day])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("Latte: the counter says 6, the records 1"), "{stdout}");
 }
 
 /// A counter item PublishMetrics would never write (`val` stored as a string) stops the report

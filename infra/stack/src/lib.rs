@@ -373,10 +373,12 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     bus.grant_put_events_of(&mut stack, &load_test, order_events::SOURCE, &detail_types)?;
 
     let pattern = EventPattern::new().sources(&[order_events::SOURCE]).detail_types(&detail_types);
+    let target = SqsTarget::new("MetricsQueue", &queue).dead_letter_queue(&dead_letters);
+    check_delivery_window(&target, &queue, &dead_letters)?;
     let rule = Rule::builder("OrderMetricsRule", &bus, pattern)
         .name(&props.rule_name)
         .description("Order events for the business metrics")
-        .target(SqsTarget::new("MetricsQueue", &queue).dead_letter_queue(&dead_letters))
+        .target(target)
         .build(&mut stack)?;
 
     // Every alarm notifies a topic a person subscribes to (the AlarmEmail parameter).
@@ -514,6 +516,30 @@ pub fn metrics_stack(props: &MetricsStackProps) -> Result<MetricsStack> {
     })
 }
 
+/// Every path by which a message reaches PublishMetrics without an operator ends inside the
+/// dedupe window, with a day left to redrive ([`order_events::window`]): otherwise a dead
+/// letter could be refused as too old before anyone could redrive it, or a retention changed
+/// here would outlive the window without anyone noticing.
+fn check_delivery_window(target: &SqsTarget, queue: &Queue, dead_letters: &Queue) -> Result<()> {
+    let delivery = order_events::window::Delivery {
+        bus_retry_secs: target.max_event_age_secs(),
+        queue_retention_secs: queue.retention_secs(),
+        dead_letter_retention_secs: dead_letters.retention_secs(),
+    };
+    delivery_error(delivery, queue, dead_letters)
+}
+
+fn delivery_error(delivery: order_events::window::Delivery, queue: &Queue, dead_letters: &Queue) -> Result<()> {
+    delivery.check().map_err(|e| {
+        Error::invalid(
+            format!("{} (dead letters of {})", dead_letters.construct(), queue.construct()),
+            "MessageRetentionPeriod",
+            delivery.dead_letter_retention_secs,
+            e.to_string(),
+        )
+    })
+}
+
 /// The capacity arithmetic of the built stack: the shares add up to no more than the table's
 /// capacity, a full batch fits PublishMetrics' timeout at its share, the declared peak drains
 /// before the queue-age alarm and the queue's retention; and a warning when the mapping starts
@@ -633,6 +659,34 @@ pub fn schema_artifacts() -> Vec<cfn::synth::Artifact> {
 mod tests {
     use super::*;
     use cfn::constructs::dynamodb::Billing;
+
+    #[test]
+    fn the_delivery_paths_fit_the_dedupe_window_on_one_side_only() {
+        use order_events::window::DAY_SECS;
+        let mut stack = Stack::new("s", "d").unwrap();
+        let queue = Queue::builder("Q").retention_secs(4 * DAY_SECS).build(&mut stack).unwrap();
+        let dlq = Queue::builder("Dlq").retention_secs(14 * DAY_SECS).build(&mut stack).unwrap();
+        // AWS's longest settings (a day of EventBridge retries, 14 days in SQS) plus a day to
+        // redrive are the window exactly.
+        let target = SqsTarget::new("T", &queue).retry_policy(185, DAY_SECS);
+        assert_eq!(check_delivery_window(&target, &queue, &dlq), Ok(()));
+        // A window a second shorter (or a longer path) is refused, naming the queues and value.
+        let err = delivery_error(
+            order_events::window::Delivery {
+                bus_retry_secs: DAY_SECS + 1,
+                queue_retention_secs: 4 * DAY_SECS,
+                dead_letter_retention_secs: 14 * DAY_SECS,
+            },
+            &queue,
+            &dlq,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Dlq") && err.contains("MessageRetentionPeriod = 1209600"), "{err}");
+        assert!(err.contains("1382401 s after its event"), "{err}");
+        // The app's own stacks pass.
+        assert!(app().is_ok());
+    }
 
     #[test]
     fn schemas_are_artifacts() {

@@ -297,6 +297,11 @@ impl SqsTarget {
         self.max_event_age_secs = max_event_age_secs;
         self
     }
+
+    /// How long EventBridge retries delivering an event (`MaximumEventAgeInSeconds`).
+    pub fn max_event_age_secs(&self) -> u32 {
+        self.max_event_age_secs
+    }
 }
 
 /// Builder of an `AWS::Events::Rule` on a bus, with 1 to 5 SQS targets.
