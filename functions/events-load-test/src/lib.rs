@@ -23,7 +23,7 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// Entry error codes worth retrying, as PutEvents documents them; any other code (for example
 /// `MalformedDetail`, `AccessDeniedException`) fails its entry at once.
-pub const RETRYABLE_ENTRY_CODES: [&str; 2] = ["ThrottlingException", "InternalFailure"];
+pub const RETRYABLE_ENTRY_CODES: [&str; 3] = ["ThrottlingException", "InternalFailure", UNREADABLE];
 
 /// The invocation's input; every field is optional (`{}` runs the workshop's test).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -42,6 +42,11 @@ pub struct Input {
     /// sends new orders and Lambda's retry of one asynchronous invocation sends the same ones.
     #[serde(rename = "runId")]
     pub run_id: Option<String>,
+    /// Order IDs `1000`, `1001`, ... as the workshop's original load test sends them: the same
+    /// on every run, so a second run within the dedupe window counts nothing (every order is
+    /// a duplicate of the first run's). Default false.
+    #[serde(rename = "workshopOrderIds")]
+    pub workshop_order_ids: Option<bool>,
 }
 
 pub use order_events::capacity::load_test::{DEFAULT_COUNT, DEFAULT_DRINKS};
@@ -96,7 +101,11 @@ pub fn plan(input: &Input, default_run_id: &str) -> Result<Vec<Order>, InputErro
     Ok((0..count)
         .map(|i| {
             let drink = drinks[rng.random_range(0..drinks.len())].clone();
-            let order_id = format!("{run_id}-{}", 1000 + i);
+            let order_id = if input.workshop_order_ids == Some(true) {
+                (1000 + i).to_string()
+            } else {
+                format!("{run_id}-{}", 1000 + i)
+            };
             let user_id = (1000 + i).to_string();
             let detail = serde_json::json!({
                 "Message": "Serverlesspresso load test",
@@ -120,7 +129,31 @@ pub struct PutError {
     pub message: String,
     /// Throttling, internal errors, timeouts: the same call may succeed later.
     pub retryable: bool,
+    /// No answer came (a timeout, an unreadable response): EventBridge may have put the
+    /// entries. Their order IDs make a count exact either way; the report calls them
+    /// uncertain, never failed.
+    pub outcome_unknown: bool,
 }
+
+/// Reads PutEvents' answer entry by entry (its API reference): an entry was put when it has an
+/// `EventId` and no `ErrorCode`, and refused with its `ErrorCode` otherwise; an entry with
+/// neither, or an answer whose `FailedEntryCount` disagrees with its entries, cannot be read
+/// and is refused as `Unreadable` (retried: its order ID keeps a count exact).
+pub fn entry_results(out: &aws_sdk_eventbridge::operation::put_events::PutEventsOutput) -> EntryResults {
+    let refused = out.entries().iter().filter(|e| e.error_code().is_some() || e.event_id().is_none()).count();
+    let consistent = usize::try_from(out.failed_entry_count()).is_ok_and(|n| n == refused);
+    out.entries()
+        .iter()
+        .map(|e| match (e.event_id(), e.error_code()) {
+            (_, Some(code)) => Some(code.to_owned()),
+            (Some(_), None) if consistent => None,
+            _ => Some(UNREADABLE.to_owned()),
+        })
+        .collect()
+}
+
+/// The error code given to an entry whose result cannot be read.
+pub const UNREADABLE: &str = "Unreadable";
 
 /// Where events go.
 pub trait Bus {
@@ -134,6 +167,10 @@ pub struct Report {
     pub sent: u32,
     /// Entries refused for good, or still failing after the retries.
     pub failed: u32,
+    /// Entries whose last call got no answer (a timeout) when the run gave up on them:
+    /// EventBridge may or may not have put them.
+    #[serde(default)]
+    pub uncertain: u32,
     /// Entries never tried: the run stopped first (deadline, or an error no retry fixes).
     pub unsent: u32,
     #[serde(rename = "perDrink")]
@@ -179,10 +216,16 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
     'calls: for (n, call) in orders.chunks(ENTRIES_PER_CALL).enumerate() {
         let mut pending: Vec<Order> = call.to_vec();
         let mut attempt = 0;
+        // Whether the last call for `pending` went unanswered.
+        let mut unknown = false;
         while !pending.is_empty() {
             let delay =
                 if attempt == 0 { Duration::ZERO } else { retry.base_delay.saturating_mul(1 << (attempt - 1).min(10)) };
             if Instant::now() + delay + CALL_TIMEOUT + ANSWER_MARGIN > deadline {
+                if unknown {
+                    report.uncertain += count(pending.len());
+                    done += pending.len();
+                }
                 report.unsent += count(total - done);
                 report.stopped_early = Some("the invocation's time ran out".to_owned());
                 break 'calls;
@@ -191,6 +234,7 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
             report.put_events_calls += 1;
             let retry_these = match bus.put(&pending).await {
                 Ok(results) if results.len() == pending.len() => {
+                    unknown = false;
                     let mut again = Vec::new();
                     for (order, result) in pending.into_iter().zip(results) {
                         match result {
@@ -200,6 +244,7 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
                                 *report.per_drink.entry(order.drink).or_insert(0) += 1;
                             }
                             Some(code) if RETRYABLE_ENTRY_CODES.contains(&code.as_str()) => {
+                                unknown |= code == UNREADABLE;
                                 report.last_error = Some(code);
                                 again.push(order);
                             }
@@ -214,11 +259,14 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
                     again
                 }
                 Ok(results) => {
+                    // Which entries were put cannot be told: as if no answer came.
+                    unknown = true;
                     report.last_error =
                         Some(format!("PutEvents answered {} results for {} entries", results.len(), pending.len()));
                     pending
                 }
                 Err(e) if e.retryable => {
+                    unknown = e.outcome_unknown;
                     report.last_error = Some(e.message);
                     pending
                 }
@@ -235,7 +283,11 @@ pub async fn send<B: Bus>(bus: &B, orders: Vec<Order>, retry: RetryPolicy, deadl
             attempt += 1;
             if !retry_these.is_empty() && attempt >= retry.max_attempts {
                 tracing::warn!(call = n, entries = retry_these.len(), error = ?report.last_error, "giving up on entries");
-                report.failed += count(retry_these.len());
+                if unknown {
+                    report.uncertain += count(retry_these.len());
+                } else {
+                    report.failed += count(retry_these.len());
+                }
                 done += retry_these.len();
                 break;
             }
@@ -270,6 +322,11 @@ pub fn put_error(
 ) -> PutError {
     use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
     let message = format!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(&error));
+    let outcome_unknown = match &error {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(f) => f.is_timeout(),
+        _ => false,
+    };
     let retryable = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(e) => {
@@ -280,7 +337,7 @@ pub fn put_error(
         }
         _ => false,
     };
-    PutError { message, retryable }
+    PutError { message, retryable, outcome_unknown }
 }
 
 /// The real bus.
@@ -312,7 +369,7 @@ impl Bus for EventBridgeBus {
             })
             .collect();
         let out = self.client.put_events().set_entries(Some(entries)).send().await.map_err(put_error)?;
-        Ok(out.entries().iter().map(|e| e.error_code().map(str::to_owned)).collect())
+        Ok(entry_results(&out))
     }
 }
 

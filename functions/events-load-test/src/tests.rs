@@ -76,6 +76,19 @@ fn input_is_parsed_and_checked() {
     assert!(matches!(with_run("a#b"), Err(InputError::RunId(_))));
     let detail: serde_json::Value = serde_json::from_str(&with_run("mine").unwrap()[0].detail).unwrap();
     assert_eq!(detail["orderId"], "mine-1000", "the input's runId wins over the request ID");
+    // The workshop's own order IDs: the same whatever the run.
+    let workshop = |run: &str| {
+        let input = Input { workshop_order_ids: Some(true), count: Some(2), ..Default::default() };
+        plan(&input, run)
+            .unwrap()
+            .iter()
+            .map(|o| serde_json::from_str::<serde_json::Value>(&o.detail).unwrap()["orderId"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(workshop("a"), ["1000", "1001"]);
+    assert_eq!(workshop("a"), workshop("b"));
+    let input: Input = serde_json::from_str(r#"{"workshopOrderIds": true}"#).unwrap();
+    assert_eq!(input.workshop_order_ids, Some(true));
 }
 
 /// Fails the entries at the given call and positions once, or whole calls.
@@ -89,6 +102,8 @@ struct FlakyBus {
     refuse: bool,
     /// Entry error code for `fail_entries`.
     code: Option<&'static str>,
+    /// Every call times out: no answer, the entries may have been put.
+    timeouts: bool,
 }
 
 impl Bus for FlakyBus {
@@ -98,10 +113,13 @@ impl Bus for FlakyBus {
         calls.push(orders.len());
         assert!(orders.len() <= ENTRIES_PER_CALL);
         if self.refuse {
-            return Err(PutError { message: "AccessDeniedException".into(), retryable: false });
+            return Err(PutError { message: "AccessDeniedException".into(), retryable: false, outcome_unknown: false });
+        }
+        if self.timeouts {
+            return Err(PutError { message: "timed out".into(), retryable: true, outcome_unknown: true });
         }
         if self.always_fail || self.fail_calls.contains(&n) {
-            return Err(PutError { message: "ThrottlingException".into(), retryable: true });
+            return Err(PutError { message: "ThrottlingException".into(), retryable: true, outcome_unknown: false });
         }
         let code = self.code.unwrap_or("InternalFailure");
         Ok((0..orders.len()).map(|i| self.fail_entries.contains(&(n, i)).then(|| code.to_owned())).collect())
@@ -211,4 +229,41 @@ fn the_client_neither_retries_nor_outlives_a_call() {
     let t = c.config().timeout_config().expect("timeouts set");
     assert_eq!(t.operation_timeout(), Some(CALL_TIMEOUT));
     assert_eq!(c.config().retry_config().expect("retry set").max_attempts(), 1);
+}
+
+/// An entry is put when EventBridge's answer says so; entries whose calls went unanswered are
+/// uncertain when the run gives up on them, never counted as failed or sent.
+#[tokio::test]
+async fn unanswered_calls_are_uncertain_not_failed() {
+    let bus = FlakyBus { timeouts: true, ..Default::default() };
+    let report =
+        send(&bus, plan(&Input { count: Some(12), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
+    assert_eq!((report.sent, report.failed, report.uncertain, report.unsent), (0, 0, 12, 0), "{report:?}");
+    // An unreadable entry is retried, and uncertain if it stays so.
+    let bus = FlakyBus { fail_entries: vec![(0, 1), (1, 0), (2, 0)], code: Some(UNREADABLE), ..Default::default() };
+    let report = send(&bus, plan(&Input { count: Some(3), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
+    assert_eq!((report.sent, report.failed, report.uncertain), (2, 0, 1), "{report:?}");
+    // Refused entries are failed, known not put.
+    let bus = FlakyBus { fail_entries: vec![(0, 0)], code: Some("MalformedDetail"), ..Default::default() };
+    let report = send(&bus, plan(&Input { count: Some(3), ..Default::default() }, RUN).unwrap(), fast(), ample()).await;
+    assert_eq!((report.sent, report.failed, report.uncertain), (2, 1, 0), "{report:?}");
+}
+
+#[test]
+fn answers_are_read_entry_by_entry() {
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    let put = |id: &str| PutEventsResultEntry::builder().event_id(id).build();
+    let refused = |code: &str| PutEventsResultEntry::builder().error_code(code).error_message("m").build();
+    let neither = PutEventsResultEntry::builder().build();
+    let out = PutEventsOutput::builder()
+        .failed_entry_count(2)
+        .entries(put("a"))
+        .entries(refused("ThrottlingException"))
+        .entries(neither.clone())
+        .build();
+    assert_eq!(entry_results(&out), [None, Some("ThrottlingException".into()), Some(UNREADABLE.into())]);
+    // A count that disagrees with the entries: no entry can be trusted as put.
+    let out = PutEventsOutput::builder().failed_entry_count(1).entries(put("a")).entries(put("b")).build();
+    assert_eq!(entry_results(&out), [Some(UNREADABLE.into()), Some(UNREADABLE.into())]);
 }

@@ -3,8 +3,11 @@
 //! 1 to 100 items; no two operations on one item (`ValidationException`); key attributes
 //! present, non-empty strings within 2048 (partition) and 1024 (sort) bytes
 //! (`ValidationException`); items within 400 KB (cancelled with `ValidationError`); condition
-//! failures cancel the whole transaction with one reason per item. It applies all or nothing,
-//! and refuses (panics on) any expression it does not implement rather than guess.
+//! failures cancel the whole transaction with one reason per item; a table other than its own is
+//! `ResourceNotFoundException`; `ADD` to a value that is not a number cancels with
+//! `ValidationError`. Item sizes follow DynamoDB's rules in an implementation of their own, not
+//! the handler's. It applies all or nothing, and refuses (panics on) any expression it does not
+//! implement rather than guess.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use order_events::{AGGREGATE_PK, COUNTER_ATTRIBUTE, PARTITION_KEY, SORT_KEY};
 
-use crate::store::{item_size, Dynamo, TxError};
+use crate::store::{Dynamo, TxError};
 
 /// DynamoDB's limits.
 pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
@@ -30,15 +33,58 @@ struct State {
     committed: usize,
 }
 
-/// The table. Faults queued with [`MemoryDynamo::inject`] answer the next calls, one each,
-/// before anything is checked or written. Each call takes `latency` of (tokio) time.
-#[derive(Default)]
+/// The table named `table`. Faults queued with [`MemoryDynamo::inject`] answer the next calls,
+/// one each, before anything is checked or written. Each call takes `latency` of (tokio) time.
 pub struct MemoryDynamo {
+    table: String,
+    schema: KeySchema,
     state: Mutex<State>,
     latency: Duration,
 }
 
-fn key_of(item: &Item, what: &str) -> Result<(String, String), TxError> {
+/// An item's size as DynamoDB counts it ("Item sizes and formats"), written apart from the
+/// handler's own estimate so that a mistake there is not a mistake here: each attribute's
+/// name in UTF-8 bytes plus its value: a string's or binary's bytes; a number's significant
+/// digits, two to a byte, plus one; one byte for a boolean or null.
+fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    AttributeValue::N(n) => {
+                        let digits: Vec<char> = n.chars().filter(char::is_ascii_digit).collect();
+                        let first = digits.iter().position(|c| *c != '0');
+                        let last = digits.iter().rposition(|c| *c != '0');
+                        let significant = match (first, last) {
+                            (Some(f), Some(l)) => l - f + 1,
+                            _ => 1,
+                        };
+                        significant.div_ceil(2) + 1
+                    }
+                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                    other => panic!("the fake does not size {other:?}"),
+                }
+        })
+        .sum()
+}
+
+/// The table's key schema: the partition key's name, and the sort key's if it has one.
+#[derive(Clone, Debug)]
+pub struct KeySchema {
+    pub partition: String,
+    pub sort: Option<String>,
+}
+
+impl Default for KeySchema {
+    /// The stack's: `PK` and `SK`, strings.
+    fn default() -> Self {
+        KeySchema { partition: PARTITION_KEY.to_owned(), sort: Some(SORT_KEY.to_owned()) }
+    }
+}
+
+fn key_of(item: &Item, what: &str, schema: &KeySchema) -> Result<(String, String), TxError> {
     let key = |name: &str, max: usize| {
         match item.get(name) {
         Some(AttributeValue::S(s)) if s.is_empty() => Err(TxError::Validation(format!(
@@ -51,7 +97,11 @@ fn key_of(item: &Item, what: &str) -> Result<(String, String), TxError> {
         _ => Err(TxError::Validation(format!("One or more parameter values were invalid: Missing the key {name} in the item"))),
     }
     };
-    Ok((key(PARTITION_KEY, MAX_PARTITION_KEY_BYTES)?, key(SORT_KEY, MAX_SORT_KEY_BYTES)?))
+    let sort = match &schema.sort {
+        Some(name) => key(name, MAX_SORT_KEY_BYTES)?,
+        None => String::new(),
+    };
+    Ok((key(&schema.partition, MAX_PARTITION_KEY_BYTES)?, sort))
 }
 
 /// One operation of a transaction, as this fake understands it.
@@ -63,14 +113,14 @@ enum Op {
     Add { key: Item, by: i128 },
 }
 
-fn parse(item: &TransactWriteItem) -> Result<(Op, (String, String)), TxError> {
+fn parse(item: &TransactWriteItem, schema: &KeySchema) -> Result<(Op, (String, String)), TxError> {
     if let Some(put) = item.put() {
         let if_absent = match put.condition_expression() {
             None => false,
             Some("attribute_not_exists(PK)") => true,
             Some(other) => panic!("the fake does not implement the condition {other:?}"),
         };
-        let key = key_of(put.item(), "the")?;
+        let key = key_of(put.item(), "the", schema)?;
         let all_old = put.return_values_on_condition_check_failure()
             == Some(&aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
         return Ok((Op::Put { item: put.item().clone(), if_absent, all_old }, key));
@@ -84,18 +134,28 @@ fn parse(item: &TransactWriteItem) -> Result<(Op, (String, String)), TxError> {
             Some(AttributeValue::N(n)) => n.parse::<i128>().map_err(|e| TxError::Validation(format!("{n}: {e}")))?,
             other => return Err(TxError::Validation(format!("ADD needs a number, got {other:?}"))),
         };
-        let key = key_of(update.key(), "the")?;
-        if update.key().len() != 2 {
+        let names_match = update.key().keys().all(|k| *k == schema.partition || Some(k) == schema.sort.as_ref());
+        if !names_match || update.key().len() != 1 + usize::from(schema.sort.is_some()) {
             return Err(TxError::Validation("The provided key element does not match the schema".into()));
         }
+        let key = key_of(update.key(), "the", schema)?;
         return Ok((Op::Add { key: update.key().clone(), by }, key));
     }
     panic!("the fake implements Put and Update only: {item:?}")
 }
 
 impl MemoryDynamo {
-    pub fn with_latency(latency: Duration) -> Self {
-        MemoryDynamo { latency, ..Default::default() }
+    pub fn new(table: &str) -> Self {
+        Self::with_latency(table, Duration::ZERO)
+    }
+
+    pub fn with_latency(table: &str, latency: Duration) -> Self {
+        MemoryDynamo { table: table.to_owned(), schema: KeySchema::default(), state: Mutex::default(), latency }
+    }
+
+    /// A table with another key schema than the stack's (one made by hand).
+    pub fn with_key_schema(table: &str, schema: KeySchema) -> Self {
+        MemoryDynamo { schema, ..Self::new(table) }
     }
 
     /// Queues faults for the next calls, in order.
@@ -153,10 +213,18 @@ impl MemoryDynamo {
                 items.len()
             )));
         }
+        let table = |i: &TransactWriteItem| {
+            i.put().map(|p| p.table_name().to_owned()).or_else(|| i.update().map(|u| u.table_name().to_owned()))
+        };
+        if let Some(other) = items.iter().filter_map(table).find(|t| *t != self.table) {
+            return Err(TxError::Other(format!(
+                "ResourceNotFoundException: Requested resource not found: Table: {other} not found"
+            )));
+        }
         let mut ops = Vec::with_capacity(items.len());
         let mut keys = std::collections::HashSet::new();
         for item in items {
-            let (op, key) = parse(item)?;
+            let (op, key) = parse(item, &self.schema)?;
             if !keys.insert(key.clone()) {
                 return Err(TxError::Validation(
                     "Transaction request cannot include multiple operations on one item".into(),
@@ -184,13 +252,16 @@ impl MemoryDynamo {
                 }
                 Op::Add { key: k, by } => {
                     let mut item = existing.cloned().unwrap_or(k);
-                    let old = match item.get(COUNTER_ATTRIBUTE) {
-                        None => 0,
-                        Some(AttributeValue::N(n)) => n.parse::<i128>().unwrap(),
-                        Some(other) => panic!("ADD on a non-number {other:?}"),
-                    };
-                    item.insert(COUNTER_ATTRIBUTE.to_owned(), AttributeValue::N((old + by).to_string()));
-                    (if item_size(&item) > MAX_ITEM_BYTES { "ValidationError" } else { "None" }, Some(item))
+                    match item.get(COUNTER_ATTRIBUTE) {
+                        None => Some(0),
+                        Some(AttributeValue::N(n)) => n.parse::<i128>().ok(),
+                        // "An operand in the update expression has an incorrect data type".
+                        Some(_) => None,
+                    }
+                    .map_or(("ValidationError", None), |old| {
+                        item.insert(COUNTER_ATTRIBUTE.to_owned(), AttributeValue::N((old + by).to_string()));
+                        (if item_size(&item) > MAX_ITEM_BYTES { "ValidationError" } else { "None" }, Some(item))
+                    })
                 }
             };
             reasons.push(reason.to_owned());
@@ -292,7 +363,7 @@ mod tests {
 
     #[test]
     fn two_operations_on_one_item_are_refused_whole() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         let err = db.transact(&[add("d#TotalSales", 1), add("d#Latte", 1), add("d#TotalSales", 1)]).unwrap_err();
         assert!(matches!(err, TxError::Validation(ref m) if m.contains("multiple operations on one item")), "{err:?}");
         assert!(db.counters().is_empty(), "nothing applied");
@@ -301,7 +372,7 @@ mod tests {
 
     #[test]
     fn item_count_limits() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         assert!(matches!(db.transact(&[]), Err(TxError::Validation(_))));
         let hundred: Vec<_> = (0..100).map(|i| add(&format!("d#{i}"), 1)).collect();
         db.transact(&hundred).unwrap();
@@ -311,7 +382,7 @@ mod tests {
 
     #[test]
     fn key_size_limits() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         db.transact(&[put(&"p".repeat(2048), &"s".repeat(1024), false)]).unwrap();
         assert!(matches!(db.transact(&[put(&"p".repeat(2049), "s", false)]), Err(TxError::Validation(_))));
         assert!(matches!(db.transact(&[put("p", &"s".repeat(1025), false)]), Err(TxError::Validation(_))));
@@ -321,7 +392,7 @@ mod tests {
 
     #[test]
     fn item_size_limit_cancels_with_a_reason_per_item() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         let big = |bytes: usize| {
             let p = Put::builder()
                 .table_name("t")
@@ -342,8 +413,53 @@ mod tests {
     }
 
     #[test]
+    fn another_table_is_not_found_and_nothing_is_written() {
+        let db = MemoryDynamo::new("t");
+        let mut other = add("d#Latte", 1);
+        if let Some(u) = other.update.as_mut() {
+            u.table_name = "serverlesspresso-metrics-table".into();
+        }
+        let err = db.transact(&[add("d#TotalSales", 1), other]).unwrap_err();
+        assert!(matches!(err, TxError::Other(ref m) if m.contains("ResourceNotFoundException")), "{err:?}");
+        assert!(db.counters().is_empty());
+    }
+
+    #[test]
+    fn add_to_a_value_that_is_not_a_number_cancels_the_transaction() {
+        let db = MemoryDynamo::new("t");
+        let text = Put::builder()
+            .table_name("t")
+            .item(PARTITION_KEY, AttributeValue::S(AGGREGATE_PK.into()))
+            .item(SORT_KEY, AttributeValue::S("d#Latte".into()))
+            .item(COUNTER_ATTRIBUTE, AttributeValue::S("7".into()))
+            .build()
+            .unwrap();
+        db.transact(&[TransactWriteItem::builder().put(text).build()]).unwrap();
+        match db.transact(&[add("d#TotalSales", 1), add("d#Latte", 1)]) {
+            Err(TxError::Cancelled { reasons, .. }) => assert_eq!(reasons, ["None", "ValidationError"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes_by_dynamodbs_rules() {
+        let item = |pairs: &[(&str, AttributeValue)]| -> Item {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        };
+        let n = |s: &str| AttributeValue::N(s.into());
+        // Name bytes + value: "é" is two bytes; digits two to a byte plus one.
+        assert_eq!(item_size(&item(&[("\u{e9}", AttributeValue::S("ab".into()))])), 4);
+        assert_eq!(item_size(&item(&[("n", n("7"))])), 1 + 2);
+        assert_eq!(item_size(&item(&[("n", n("123"))])), 1 + 3);
+        assert_eq!(item_size(&item(&[("n", n("-0.001200"))])), 1 + 2, "only 1 and 2 are significant");
+        assert_eq!(item_size(&item(&[("n", n("1000000"))])), 1 + 2);
+        assert_eq!(item_size(&item(&[("n", n("0"))])), 1 + 2);
+        assert_eq!(item_size(&item(&[("b", AttributeValue::Bool(true))])), 2);
+    }
+
+    #[test]
     fn conditions_cancel_all_and_name_the_item() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         db.transact(&[put("Dedupe#a", "Dedupe", true), add("d#TotalSales", 1)]).unwrap();
         let err =
             db.transact(&[put("Dedupe#b", "Dedupe", true), put("Dedupe#a", "Dedupe", true), add("d#TotalSales", 2)]);
@@ -358,7 +474,7 @@ mod tests {
 
     #[test]
     fn faults_come_first() {
-        let db = MemoryDynamo::default();
+        let db = MemoryDynamo::new("t");
         db.inject([TxError::Throttled("slow down".into())]);
         assert_eq!(db.transact(&[add("d#x", 1)]), Err(TxError::Throttled("slow down".into())));
         db.transact(&[add("d#x", 1)]).unwrap();

@@ -41,6 +41,13 @@ pub struct Order {
     /// The table refuses its items (as DynamoDB refuses an item over its size limit).
     pub poison: bool,
     pub day: u32,
+    /// Its re-publications carry another day, and another drink (a producer correcting an
+    /// order, or a forger): the first one counted wins.
+    pub changes: bool,
+    /// It takes the order ID of the order before it: under another detail-type, another event
+    /// of one order (placed, then completed), counted apart; under the same one, the same
+    /// order published with other content, counted once.
+    pub shares_id: bool,
 }
 
 /// A record no handler can count.
@@ -105,8 +112,22 @@ pub fn scenario(max_orders: usize) -> impl Strategy<Value = Scenario> {
         2 => Just(Kind::Completed),
         1 => Just(Kind::Cancelled),
     ];
-    let order = (kind, proptest::bool::weighted(0.8), proptest::bool::weighted(0.05), 0u32..3)
-        .prop_map(|(kind, has_order_id, poison, day)| Order { kind, has_order_id, poison, day });
+    let order = (
+        kind,
+        proptest::bool::weighted(0.8),
+        proptest::bool::weighted(0.05),
+        0u32..3,
+        proptest::bool::weighted(0.2),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(kind, has_order_id, poison, day, changes, shares_id)| Order {
+            kind,
+            has_order_id,
+            poison,
+            day,
+            changes,
+            shares_id,
+        });
     let bad = prop_oneof![
         Just(Bad::NotJson),
         Just(Bad::UnknownDetailType),
@@ -164,7 +185,59 @@ pub fn clock() -> DateTime<Utc> {
 impl Scenario {
     fn order_id(&self, order: usize) -> Option<String> {
         let o = &self.orders[order];
-        o.has_order_id.then(|| if o.poison { format!("poison-{order}") } else { format!("order-{order}") })
+        if !o.has_order_id {
+            return None;
+        }
+        if o.poison {
+            return Some(format!("poison-{order}"));
+        }
+        // Follow `shares_id` back through good orders with IDs.
+        let mut base = order;
+        while base > 0 && self.orders[base].shares_id {
+            let before = &self.orders[base - 1];
+            if before.poison || !before.has_order_id {
+                break;
+            }
+            base -= 1;
+        }
+        Some(format!("order-{base}"))
+    }
+
+    /// What publication `publication` of `order` says: its kind and day.
+    fn content(&self, order: usize, publication: u8) -> (Kind, u32) {
+        let o = &self.orders[order];
+        if !o.changes || publication == 0 {
+            return (o.kind.clone(), o.day);
+        }
+        let p = usize::from(publication);
+        let kind = match o.kind {
+            Kind::Waiting(d) => Kind::Waiting((d + p) % DRINKS.len()),
+            ref other => other.clone(),
+        };
+        (kind, (o.day + u32::from(publication)) % 3)
+    }
+
+    /// The event ID of publication `publication` of `order`.
+    fn event_id(&self, order: usize, publication: u8) -> String {
+        // Poison orders without an order ID are refused by their event ID.
+        if self.orders[order].poison {
+            format!("poison-ev-{order}-{publication}")
+        } else {
+            format!("ev-{order}-{publication}")
+        }
+    }
+
+    /// The dedupe key a good order message is counted under, in the model's own terms:
+    /// (detail-type, order ID), or its event ID.
+    fn dedupe_key(&self, i: usize) -> Option<ModelKey> {
+        let Message::Order { order, publication } = self.messages[i] else { return None };
+        if self.orders[order].poison {
+            return None;
+        }
+        Some(match self.order_id(order) {
+            Some(id) => (Some(detail_type(&self.orders[order].kind)), id),
+            None => (None, self.event_id(order, publication)),
+        })
     }
 
     /// The SQS body of message `i`.
@@ -176,26 +249,15 @@ impl Scenario {
         };
         match &self.messages[i] {
             Message::Order { order, publication } => {
-                let o = &self.orders[*order];
                 let mut detail = serde_json::json!({"userId": true, "drinkOrder": {"modifiers": null, "icon": 5}});
                 if let Some(id) = self.order_id(*order) {
                     detail["orderId"] = id.into();
                 }
-                // Poison orders without an order ID are refused by their event ID.
-                let event_id = if o.poison {
-                    format!("poison-ev-{order}-{publication}")
-                } else {
-                    format!("ev-{order}-{publication}")
-                };
-                let detail_type = match o.kind {
-                    Kind::Waiting(d) => {
-                        detail["drinkOrder"]["drink"] = DRINKS[d].into();
-                        "OrderManager.WaitingCompletion"
-                    }
-                    Kind::Completed => "OrderManager.OrderCompleted",
-                    Kind::Cancelled => "OrderManager.OrderCancelled",
-                };
-                envelope(event_id, detail_type, time(o.day), detail)
+                let (kind, day) = self.content(*order, *publication);
+                if let Kind::Waiting(d) = kind {
+                    detail["drinkOrder"]["drink"] = DRINKS[d].into();
+                }
+                envelope(self.event_id(*order, *publication), detail_type(&kind), time(day), detail)
             }
             Message::Bad(bad) => {
                 let id = format!("bad-{i}");
@@ -231,35 +293,37 @@ impl Scenario {
         matches!(self.messages[i], Message::Order { order, .. } if !self.orders[order].poison)
     }
 
-    /// What the table must hold: each good order once per metric, on its day (orders without an
-    /// order ID once per publication).
-    /// How many counts the run must make: one per good order with an order ID, one per
-    /// publication of a good order without.
+    /// How many counts the run must make: one per dedupe key among the good messages.
     pub fn expected_counts(&self) -> usize {
-        let mut seen = BTreeSet::new();
-        for m in &self.messages {
-            let Message::Order { order, publication } = m else { continue };
-            let o = &self.orders[*order];
-            if !o.poison {
-                seen.insert(if o.has_order_id { (*order, 0) } else { (*order, *publication) });
-            }
-        }
-        seen.len()
+        (0..self.messages.len()).filter_map(|i| self.dedupe_key(i)).collect::<BTreeSet<_>>().len()
     }
 
-    pub fn expected_counters(&self) -> BTreeMap<String, i128> {
-        let mut seen = BTreeSet::new();
-        let mut out = BTreeMap::new();
-        for m in &self.messages {
-            let Message::Order { order, publication } = m else { continue };
-            let o = &self.orders[*order];
-            let key = if o.has_order_id { (*order, 0) } else { (*order, *publication) };
-            if o.poison || !seen.insert(key) {
-                continue;
+    /// What the table must hold: for each dedupe key among the good messages, the metrics of
+    /// the one publication counted under it (`counted`: the event IDs whose writes committed,
+    /// first per key; the first counted wins), in the model's own terms. `Err` when a key of a
+    /// good message was never counted, or a counted event is not one of the scenario's good
+    /// messages under that key.
+    pub fn expected_counters(&self, counted: &BTreeMap<String, String>) -> Result<BTreeMap<String, i128>, String> {
+        let mut publications: BTreeMap<String, (usize, u8, ModelKey)> = BTreeMap::new();
+        for (i, m) in self.messages.iter().enumerate() {
+            if let (Message::Order { order, publication }, Some(key)) = (m, self.dedupe_key(i)) {
+                publications.insert(self.event_id(*order, *publication), (*order, *publication, key));
             }
-            let day = format!("2024-05-{:02}", o.day + 1);
+        }
+        let keys: BTreeSet<_> = publications.values().map(|(_, _, k)| k.clone()).collect();
+        let mut out = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for event_id in counted.values() {
+            let Some((order, publication, key)) = publications.get(event_id) else {
+                return Err(format!("counted event {event_id} is not a good message of the scenario"));
+            };
+            if !seen.insert(key.clone()) {
+                return Err(format!("{key:?} counted twice (again by {event_id})"));
+            }
+            let (kind, day) = self.content(*order, *publication);
+            let day = format!("2024-05-{:02}", day + 1);
             let mut add = |metric: &str| *out.entry(format!("{day}#{metric}")).or_insert(0) += 1;
-            match o.kind {
+            match kind {
                 Kind::Waiting(d) => {
                     add("TotalSales");
                     add(DRINK_METRICS[d]);
@@ -268,7 +332,21 @@ impl Scenario {
                 Kind::Cancelled => add("Cancelled"),
             }
         }
-        out
+        if let Some(missing) = keys.difference(&seen).next() {
+            return Err(format!("{missing:?} was never counted"));
+        }
+        Ok(out)
+    }
+}
+
+/// A dedupe key in the model's terms: (detail-type, order ID), or (none, event ID).
+type ModelKey = (Option<&'static str>, String);
+
+fn detail_type(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Waiting(_) => "OrderManager.WaitingCompletion",
+        Kind::Completed => "OrderManager.OrderCompleted",
+        Kind::Cancelled => "OrderManager.OrderCancelled",
     }
 }
 
@@ -307,6 +385,9 @@ pub struct Faulty<S> {
     deadline: Mutex<Option<tokio::time::Instant>>,
     /// Messages whose write committed but answered with a timeout, in this invocation.
     committed_unanswered: Mutex<Vec<String>>,
+    /// Every committed write's events: dedupe partition key -> the first event ID committed
+    /// under it (what a dedupe record's `eventId` says).
+    committed: Mutex<BTreeMap<String, String>>,
 }
 
 impl<S> Faulty<S> {
@@ -316,7 +397,20 @@ impl<S> Faulty<S> {
             faults: Mutex::new(VecDeque::new()),
             deadline: Mutex::new(None),
             committed_unanswered: Mutex::new(Vec::new()),
+            committed: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn record_commit(&self, chunk: &Chunk) {
+        let mut committed = self.committed.lock().expect("not poisoned");
+        for p in &chunk.events {
+            committed.entry(p.event.dedupe.partition_key()).or_insert_with(|| p.event.id.clone());
+        }
+    }
+
+    /// The events counted so far: dedupe partition key -> the first event ID committed.
+    pub fn counted(&self) -> BTreeMap<String, String> {
+        self.committed.lock().expect("not poisoned").clone()
     }
 
     /// Messages whose write committed but answered with a timeout since the last call.
@@ -346,13 +440,18 @@ impl<S: Store + Sync> Store for Faulty<S> {
         match fault {
             Some(Fault::CommitThenTimeout) => {
                 self.inner.write(chunk).await?;
+                self.record_commit(chunk);
                 let ids = chunk.events.iter().map(|p| p.message_id.clone());
                 self.committed_unanswered.lock().expect("not poisoned").extend(ids);
                 Err(classify(chunk, crate::store::tx_error(injected(Fault::CommitThenTimeout))))
             }
             // As the SDK answers, read by the handler's own mapping.
             Some(fault) => Err(classify(chunk, crate::store::tx_error(injected(fault)))),
-            None => self.inner.write(chunk).await,
+            None => {
+                let wcu = self.inner.write(chunk).await?;
+                self.record_commit(chunk);
+                Ok(wcu)
+            }
         }
     }
 
@@ -376,6 +475,8 @@ pub struct Run {
     pub reported_bad: BTreeSet<usize>,
     /// The invocations' `CountedRecords`, summed.
     pub counted: usize,
+    /// The events whose writes committed: dedupe partition key -> the first event ID.
+    pub counted_events: BTreeMap<String, String>,
     /// Counts no invocation could report: a write committed but answered with a timeout, and
     /// the invocation had no time left to retry it (it returns the records as failed; the next
     /// delivery finds them counted before).
@@ -479,12 +580,13 @@ pub async fn run_with_queue<S: Store + Sync>(
             }
         }
     }
+    out.counted_events = store.counted();
     out
 }
 
 /// The properties every run must have; `counters` is what the table holds at the end.
 pub fn check(scenario: &Scenario, run: &Run, counters: &BTreeMap<String, i128>) -> Result<(), String> {
-    let expected = scenario.expected_counters();
+    let expected = scenario.expected_counters(&run.counted_events)?;
     if *counters != expected {
         return Err(format!("counters differ\n table: {counters:?}\n model: {expected:?}"));
     }

@@ -26,7 +26,7 @@ fn every_good_order_counted_exactly_once_and_only_bad_records_fail() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             rt.block_on(async {
                 let store = Faulty::new(DynamoStore::new(
-                    MemoryDynamo::with_latency(std::time::Duration::from_millis(400)),
+                    MemoryDynamo::with_latency("t", std::time::Duration::from_millis(400)),
                     "t",
                 ));
                 let retry = RetryPolicy::default();
@@ -101,7 +101,7 @@ fn refusals(mutation: Option<Mutation>, max_receive_count: u32, expected: &str) 
         .run(&scenario(40), |s| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             rt.block_on(async {
-                let table = MemoryDynamo::with_latency(std::time::Duration::from_millis(400));
+                let table = MemoryDynamo::with_latency("t", std::time::Duration::from_millis(400));
                 let verdict = match mutation {
                     None => {
                         let store = Faulty::new(DynamoStore::new(table, "t"));

@@ -138,6 +138,12 @@ pub fn tx_error(error: SdkError<TransactWriteItemsError>) -> TxError {
 /// `ThrottlingError` while an on-demand table scales, `RequestLimitExceeded` for the account).
 const THROTTLE_CODES: [&str; 3] = ["ProvisionedThroughputExceeded", "ThrottlingError", "RequestLimitExceeded"];
 
+/// DynamoDB's words for items whose key does not fit the table's key schema. PublishMetrics
+/// always writes `PK` and `SK` as strings, so these say the table is not the one the stack
+/// declares (a key schema made by hand, another table): every record would be refused alike,
+/// so it is a failed write (returned, retried, alarmed as failed records), not a bad record.
+const SCHEMA_MISMATCH: [&str; 3] = ["does not match the schema", "Missing the key", "Type mismatch for key"];
+
 /// Other cancellation codes worth retrying: a concurrent transaction held an item.
 const TRANSIENT_CODES: [&str; 1] = ["TransactionConflict"];
 
@@ -169,6 +175,9 @@ pub fn classify(chunk: &Chunk, error: TxError) -> WriteError {
                 WriteError::Permanent(format!("transaction cancelled: {reasons:?}: {message}"))
             }
         }
+        TxError::Validation(m) if SCHEMA_MISMATCH.iter().any(|p| m.contains(p)) => WriteError::Permanent(format!(
+            "the table's key schema is not the stack's ({PARTITION_KEY} and {SORT_KEY}, strings): {m}"
+        )),
         TxError::Validation(m) => WriteError::Rejected(m),
         TxError::Throttled(m) => WriteError::Throttled(m),
         TxError::Transient(m) => WriteError::Transient(m),

@@ -11,7 +11,7 @@ use crate::fake::MemoryDynamo;
 type Fake = DynamoStore<MemoryDynamo>;
 
 fn store() -> Fake {
-    DynamoStore::new(MemoryDynamo::default(), "serverlesspresso-metrics-table")
+    DynamoStore::new(MemoryDynamo::new("serverlesspresso-metrics-table"), "serverlesspresso-metrics-table")
 }
 
 fn counters(store: &Fake) -> BTreeMap<String, i128> {
@@ -349,7 +349,7 @@ async fn writes_start_only_while_they_can_end_in_time() {
 async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
     // Each call takes 1.5 s and a write needs 3 s ahead (2 s timeout + 1 s margin): with 5 s
     // left, writes start at 0 s and 1.5 s; at 3 s, 3 + 3 > 5, so the rest are not attempted.
-    let store = DynamoStore::new(MemoryDynamo::with_latency(Duration::from_millis(1500)), "t");
+    let store = DynamoStore::new(MemoryDynamo::with_latency("t", Duration::from_millis(1500)), "t");
     // 250 events with their own drinks: 33 per transaction, eight transactions.
     let bodies: Vec<String> = (0..250).map(|i| waiting(&format!("e{i}"), &format!("Drink {i}"), T)).collect();
     let out =
@@ -362,7 +362,7 @@ async fn the_deadline_is_checked_before_each_chunk_and_each_retry() {
     assert_eq!(counted, out.counted as i128);
 
     // A retry whose backoff would end too late is not made.
-    let store = DynamoStore::new(MemoryDynamo::default(), "t");
+    let store = DynamoStore::new(MemoryDynamo::new("t"), "t");
     store.client().inject([TxError::Throttled("slow".into())]);
     let slow = Spacing {
         retry: RetryPolicy { base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(2) },
@@ -452,6 +452,15 @@ fn classification_of_dynamodb_answers() {
         WriteError::Permanent(_)
     ));
     assert!(matches!(classify(&chunk, TxError::Validation("x".into())), WriteError::Rejected(_)));
+    // A table whose keys are not the stack's refuses every record alike: a failed write.
+    for schema in [
+        "One or more parameter values were invalid: Missing the key pk in the item",
+        "The provided key element does not match the schema",
+        "One or more parameter values were invalid: Type mismatch for key PK expected: N actual: S",
+    ] {
+        let e = classify(&chunk, TxError::Validation(schema.into()));
+        assert!(matches!(e, WriteError::Permanent(ref m) if m.contains("key schema")), "{e:?}");
+    }
     assert!(matches!(classify(&chunk, TxError::Throttled("x".into())), WriteError::Throttled(_)));
     assert!(matches!(classify(&chunk, TxError::Transient("x".into())), WriteError::Transient(_)));
     assert!(matches!(classify(&chunk, TxError::Other("x".into())), WriteError::Permanent(_)));
@@ -539,7 +548,7 @@ proptest::proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let pacer = Pacer::new(order_events::capacity::WriteBudget::per_second_milli(budget_milli).unwrap());
         let store = Recording {
-            inner: DynamoStore::new(MemoryDynamo::with_latency(Duration::from_millis(50)), "t"),
+            inner: DynamoStore::new(MemoryDynamo::with_latency("t", Duration::from_millis(50)), "t"),
             writes: std::sync::Mutex::new(Vec::new()),
         };
         let mut n = 0;
@@ -637,4 +646,22 @@ async fn the_dedupe_record_keeps_the_events_provenance() {
     let b = &records["Dedupe#Order#OrderManager.OrderCompleted#b"];
     assert_eq!(s(b, provenance::SENT_AT), None, "an unreadable SentTimestamp is left out");
     assert_eq!(s(b, provenance::DRINK), None);
+}
+
+/// A table whose key schema is not the stack's (made by hand) refuses every record alike, in
+/// DynamoDB's words: the records are failed writes (returned, retried, alarmed as failures),
+/// not bad records sent to the DLQ one by one.
+#[tokio::test]
+async fn a_table_with_another_key_schema_fails_the_writes_not_the_records() {
+    use crate::fake::KeySchema;
+    for schema in [
+        KeySchema { partition: "pk".into(), sort: None },
+        KeySchema { partition: "PK".into(), sort: None },
+        KeySchema { partition: "PK".into(), sort: Some("sk".into()) },
+    ] {
+        let store = DynamoStore::new(MemoryDynamo::with_key_schema("t", schema.clone()), "t");
+        let out = run(&store, &[waiting("a", "Latte", T), state("b", "OrderManager.OrderCompleted", T)]).await;
+        assert_eq!((out.counted, out.bad.len(), out.failed.len()), (0, 0, 2), "{schema:?}: {out:?}");
+        assert!(out.failed[0].reason.contains("key schema"), "{}", out.failed[0].reason);
+    }
 }

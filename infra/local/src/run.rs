@@ -43,6 +43,8 @@ pub struct Orders {
     /// The drink mix [default: the load test's].
     pub drinks: Option<Vec<String>>,
     pub seed: Option<u64>,
+    /// The workshop's order IDs (1000, 1001, ...: the same every run) instead of this run's.
+    pub workshop_order_ids: bool,
 }
 
 /// What-if changes to the deployed stack's settings, for this run only.
@@ -197,6 +199,13 @@ impl std::fmt::Display for RunSummary {
             let off = if m.counted + m.dead_lettered == m.sent { "" } else { "  MISMATCH" };
             writeln!(f, "{:<20} {:>9} {:>9} {:>9}{off}", m.metric, m.sent, m.counted, m.dead_lettered)?;
         }
+        if !self.exact && self.tally.duplicates > 0 {
+            writeln!(
+                f,
+                "{} records were duplicates of orders counted before (same order ID and detail-type within the dedupe window): a producer that reuses order IDs, as --workshop-order-ids does on a second run, has those orders dropped",
+                self.tally.duplicates
+            )?;
+        }
         writeln!(f)?;
         if !self.overrides.is_empty() {
             writeln!(f, "what-if: {}", self.overrides.join("; "))?;
@@ -323,6 +332,9 @@ pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) ->
         budget,
     };
     let mut functions = Functions::new(&options, &wiring, events)?;
+    // What earlier runs on this endpoint counted: this run is judged on what it adds.
+    let ddb = aws_sdk_dynamodb::Client::new(&env.config);
+    let before = per_metric(report::counters(&ddb, &table).await?);
     let (expected, sent) = load_test(&options.orders, &mut functions, events).await?;
     let consumer = functions.start_drain(&sqs, &queue_url).await;
 
@@ -383,14 +395,14 @@ pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) ->
     logs.finish()?;
     let drain_secs = scaled(emptied.saturating_duration_since(drain_started), options.time_scale);
 
-    // What the table counted, and what waits in the DLQ uncounted, per metric over every day.
-    let ddb = aws_sdk_dynamodb::Client::new(&env.config);
-    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
-    // A sort key that is not a metric key stays a row of its own, so it shows as a mismatch.
-    for (sk, val) in report::counters(&ddb, &table).await? {
-        let metric = MetricKey::parse_sort_key(&sk).map_or(sk, |k| k.metric.name().to_owned());
-        *counted.entry(metric).or_default() += val;
+    // What this run added to the table, and what waits in the DLQ uncounted, per metric.
+    let mut counted = per_metric(report::counters(&ddb, &table).await?);
+    for (metric, n) in &before {
+        if let Some(c) = counted.get_mut(metric) {
+            *c = c.saturating_sub(*n);
+        }
     }
+    counted.retain(|_, n| *n > 0);
     let dead_lettered = uncounted_dead_letters(&sqs, &dlq_url, &ddb, &table).await?;
     let names: BTreeSet<&String> = expected.keys().chain(counted.keys()).chain(dead_lettered.keys()).collect();
     let metrics: Vec<MetricRow> = names
@@ -640,6 +652,9 @@ impl Functions {
                 if let Some(seed) = input.seed {
                     body["seed"] = serde_json::json!(seed);
                 }
+                if let Some(workshop) = input.workshop_order_ids {
+                    body["workshopOrderIds"] = serde_json::json!(workshop);
+                }
                 let invocation = load_test.invoke(body.to_string()).await?;
                 functions::load_test_report(&invocation.outcome)
             }
@@ -693,9 +708,16 @@ async fn load_test(
             detail_type: Some(detail_type),
             drinks: orders.drinks.clone(),
             seed: orders.seed,
+            workshop_order_ids: orders.workshop_order_ids.then_some(true),
             ..Default::default()
         };
         let report = functions.load_test(&input, &run_id).await?;
+        if report.uncertain > 0 {
+            return Err(LocalError::LoadTest(format!(
+                "{} events went unanswered by the endpoint (it may or may not have put them), so the counts cannot be checked",
+                report.uncertain
+            )));
+        }
         events(Event::LoadTest { detail_type, sent: report.sent, failed: report.failed });
         sent += report.sent as usize;
         *expected.entry(detail_type.counts().name().to_owned()).or_default() += u64::from(report.sent);
@@ -707,6 +729,17 @@ async fn load_test(
         }
     }
     Ok((expected, sent))
+}
+
+/// Counters summed per metric over every day. A sort key that is not a metric key stays a row
+/// of its own, so it shows as a mismatch.
+fn per_metric(counters: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (sk, val) in counters {
+        let metric = MetricKey::parse_sort_key(&sk).map_or(sk, |k| k.metric.name().to_owned());
+        *out.entry(metric).or_default() += val;
+    }
+    out
 }
 
 /// The orders waiting in the DLQ that the table never counted, per metric: a dead letter whose

@@ -392,3 +392,33 @@ async fn the_throughput_proxy_meters_and_throttles_writes_as_dynamodb_does() {
         ]
     );
 }
+
+/// The workshop's original load test reuses order IDs 1000.. on every run: a second run within
+/// the dedupe window counts nothing, and the summary says why instead of saying nothing.
+#[test]
+fn a_second_run_with_the_workshops_order_ids_counts_nothing_and_says_why() {
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_local"))
+            .args(["--endpoint-url", &moto.endpoint, "--in-process", "--time-scale", "0.05", "--count", "20"])
+            .arg("--workshop-order-ids")
+            .arg("--lambda-dir")
+            .arg(zips.path())
+            .arg("--logs")
+            .arg(logs.path())
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        (out.status.success(), support::text(&out.stdout), support::text(&out.stderr))
+    };
+    let (ok, stdout, stderr) = run();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(!stdout.contains("MISMATCH") && !stdout.contains("duplicates of orders"), "{stdout}");
+    let (ok, stdout, stderr) = run();
+    assert!(!ok, "a run that counted nothing fails: {stdout}\n{stderr}");
+    assert!(stdout.contains("MISMATCH"), "{stdout}");
+    assert!(stdout.contains("20 records were duplicates of orders counted before"), "{stdout}");
+}

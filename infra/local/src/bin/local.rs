@@ -98,6 +98,10 @@ struct RunArgs {
     /// Seed of the load test's drink choice [default: EventsLoadTest's].
     #[arg(long)]
     seed: Option<u64>,
+    /// Send the workshop's original order IDs (1000, 1001, ...), the same on every run: a
+    /// second run within the dedupe window counts nothing, every order being a duplicate.
+    #[arg(long)]
+    workshop_order_ids: bool,
     /// Scale every duration of the run: the batching window, the visibility timeout, the
     /// mapping's scaling and the table's refill (0.1 runs ten times as fast).
     #[arg(long, default_value_t = 1.0, value_parser = time_scale)]
@@ -234,6 +238,7 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
             cancelled: args.cancelled,
             drinks: args.drinks,
             seed: args.seed,
+            workshop_order_ids: args.workshop_order_ids,
         },
         time_scale: args.time_scale,
         timeout: Duration::from_secs(args.timeout),
