@@ -8,6 +8,7 @@
 //! write and the SQS delete, or re-published by its producer under a new event ID) fails its
 //! condition; the transaction is then retried without it, so it is never counted twice.
 
+pub mod backfill;
 pub mod emf;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
@@ -234,6 +235,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds `other`'s counts, failures and writes to these.
+    pub fn absorb(&mut self, other: Outcome) {
+        self.counted += other.counted;
+        self.duplicates += other.duplicates;
+        self.bad.extend(other.bad);
+        self.failed.extend(other.failed);
+        self.transactions.extend(other.transactions);
+        self.wcu += other.wcu;
+        self.throttled += other.throttled;
+        self.paced += other.paced;
+    }
+
     /// The response that makes SQS delete exactly the records that succeeded.
     pub fn response(&self) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();

@@ -2,6 +2,7 @@
 //! per drink, completed, cancelled), as a table, JSON, CSV or an SVG chart. The library returns
 //! data; the `report` binary prints it.
 
+pub mod cli;
 pub mod explain;
 
 use std::collections::{BTreeMap, BTreeSet};

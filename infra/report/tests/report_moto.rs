@@ -163,3 +163,44 @@ async fn a_malformed_counter_stops_the_report_naming_it() {
     assert!(out.stdout.is_empty(), "nothing printed: {}", String::from_utf8_lossy(&out.stdout));
     assert!(stderr.contains("the counter item 2024-05-01#Latte has no number val"), "{stderr}");
 }
+
+/// `backfill` counts orders older than the dedupe window (which PublishMetrics refuses) once
+/// each, lists the bad lines and exits 1 for them; run again, it counts nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_counts_old_orders_once_and_names_bad_lines() {
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    support::aws::create_metrics_table(&ddb, TABLE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.jsonl");
+    let lines = [
+        body(1, "OrderManager.WaitingCompletion", "Latte", "2021-02-03T10:00:00Z"),
+        body(1, "OrderManager.WaitingCompletion", "Latte", "2021-02-03T10:00:00Z"),
+        String::new(),
+        body(2, "OrderManager.OrderCompleted", "Latte", "2021-02-03T11:00:00Z"),
+        "{not json".to_owned(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let backfill = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_backfill"))
+            .args(["--endpoint-url", &moto.endpoint, "--local-credentials", "--wcu-per-second", "50", "--events"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = backfill(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a bad line fails the run: {stdout}");
+    assert!(stdout.contains("line-4: bad: not JSON"), "{stdout}");
+    assert!(stdout.contains("4 events: 2 counted, 1 already counted, 1 bad, 0 failed"), "{stdout}");
+    let counters = report::counters(&ddb, TABLE).await.unwrap();
+    assert_eq!(counters["2021-02-03#TotalSales"], 1);
+    assert_eq!(counters["2021-02-03#Completed"], 1);
+    // The good lines again: nothing counted twice, and a clean exit.
+    std::fs::write(&file, [lines[0].clone(), lines[3].clone()].join("\n")).unwrap();
+    let out = backfill(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("2 events: 0 counted, 2 already counted"), "{stdout}");
+    assert_eq!(report::counters(&ddb, TABLE).await.unwrap(), counters);
+}

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, ValueEnum};
 use connection::Connection;
-use metrics_stack::StackArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -19,11 +18,8 @@ enum Format {
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The metrics table [default: the selected stack's].
-    #[arg(long)]
-    table: Option<String>,
     #[command(flatten)]
-    stack: StackArgs,
+    table: report::cli::TableArgs,
     #[command(flatten)]
     connection: Connection,
     /// First day (YYYY-MM-DD), inclusive.
@@ -50,17 +46,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<bool> {
-    let table = match args.table {
-        Some(t) => t,
-        None => {
-            let app = args.stack.build().context("the stack is invalid")?;
-            let table = app.table();
-            table
-                .physical_name()
-                .map(str::to_owned)
-                .with_context(|| format!("{} has no physical name", table.construct()))?
-        }
-    };
+    let table = args.table.name()?;
     let ddb = aws_sdk_dynamodb::Client::new(&args.connection.sdk_config().await);
     let counters = report::counters(&ddb, &table).await?;
     if let Some(day) = args.explain {
