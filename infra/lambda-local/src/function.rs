@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::oneshot;
 
 use crate::runtime_api::{FunctionError, Pending, Reply, Server};
-use crate::{Error, MAX_PAYLOAD_BYTES};
+use crate::{Error, MAX_PAYLOAD_BYTES, MAX_RESPONSE_BYTES};
 
 /// The credentials the function's role would give it (on a local endpoint, any).
 #[derive(Clone, Debug, Default)]
@@ -186,7 +186,7 @@ impl std::fmt::Display for Outcome {
             Outcome::InitError(e) => write!(f, "init error {e}"),
             Outcome::Timeout(t) => write!(f, "Task timed out after {:.2} seconds", t.as_secs_f64()),
             Outcome::Crashed(why) => write!(f, "Runtime exited: {why}"),
-            Outcome::ResponseTooLarge => write!(f, "response over {MAX_PAYLOAD_BYTES} bytes"),
+            Outcome::ResponseTooLarge => write!(f, "response over {MAX_RESPONSE_BYTES} bytes"),
         }
     }
 }

@@ -15,5 +15,9 @@ pub use error::Error;
 pub use function::{Credentials, FunctionConfig, Instance, Invocation, LogLine, LogSink, Outcome, Stream};
 pub use runtime_api::FunctionError;
 
-/// Largest synchronous request or response payload Lambda accepts (6 MB).
+/// Largest synchronous request payload Lambda accepts (6 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Largest response a runtime may post: 6 MiB and 100 bytes, the figure in Lambda's own refusal
+/// ("exceeded maximum allowed payload size (6291556 bytes)").
+pub const MAX_RESPONSE_BYTES: usize = MAX_PAYLOAD_BYTES + 100;

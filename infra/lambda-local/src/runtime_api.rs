@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::MAX_PAYLOAD_BYTES;
+use crate::MAX_RESPONSE_BYTES;
 
 /// An error a function reported (`invocation/{id}/error` or `init/error`), as Lambda returns
 /// it to the caller.
@@ -59,6 +59,8 @@ struct State {
     init_failed: Notify,
     /// The request ID of the invocation handed out last, for the log lines.
     current: Arc<Mutex<Option<String>>>,
+    /// The runtime has asked for its first invocation: init is over.
+    initialized: std::sync::atomic::AtomicBool,
 }
 
 /// A Runtime API endpoint for one process: stops when dropped.
@@ -80,6 +82,7 @@ impl Server {
             init_error: Mutex::new(None),
             init_failed: Notify::new(),
             current,
+            initialized: std::sync::atomic::AtomicBool::new(false),
         });
         let serving = state.clone();
         let accept = tokio::spawn(async move {
@@ -141,9 +144,9 @@ fn refused(status: StatusCode, error_type: &str, message: &str) -> Response<Body
     answer(status, serde_json::json!({"errorType": error_type, "errorMessage": message}))
 }
 
-/// Reads a body of at most Lambda's payload limit; `Err` when over it.
+/// Reads a body of at most Lambda's response limit; `Err` when over it.
 async fn read_body(body: Incoming) -> Result<Bytes, ()> {
-    match Limited::new(body, MAX_PAYLOAD_BYTES).collect().await {
+    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(_) => Err(()),
     }
@@ -175,11 +178,25 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let method = req.method().clone();
     let error_type =
         req.headers().get("Lambda-Runtime-Function-Error-Type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // As Lambda answers a call out of turn: a response or error with no invocation running, or
+    // init/error once init is over, is 403.
+    let out_of_turn = |what: &str| refused(StatusCode::FORBIDDEN, "InvalidStateTransition", what);
+    let settle = |id: &str| {
+        let mut in_flight = lock(&state.in_flight);
+        match in_flight.remove(id) {
+            Some(reply) => Ok(reply),
+            None if in_flight.is_empty() => {
+                Err(Box::new(out_of_turn(&format!("no invocation is running to answer ({id})"))))
+            }
+            None => Err(Box::new(refused(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("no invocation {id}")))),
+        }
+    };
     Ok(match (method, parts.as_slice()) {
         (Method::GET, ["2018-06-01", "runtime", "invocation", "next"]) => next(&state).await,
         (Method::POST, ["2018-06-01", "runtime", "invocation", id, "response"]) => {
-            let Some(reply) = lock(&state.in_flight).remove(*id) else {
-                return Ok(refused(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("no invocation {id}")));
+            let reply = match settle(id) {
+                Ok(reply) => reply,
+                Err(answer) => return Ok(*answer),
             };
             match read_body(req.into_body()).await {
                 Ok(body) => {
@@ -191,20 +208,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                     refused(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "RequestEntityTooLarge",
-                        &format!("the response is over {MAX_PAYLOAD_BYTES} bytes"),
+                        &format!("the response is over {MAX_RESPONSE_BYTES} bytes"),
                     )
                 }
             }
         }
         (Method::POST, ["2018-06-01", "runtime", "invocation", id, "error"]) => {
-            let Some(reply) = lock(&state.in_flight).remove(*id) else {
-                return Ok(refused(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("no invocation {id}")));
+            let reply = match settle(id) {
+                Ok(reply) => reply,
+                Err(answer) => return Ok(*answer),
             };
             let body = read_body(req.into_body()).await.unwrap_or_default();
             let _ = reply.send(Reply::Error(function_error(error_type.as_deref(), &body)));
             accepted()
         }
         (Method::POST, ["2018-06-01", "runtime", "init", "error"]) => {
+            if state.initialized.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(out_of_turn("init/error after the runtime asked for an invocation: init is over"));
+            }
             let body = read_body(req.into_body()).await.unwrap_or_default();
             *lock(&state.init_error) = Some(function_error(error_type.as_deref(), &body));
             state.init_failed.notify_one();
@@ -216,6 +237,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
 /// `invocation/next`: waits for the next invocation, as long as it takes.
 async fn next(state: &State) -> Response<Body> {
+    state.initialized.store(true, std::sync::atomic::Ordering::SeqCst);
     let pending = state.next.lock().await.recv().await;
     let Some(p) = pending else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "ShuttingDown", "the environment is shutting down");
@@ -305,26 +327,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The invocation is settled: a second answer for it, or one for an unknown ID, is refused.
+        // The invocation is settled: with nothing running, any answer is out of turn (403).
         for path in ["req-1/response", "req-1/error", "nope/response"] {
             let head = format!("POST /2018-06-01/runtime/invocation/{path} HTTP/1.1");
-            assert_eq!(raw(server.addr, &head, b"{}").await.0, 400, "{path}");
+            assert_eq!(raw(server.addr, &head, b"{}").await.0, 403, "{path}");
         }
+        // With one running, an answer for another ID is 400.
+        let (p, rx4) = pending("req-4");
+        server.invocations.send(p).await.unwrap();
+        assert_eq!(raw(server.addr, "GET /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await.0, 200);
+        assert_eq!(raw(server.addr, "POST /2018-06-01/runtime/invocation/nope/response HTTP/1.1", b"{}").await.0, 400);
+        assert_eq!(raw(server.addr, "POST /2018-06-01/runtime/invocation/req-4/response HTTP/1.1", b"{}").await.0, 202);
+        assert!(matches!(rx4.await.unwrap(), Reply::Response(_)));
         assert_eq!(raw(server.addr, "GET /2018-06-01/runtime/whatever HTTP/1.1", b"").await.0, 404);
         assert_eq!(raw(server.addr, "DELETE /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await.0, 404);
 
-        // init/error is recorded for the invoker.
-        assert_eq!(server.init_error(), None);
+        // init/error once init is over (the runtime has asked for an invocation) is out of turn.
         let head = "POST /2018-06-01/runtime/init/error HTTP/1.1";
         let doc = br#"{"errorType":"Runtime.Init","errorMessage":"no config"}"#;
-        assert_eq!(raw(server.addr, head, doc).await.0, 202);
-        assert_eq!(server.init_failed().await.error_message, "no config");
+        assert_eq!(raw(server.addr, head, doc).await.0, 403);
+        assert_eq!(server.init_error(), None);
+        // During init it is recorded for the invoker; before any `next`, a response is out of turn.
+        let fresh = Server::start(Arc::new(Mutex::new(None))).await.unwrap();
+        assert_eq!(raw(fresh.addr, "POST /2018-06-01/runtime/invocation/x/response HTTP/1.1", b"{}").await.0, 403);
+        assert_eq!(raw(fresh.addr, head, doc).await.0, 202);
+        assert_eq!(fresh.init_failed().await.error_message, "no config");
 
-        // An oversized response is refused with 413 and the invocation fails.
+        // A response of exactly Lambda's limit is taken; one byte more is refused with 413 and
+        // the invocation fails.
+        let (p, rx) = pending("req-3");
+        server.invocations.send(p).await.unwrap();
+        assert_eq!(raw(server.addr, "GET /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await.0, 200);
+        let most = vec![b'x'; crate::MAX_RESPONSE_BYTES];
+        assert_eq!(raw(server.addr, "POST /2018-06-01/runtime/invocation/req-3/response HTTP/1.1", &most).await.0, 202);
+        assert!(matches!(rx.await.unwrap(), Reply::Response(b) if b.len() == crate::MAX_RESPONSE_BYTES));
         let (p, rx) = pending("req-2");
         server.invocations.send(p).await.unwrap();
         assert_eq!(raw(server.addr, "GET /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await.0, 200);
-        let big = vec![b'x'; crate::MAX_PAYLOAD_BYTES + 1];
+        let big = vec![b'x'; crate::MAX_RESPONSE_BYTES + 1];
         assert_eq!(raw(server.addr, "POST /2018-06-01/runtime/invocation/req-2/response HTTP/1.1", &big).await.0, 413);
         assert!(matches!(rx.await.unwrap(), Reply::TooLarge));
     }

@@ -13,14 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::function::{FunctionConfig, Instance, Outcome};
-use crate::Error;
+use crate::{Error, MAX_PAYLOAD_BYTES};
 
 /// Concurrent executions an account may run across its functions without reserved concurrency
 /// (Lambda quotas: 1,000 per Region by default).
@@ -54,6 +55,8 @@ pub struct SqsMapping {
     pub visibility_timeout: Duration,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
+    /// `Enabled`: a disabled mapping polls nothing.
+    pub enabled: bool,
     /// How many times faster than AWS's clock the mapping's own timings run (its scaling rate
     /// and throttle backoff); 1.0 is AWS's.
     pub time_scale: f64,
@@ -196,6 +199,10 @@ pub struct MappingStats {
     pub running: u32,
     /// The most invocations running at once since [`MappingStats::take_peak`] last read it.
     pub peak_running: u32,
+    /// `ReceiveMessage` calls made.
+    pub receive_calls: u64,
+    /// Messages received but left for a later batch, the event being full at Lambda's 6 MB.
+    pub given_back: u64,
     /// SQS calls that failed and were retried, with the last failure.
     pub sqs_errors: u64,
     pub last_sqs_error: Option<String>,
@@ -253,7 +260,7 @@ pub async fn run(
     stats: Arc<Mutex<MappingStats>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    if mapping.reserved_concurrency == Some(0) {
+    if !mapping.enabled || mapping.reserved_concurrency == Some(0) {
         return Ok(());
     }
     let slots = mapping.reserved_concurrency.unwrap_or(ACCOUNT_CONCURRENCY) as usize;
@@ -357,6 +364,10 @@ pub fn event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
         record.body = m.body().map(str::to_owned);
         record.md5_of_body = m.md5_of_body().map(str::to_owned);
         record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
+        record.message_attributes = m
+            .message_attributes()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), message_attribute(v))).collect())
+            .unwrap_or_default();
         record.attributes = m
             .attributes()
             .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>())
@@ -367,6 +378,34 @@ pub fn event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
         event.records.push(record);
     }
     event
+}
+
+/// The size of the event for `messages`, as Lambda would be invoked with it.
+fn record_bytes_of(messages: &[Message], mapping: &SqsMapping) -> usize {
+    serde_json::to_vec(&event(messages, &mapping.queue_arn, &mapping.region)).map_or(usize::MAX / 2, |v| v.len())
+}
+
+/// What `m` adds to an event: its record and a separator (one byte more than it adds to an
+/// empty event, so the sum never falls short).
+fn record_bytes(m: &Message, mapping: &SqsMapping) -> usize {
+    record_bytes_of(std::slice::from_ref(m), mapping) - record_bytes_of(&[], mapping) + 1
+}
+
+/// A message attribute as Lambda's event carries it: `stringValue`, `binaryValue` (base64 in
+/// the JSON), `dataType`, and the list fields.
+fn message_attribute(v: &aws_sdk_sqs::types::MessageAttributeValue) -> SqsMessageAttribute {
+    let mut a = SqsMessageAttribute::default();
+    a.string_value = v.string_value().map(str::to_owned);
+    let data = |bytes: &[u8]| {
+        let mut d = Base64Data::default();
+        d.extend_from_slice(bytes);
+        d
+    };
+    a.binary_value = v.binary_value().map(|b| data(b.as_ref()));
+    a.string_list_values = v.string_list_values().to_vec();
+    a.binary_list_values = v.binary_list_values().iter().map(|b| data(b.as_ref())).collect();
+    a.data_type = Some(v.data_type().to_owned());
+    a
 }
 
 /// Deletes `messages` in calls of 10 (SQS's limit); returns how many SQS refused (a receipt
@@ -488,6 +527,11 @@ impl Poller {
         let m = &self.shared.mapping;
         let mut messages: Vec<Message> = Vec::new();
         let mut first: Option<Instant> = None;
+        // Messages that would take the event past Lambda's payload limit.
+        let mut overflow: Vec<Message> = Vec::new();
+        let mut full = false;
+        // The event's size so far: its envelope, then each record and its separator.
+        let mut payload = record_bytes_of(&[], &self.shared.mapping);
         while messages.len() < m.batch_size as usize {
             if messages.is_empty() && self.stopping() {
                 break;
@@ -496,8 +540,17 @@ impl Poller {
             let wait = match first {
                 // Short polls, so a stop is seen within a second.
                 None => 1,
-                Some(t) => m.batching_window.saturating_sub(t.elapsed()).as_secs().clamp(0, 1) as i32,
+                Some(t) => match m.batching_window.saturating_sub(t.elapsed()) {
+                    left if left >= Duration::from_secs(1) => 1,
+                    // SQS waits in whole seconds: sleep out the last one, then take what came,
+                    // rather than poll it with zero waits.
+                    left => {
+                        tokio::time::sleep(left).await;
+                        0
+                    }
+                },
             };
+            self.shared.stats().receive_calls += 1;
             let started = Instant::now();
             let out = self
                 .shared
@@ -532,10 +585,26 @@ impl Poller {
                 }
                 // Received again within one window (its visibility timeout is shorter than the
                 // window): one record, with the newest receipt handle, the only one still valid.
+                let bytes = record_bytes(m, &self.shared.mapping);
                 match messages.iter_mut().find(|k| k.message_id() == m.message_id()) {
-                    Some(known) => *known = m.clone(),
-                    None => messages.push(m.clone()),
+                    Some(known) => {
+                        payload = payload - record_bytes(known, &self.shared.mapping) + bytes;
+                        *known = m.clone();
+                    }
+                    // Lambda invokes with what fits its 6 MB payload; the rest waits for the next batch.
+                    None if full || payload + bytes > MAX_PAYLOAD_BYTES => {
+                        full = true;
+                        overflow.push(m.clone());
+                    }
+                    None => {
+                        payload += bytes;
+                        messages.push(m.clone());
+                    }
                 }
+            }
+            if full {
+                self.give_back(&overflow).await;
+                break;
             }
             match first {
                 Some(t) if t.elapsed() >= m.batching_window => break,
@@ -543,6 +612,30 @@ impl Poller {
             }
         }
         Ok(first.map(|t| (messages, t.elapsed(), t)))
+    }
+
+    /// Makes `messages` visible again at once, for a later batch (their receive count stays
+    /// up, as on AWS). A refusal only delays them to their visibility timeout.
+    async fn give_back(&self, messages: &[Message]) {
+        let m = &self.shared.mapping;
+        for message in messages {
+            let Some(handle) = message.receipt_handle() else { continue };
+            let changed = self
+                .shared
+                .sqs
+                .change_message_visibility()
+                .queue_url(&m.queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await;
+            if let Err(e) = changed {
+                let mut stats = self.shared.stats();
+                stats.sqs_errors += 1;
+                stats.last_sqs_error = Some(sqs_error("ChangeMessageVisibility", &m.queue_url, e).to_string());
+            }
+        }
+        self.shared.stats().given_back += messages.len() as u64;
     }
 
     async fn invoke(&self, mut instance: Instance, messages: Vec<Message>, gathered: Duration) -> Result<(), Error> {
@@ -627,6 +720,7 @@ mod tests {
             reserved_concurrency: Some(1),
             visibility_timeout: Duration::from_secs(210),
             report_batch_item_failures: true,
+            enabled: true,
             time_scale: 1.0,
         }
     }
@@ -680,6 +774,29 @@ mod tests {
 
     fn respond(body: &str) -> Settlement {
         settle(&Outcome::Response(Bytes::from(body.to_owned())), &ids(), true)
+    }
+
+    /// Lambda's event carries the message attributes next to their MD5 (it had only the MD5).
+    #[test]
+    fn the_event_carries_the_message_attributes() {
+        use aws_sdk_sqs::primitives::Blob;
+        use aws_sdk_sqs::types::{Message, MessageAttributeValue};
+        let text = MessageAttributeValue::builder().data_type("String").string_value("eu").build().unwrap();
+        let bytes =
+            MessageAttributeValue::builder().data_type("Binary").binary_value(Blob::new(b"\x01\x02")).build().unwrap();
+        let m = Message::builder()
+            .message_id("m1")
+            .body("b")
+            .md5_of_message_attributes("abc")
+            .message_attributes("region", text)
+            .message_attributes("raw", bytes)
+            .build();
+        let json = serde_json::to_value(event(&[m], "arn:aws:sqs:us-east-1:1:q", "us-east-1")).unwrap();
+        let attrs = &json["Records"][0]["messageAttributes"];
+        assert_eq!(attrs["region"]["stringValue"], "eu");
+        assert_eq!(attrs["region"]["dataType"], "String");
+        assert_eq!(attrs["raw"]["binaryValue"], "AQI=");
+        assert_eq!(json["Records"][0]["md5OfMessageAttributes"], "abc");
     }
 
     #[test]

@@ -87,6 +87,7 @@ fn mapping(q: &Queue, batch_size: u32, window_secs: u64, pollers: u32) -> SqsMap
         reserved_concurrency: None,
         visibility_timeout: Duration::from_secs(3),
         report_batch_item_failures: true,
+        enabled: true,
         time_scale: 1.0,
     }
 }
@@ -194,14 +195,17 @@ async fn an_unusable_response_an_error_a_crash_and_a_timeout_each_return_the_who
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reserved_concurrency_zero_runs_nothing() {
+async fn reserved_concurrency_zero_or_a_disabled_mapping_runs_nothing() {
     let moto = Moto::start();
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let q = queue(&sqs, "throttled", None).await;
     send(&sqs, &q, &["ok", "ok", "ok"]).await;
-    let m = SqsMapping { reserved_concurrency: Some(0), ..mapping(&q, 10, 0, 5) };
-    let stats = run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(3), |_| false).await;
-    assert_eq!(stats, MappingStats::default());
+    let stopped = SqsMapping { reserved_concurrency: Some(0), ..mapping(&q, 10, 0, 5) };
+    let disabled = SqsMapping { enabled: false, ..mapping(&q, 10, 0, 5) };
+    for m in [stopped, disabled] {
+        let stats = run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(2), |_| false).await;
+        assert_eq!(stats, MappingStats::default());
+    }
     let out = sqs
         .get_queue_attributes()
         .queue_url(&q.url)
@@ -228,6 +232,41 @@ async fn batches_fill_to_the_batch_size_and_the_window_closes_the_last() {
     assert!(stats.batches[2].gathered_ms >= 2000, "the last waited for the window: {stats:?}");
     assert_eq!(stats.cold_starts, 1, "one environment, reused");
     assert!(remaining(&sqs, &q.url).await.is_empty());
+}
+
+/// A batch whose event would pass Lambda's 6 MB payload limit is invoked with what fits; the
+/// rest is given back for the next batch, and the poller goes on (it used to stop for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_over_six_megabytes_is_invoked_with_what_fits() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "heavy", None).await;
+    // 30 messages of 240 KB: 7.2 MB in all.
+    let big = "x".repeat(240 * 1024);
+    send(&sqs, &q, &vec![big.as_str(); 30]).await;
+    let m = SqsMapping { visibility_timeout: Duration::from_secs(30), ..mapping(&q, 30, 2, 1) };
+    let stats =
+        run_until(&sqs, m, function(Duration::from_secs(10)), Duration::from_secs(60), |s| s.deleted >= 30).await;
+    assert_eq!((stats.deleted, stats.errors), (30, 0), "{stats:?}");
+    assert!(stats.batches.len() >= 2, "{stats:?}");
+    assert!(stats.batches.iter().all(|b| b.records * 240 * 1024 < lambda_local::MAX_PAYLOAD_BYTES), "{stats:?}");
+    assert!(stats.given_back > 0, "{stats:?}");
+    assert!(remaining(&sqs, &q.url).await.is_empty());
+}
+
+/// SQS waits in whole seconds: the last fraction of a batching window is slept out, not polled
+/// with zero waits (which made hundreds of calls for one message).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_end_of_a_fractional_window_is_waited_not_polled() {
+    let moto = Moto::start();
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let q = queue(&sqs, "fraction", None).await;
+    send(&sqs, &q, &["ok"]).await;
+    let m = SqsMapping { batching_window: Duration::from_millis(1500), ..mapping(&q, 10, 0, 1) };
+    let stats = run_until(&sqs, m, function(Duration::from_secs(5)), Duration::from_secs(20), |s| s.deleted >= 1).await;
+    assert_eq!(stats.batches.len(), 1, "{stats:?}");
+    assert!(stats.batches[0].gathered_ms >= 1500, "the window was kept: {stats:?}");
+    assert!(stats.receive_calls <= 8, "{} ReceiveMessage calls for one message", stats.receive_calls);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,6 +22,9 @@ pub enum LocalError {
     ConsumerPanicked,
     #[error("the queue was not drained within {0:?}")]
     NotDrained(Duration),
+    /// A what-if AWS would refuse.
+    #[error("{0}")]
+    Refused(String),
     /// A template value the local run cannot work out.
     #[error("{0}")]
     Unresolved(String),

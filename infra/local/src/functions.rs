@@ -140,7 +140,9 @@ pub fn function_config(
 }
 
 /// The template's event source mapping for `queue_url`; `time_scale` shortens the window and
-/// the visibility timeout for a demo (1.0 keeps the queue's own timeout, as Lambda does).
+/// the visibility timeout for a demo (1.0 keeps the queue's own timeout, as Lambda does), but
+/// never below the function's timeout, which runs unscaled: AWS refuses a mapping whose queue
+/// lets a message reappear while the function may still work on it.
 pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws, time_scale: f64) -> SqsMapping {
     let settings = mapping_settings(mapping);
     SqsMapping {
@@ -156,8 +158,11 @@ pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws
         },
         max_concurrency: mapping.max_concurrency(),
         reserved_concurrency: mapping.function().reserved_concurrency(),
-        visibility_timeout: Duration::from_secs(u64::from(settings.visibility_timeout_secs)).mul_f64(time_scale),
+        visibility_timeout: Duration::from_secs(u64::from(settings.visibility_timeout_secs))
+            .mul_f64(time_scale)
+            .max(Duration::from_secs(u64::from(mapping.function().timeout_secs()))),
         report_batch_item_failures: mapping.reports_batch_item_failures(),
+        enabled: mapping.enabled(),
         time_scale,
     }
 }
@@ -318,7 +323,10 @@ mod tests {
         assert!(m.report_batch_item_failures);
         let fast = sqs_mapping(app.mapping(), url, &aws(), 0.1);
         assert_eq!(fast.batching_window, Duration::from_secs(3));
-        assert_eq!(fast.visibility_timeout, Duration::from_secs(21));
+        // 210 s x 0.1 = 21 s would be below PublishMetrics' own (unscaled) 30 s timeout.
+        assert_eq!(fast.visibility_timeout, Duration::from_secs(30));
+        let gentle = sqs_mapping(app.mapping(), url, &aws(), 0.5);
+        assert_eq!(gentle.visibility_timeout, Duration::from_secs(105));
     }
 
     #[test]

@@ -75,6 +75,18 @@ impl Overrides {
         }
         out
     }
+
+    /// Refuses what AWS would refuse of `app` changed this way: a queue whose visibility
+    /// timeout is below its consumer's timeout (CreateEventSourceMapping says no).
+    pub fn check(&self, app: &metrics_stack::MetricsStack) -> Result<(), LocalError> {
+        let timeout = app.publish().timeout_secs();
+        match self.visibility_timeout_secs {
+            Some(v) if v < timeout => Err(LocalError::Refused(format!(
+                "--visibility-timeout {v}: AWS refuses an SQS mapping whose queue's visibility timeout is below the function's timeout ({timeout} s)"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Everything a run needs.
@@ -275,6 +287,7 @@ fn scaled(d: Duration, time_scale: f64) -> f64 {
 pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) -> Result<RunSummary, LocalError> {
     let env = Environment::prepare(&options.environment, &mut |n| events(Event::Note(n))).await?;
     let app = &env.app;
+    options.overrides.check(app)?;
     let overrides = options.overrides.describe();
     for o in &overrides {
         events(Event::Note(format!("what-if: {o}, for this run only (the deployed stack is unchanged)")));
@@ -590,7 +603,10 @@ impl Functions {
                     mapping.reserved_concurrency = reserved;
                 }
                 if let Some(v) = options.overrides.visibility_timeout_secs {
-                    mapping.visibility_timeout = Duration::from_secs(u64::from(v)).mul_f64(options.time_scale);
+                    // Never below the function's (unscaled) timeout, as `sqs_mapping` keeps it.
+                    mapping.visibility_timeout = Duration::from_secs(u64::from(v))
+                        .mul_f64(options.time_scale)
+                        .max(Duration::from_secs(u64::from(app.publish().timeout_secs())));
                 }
                 let mut publish = config(app.publish())?;
                 publish.environment.insert(order_events::env::WRITE_BUDGET.to_owned(), budget.to_string());
@@ -803,6 +819,16 @@ async fn uncounted_dead_letters(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visibility_timeout_below_the_functions_timeout_is_refused_as_aws_does() {
+        let app = metrics_stack::metrics_stack(&Default::default()).unwrap();
+        let with = |v| Overrides { visibility_timeout_secs: Some(v), ..Default::default() }.check(&app);
+        assert!(with(30).is_ok(), "PublishMetrics' timeout exactly");
+        let err = with(29).unwrap_err().to_string();
+        assert!(err.contains("--visibility-timeout 29") && err.contains("(30 s)"), "{err}");
+        assert!(Overrides::default().check(&app).is_ok());
+    }
 
     fn summary(dead_lettered: u64, counted: u64) -> RunSummary {
         RunSummary {
