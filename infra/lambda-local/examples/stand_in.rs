@@ -92,6 +92,11 @@ fn main() {
         if bodies.contains(&"sleep") {
             std::thread::sleep(std::time::Duration::from_secs(600));
         }
+        if bodies.contains(&"orphan") {
+            // A child that inherits stdout and outlives this process unless its group is killed.
+            let _ = std::process::Command::new("sleep").arg("600").spawn();
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
         if bodies.contains(&"slow") {
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
@@ -118,5 +123,9 @@ fn main() {
             failures.push(serde_json::json!({"itemIdentifier": "not-in-this-batch"}));
         }
         respond(serde_json::json!({"batchItemFailures": failures}).to_string().as_bytes());
+        if bodies.contains(&"exit-after") {
+            // Gone while idle, as a runtime that crashes between invocations.
+            std::process::exit(0);
+        }
     }
 }

@@ -201,6 +201,9 @@ pub struct Invocation {
     pub cold_start: bool,
 }
 
+/// How long a reset waits for the last lines of a killed environment's pipes.
+const READER_GRACE: Duration = Duration::from_secs(2);
+
 struct Running {
     child: tokio::process::Child,
     server: Server,
@@ -254,6 +257,9 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a reset kills whatever it started too (Lambda freezes
+            // and discards the whole environment).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| Error::Spawn { function: name.clone(), binary: self.config.binary.clone(), source })?;
@@ -290,9 +296,22 @@ impl Instance {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::RequestTooLarge { function: self.config.name.clone(), size: payload.len() });
         }
-        let cold_start = self.running.is_none();
+        // A runtime that exited while idle is gone: Lambda starts a new one (a cold start),
+        // it does not fail the next invocation.
+        let alive = match self.running.take() {
+            Some(mut r) => {
+                if matches!(r.child.try_wait(), Ok(None)) {
+                    Some(r)
+                } else {
+                    Self::stop(r).await;
+                    None
+                }
+            }
+            None => None,
+        };
+        let cold_start = alive.is_none();
         let init_started = Instant::now();
-        let mut running = match self.running.take() {
+        let mut running = match alive {
             Some(r) => r,
             None => self.start().await?,
         };
@@ -364,10 +383,20 @@ impl Instance {
     }
 
     async fn stop(mut running: Running) {
+        if let Some(pid) = running.child.id().and_then(|id| i32::try_from(id).ok()) {
+            // SAFETY: kill(2) on the process group this environment started (its leader's pid):
+            // no memory is shared; at worst the group is already gone (ESRCH).
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = running.child.kill().await;
-        // The pipes end with the process: every line it wrote has been passed on.
-        for reader in running.readers.drain(..) {
-            let _ = reader.await;
+        // The pipes end with the process group: every line it wrote is passed on. A process
+        // that left the group and still holds a pipe is not waited for beyond a grace period.
+        for mut reader in running.readers.drain(..) {
+            if tokio::time::timeout(READER_GRACE, &mut reader).await.is_err() {
+                reader.abort();
+            }
         }
     }
 

@@ -119,6 +119,30 @@ async fn errors_keep_the_process_crashes_and_timeouts_restart_it() {
     assert_eq!(logs.iter().filter(|l| l.line.starts_with("stand-in started")).count(), 3);
 }
 
+/// A timeout resets the environment even when the runtime started a child that holds its
+/// stdout (the reset used to wait for that pipe forever); a runtime that exits while idle
+/// makes the next invocation a cold start, not a crash.
+#[tokio::test]
+async fn a_reset_kills_what_the_runtime_started_and_an_idle_exit_is_a_cold_start() {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let mut f = Instance::new(config(&[], Duration::from_secs(1), logs.clone()), 0);
+    let orphan = tokio::time::timeout(Duration::from_secs(10), f.invoke(sqs(&["orphan"])))
+        .await
+        .expect("the timeout ends the invocation")
+        .unwrap();
+    assert_eq!(orphan.outcome, Outcome::Timeout(Duration::from_secs(1)));
+    let next = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(next.cold_start);
+
+    let leaving = f.invoke(sqs(&["exit-after"])).await.unwrap();
+    assert_eq!(json(&leaving.outcome), serde_json::json!({"batchItemFailures": []}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(after.cold_start, "a new process, as Lambda starts one");
+    assert_eq!(json(&after.outcome), serde_json::json!({"batchItemFailures": []}));
+    f.shutdown().await;
+}
+
 #[tokio::test]
 async fn init_failures_are_reported_and_retried_with_a_new_process() {
     let logs = Arc::new(Mutex::new(Vec::new()));
