@@ -57,6 +57,10 @@ fn main() {
             std::process::exit(1);
         }
         Ok("exit") => std::process::exit(2),
+        Ok(slow) if slow.starts_with("sleep-ms=") => {
+            let ms: u64 = slow["sleep-ms=".len()..].parse().expect("a number of milliseconds");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         _ => {}
     }
     println!("stand-in started, pid {}", std::process::id());

@@ -201,6 +201,18 @@ pub struct Invocation {
     pub cold_start: bool,
 }
 
+/// Lambda's limit on the init phase.
+const INIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// The peak resident memory of process `pid` in MB, rounded up (Linux's `VmHWM`); `None` where
+/// the system does not say.
+fn peak_memory_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb.div_ceil(1024))
+}
+
 /// How long a reset waits for the last lines of a killed environment's pipes.
 const READER_GRACE: Duration = Duration::from_secs(2);
 
@@ -315,6 +327,29 @@ impl Instance {
             Some(r) => r,
             None => self.start().await?,
         };
+        // Init is a phase of its own, as on Lambda: from the process's start to its first
+        // `next`, at most INIT_LIMIT; the invocation's deadline and duration start after it.
+        let init = if cold_start {
+            self.platform_record(
+                None,
+                "INIT_START Runtime Version: provided:al2023".to_owned(),
+                "platform.initStart",
+                serde_json::json!({
+                    "initializationType": "on-demand", "phase": "init", "runtimeVersion": "provided:al2023",
+                    "functionName": self.config.name, "functionVersion": "$LATEST",
+                }),
+            );
+            tokio::select! {
+                _ = running.server.ready() => {}
+                _ = running.child.wait() => {}
+                _ = running.server.init_failed() => {}
+                // Past the limit, init goes on inside the invocation's time (a "suppressed init").
+                _ = tokio::time::sleep(INIT_LIMIT) => {}
+            }
+            Some(init_started.elapsed())
+        } else {
+            None
+        };
         let request_id = uuid::Uuid::new_v4().to_string();
         let timeout = self.config.timeout;
         let started = Instant::now();
@@ -327,7 +362,12 @@ impl Instance {
             payload,
             reply,
         };
-        self.platform(Some(&request_id), format!("START RequestId: {request_id} Version: $LATEST"));
+        self.platform_record(
+            Some(&request_id),
+            format!("START RequestId: {request_id} Version: $LATEST"),
+            "platform.start",
+            serde_json::json!({"requestId": request_id, "version": "$LATEST"}),
+        );
         let outcome = if running.server.invocations.send(pending).await.is_err() {
             Outcome::Crashed("the Runtime API endpoint closed".to_owned())
         } else {
@@ -348,6 +388,8 @@ impl Instance {
             }
         };
         let duration = started.elapsed();
+        // Read before a reset ends the process.
+        let max_memory_mb = running.child.id().and_then(peak_memory_mb);
         if matches!(outcome, Outcome::Crashed(_) | Outcome::Timeout(_) | Outcome::InitError(_)) {
             // Lambda resets the environment: the next invocation starts a new process.
             Self::stop(running).await;
@@ -357,29 +399,63 @@ impl Instance {
         if let Outcome::Timeout(t) = &outcome {
             self.platform(Some(&request_id), format!("Task timed out after {:.2} seconds", t.as_secs_f64()));
         }
-        self.platform(Some(&request_id), format!("END RequestId: {request_id}"));
-        let init = if cold_start {
-            format!(" Init Duration: {:.2} ms", (started - init_started).as_secs_f64() * 1000.0)
-        } else {
-            String::new()
+        let (status, error_type) = match &outcome {
+            Outcome::Response(_) => ("success", None),
+            Outcome::FunctionError(_) => ("error", None),
+            Outcome::InitError(_) => ("error", Some("Runtime.InitError")),
+            Outcome::Timeout(_) => ("timeout", None),
+            Outcome::Crashed(_) => ("error", Some("Runtime.ExitError")),
+            Outcome::ResponseTooLarge => ("error", Some("Function.ResponseSizeTooLarge")),
         };
-        let status = match &outcome {
-            Outcome::Response(_) => String::new(),
-            Outcome::FunctionError(_) => " Status: error".to_owned(),
-            Outcome::InitError(_) => " Status: error Error Type: Runtime.InitError".to_owned(),
-            Outcome::Timeout(_) => " Status: timeout".to_owned(),
-            Outcome::Crashed(_) => " Status: error Error Type: Runtime.ExitError".to_owned(),
-            Outcome::ResponseTooLarge => " Status: error Error Type: Function.ResponseSizeTooLarge".to_owned(),
-        };
-        self.platform(
-            Some(&request_id),
-            format!(
-                "REPORT RequestId: {request_id} Duration: {:.2} ms Memory Size: {} MB{init}{status}",
-                duration.as_secs_f64() * 1000.0,
-                self.config.memory_mb
-            ),
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // A custom runtime's init is billed with its first invocation, rounded up to the ms.
+        let billed_ms = (ms(duration) + init.map_or(0.0, ms)).ceil() as u64;
+        let mut text = format!(
+            "REPORT RequestId: {request_id} Duration: {:.2} ms Billed Duration: {billed_ms} ms Memory Size: {} MB",
+            ms(duration),
+            self.config.memory_mb
         );
+        let mut metrics = serde_json::json!({
+            "durationMs": (ms(duration) * 100.0).round() / 100.0,
+            "billedDurationMs": billed_ms,
+            "memorySizeMB": self.config.memory_mb,
+        });
+        if let Some(used) = max_memory_mb {
+            text.push_str(&format!(" Max Memory Used: {used} MB"));
+            metrics["maxMemoryUsedMB"] = used.into();
+        }
+        if let Some(i) = init {
+            text.push_str(&format!(" Init Duration: {:.2} ms", ms(i)));
+            metrics["initDurationMs"] = ((ms(i) * 100.0).round() / 100.0).into();
+        }
+        if status != "success" {
+            text.push_str(&format!(" Status: {status}"));
+        }
+        if let Some(e) = error_type {
+            text.push_str(&format!(" Error Type: {e}"));
+        }
+        self.platform_record(
+            Some(&request_id),
+            format!("END RequestId: {request_id}"),
+            "platform.runtimeDone",
+            serde_json::json!({"requestId": request_id, "status": status, "metrics": {"durationMs": metrics["durationMs"]}}),
+        );
+        let mut record = serde_json::json!({"requestId": request_id, "metrics": metrics, "status": status});
+        if let Some(e) = error_type {
+            record["errorType"] = e.into();
+        }
+        self.platform_record(Some(&request_id), text, "platform.report", record);
         Ok(Invocation { request_id, outcome, duration, cold_start })
+    }
+
+    /// A platform line: Lambda's text, or with `LogFormat: JSON` its JSON record of `kind`.
+    fn platform_record(&self, request_id: Option<&str>, text: String, kind: &str, record: serde_json::Value) {
+        if self.config.json_logs {
+            let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            self.platform(request_id, serde_json::json!({"time": time, "type": kind, "record": record}).to_string());
+        } else {
+            self.platform(request_id, text);
+        }
     }
 
     async fn stop(mut running: Running) {

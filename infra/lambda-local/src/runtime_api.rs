@@ -61,6 +61,7 @@ struct State {
     current: Arc<Mutex<Option<String>>>,
     /// The runtime has asked for its first invocation: init is over.
     initialized: std::sync::atomic::AtomicBool,
+    ready: Notify,
 }
 
 /// A Runtime API endpoint for one process: stops when dropped.
@@ -83,6 +84,7 @@ impl Server {
             init_failed: Notify::new(),
             current,
             initialized: std::sync::atomic::AtomicBool::new(false),
+            ready: Notify::new(),
         });
         let serving = state.clone();
         let accept = tokio::spawn(async move {
@@ -108,6 +110,13 @@ impl Server {
                 return e;
             }
             self.state.init_failed.notified().await;
+        }
+    }
+
+    /// Resolves once the runtime has asked for its first invocation (the end of init).
+    pub async fn ready(&self) {
+        if !self.state.initialized.load(std::sync::atomic::Ordering::SeqCst) {
+            self.state.ready.notified().await;
         }
     }
 
@@ -237,7 +246,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
 /// `invocation/next`: waits for the next invocation, as long as it takes.
 async fn next(state: &State) -> Response<Body> {
-    state.initialized.store(true, std::sync::atomic::Ordering::SeqCst);
+    if !state.initialized.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        state.ready.notify_one();
+    }
     let pending = state.next.lock().await.recv().await;
     let Some(p) = pending else {
         return refused(StatusCode::INTERNAL_SERVER_ERROR, "ShuttingDown", "the environment is shutting down");

@@ -18,7 +18,7 @@ fn config(env: &[(&str, &str)], timeout: Duration, logs: Arc<Mutex<Vec<LogLine>>
         environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         timeout,
         region: "eu-west-1".into(),
-        json_logs: true,
+        json_logs: false,
         credentials: Credentials { access_key_id: "AK".into(), secret_access_key: "SK".into(), session_token: None },
         endpoint_url: Some("http://127.0.0.1:9".into()),
         logs: Arc::new(move |l| logs.lock().unwrap().push(l)),
@@ -161,4 +161,51 @@ async fn init_failures_are_reported_and_retried_with_a_new_process() {
     let logs = logs.lock().unwrap();
     let reports = logs.iter().filter(|l| l.stream == Stream::Platform && l.line.starts_with("REPORT"));
     assert_eq!(reports.filter(|l| l.line.ends_with("Error Type: Runtime.InitError")).count(), 2);
+}
+
+/// Init is a phase of its own: a 1.5 s init and 1 s of work fit a 2 s timeout (the deadline
+/// starts at the first `next`), REPORT says Init Duration and Billed Duration apart, and
+/// INIT_START comes first; with `LogFormat: JSON` the platform lines are Lambda's JSON records.
+#[tokio::test]
+async fn init_is_its_own_phase_and_platform_lines_follow_the_log_format() {
+    for json_logs in [false, true] {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut config = (*config(&[("STAND_IN_INIT", "sleep-ms=1500")], Duration::from_secs(2), logs.clone())).clone();
+        config.json_logs = json_logs;
+        let mut f = Instance::new(Arc::new(config), 0);
+        let slow = f.invoke(sqs(&["slow"])).await.unwrap();
+        assert_eq!(json(&slow.outcome), serde_json::json!({"batchItemFailures": []}), "json_logs {json_logs}");
+        assert!(
+            slow.duration >= Duration::from_secs(1) && slow.duration < Duration::from_millis(1500),
+            "{:?}",
+            slow.duration
+        );
+        f.shutdown().await;
+        let logs = logs.lock().unwrap();
+        let platform: Vec<&str> =
+            logs.iter().filter(|l| l.stream == Stream::Platform).map(|l| l.line.as_str()).collect();
+        if json_logs {
+            let records: Vec<serde_json::Value> = platform.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let kinds: Vec<&str> = records.iter().map(|r| r["type"].as_str().unwrap()).collect();
+            assert_eq!(kinds, ["platform.initStart", "platform.start", "platform.runtimeDone", "platform.report"]);
+            let report = &records[3]["record"];
+            assert_eq!(report["requestId"], slow.request_id.as_str());
+            assert_eq!(report["status"], "success");
+            let m = &report["metrics"];
+            assert!(m["initDurationMs"].as_f64().unwrap() >= 1500.0, "{m}");
+            assert!(m["durationMs"].as_f64().unwrap() < 1500.0, "{m}");
+            assert!(m["billedDurationMs"].as_u64().unwrap() >= 2500, "init is billed with the first invocation: {m}");
+            assert!(m["maxMemoryUsedMB"].as_u64().unwrap() >= 1, "{m}");
+            assert!(records[0]["time"].as_str().unwrap().ends_with('Z'));
+        } else {
+            assert_eq!(platform[0], "INIT_START Runtime Version: provided:al2023");
+            assert!(platform[1].starts_with("START RequestId: "));
+            let report = platform.iter().find(|l| l.starts_with("REPORT")).unwrap();
+            for part in ["Billed Duration: ", "Memory Size: 128 MB", "Max Memory Used: ", "Init Duration: "] {
+                assert!(report.contains(part), "{part} in {report}");
+            }
+            let init: f64 = report.split("Init Duration: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+            assert!(init >= 1500.0, "{report}");
+        }
+    }
 }

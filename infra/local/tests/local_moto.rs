@@ -73,7 +73,8 @@ fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     let counted: u64 = docs.iter().filter_map(|d| d["message"]["CountedRecords"].as_u64()).sum();
     assert_eq!(counted, 510);
     assert!(docs.iter().all(|d| d["function"] == "PublishMetrics"));
-    assert!(docs.iter().any(|d| d["message"].as_str().is_some_and(|m| m.starts_with("REPORT RequestId: "))));
+    // LogFormat JSON: Lambda's platform lines are JSON records.
+    assert!(docs.iter().any(|d| d["message"]["type"] == "platform.report"), "{lines}");
     assert!(logs.path().join("EventsLoadTest.jsonl").exists());
 }
 
@@ -223,7 +224,7 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
     let response: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(response, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m2"}]}));
     // The function's logs, each line prefixed with its name and request ID.
-    assert!(stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("REPORT RequestId: ")), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("\"platform.report\"")), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("\"CountedRecords\":1")),
         "{stderr}"
