@@ -22,6 +22,9 @@ pub enum LocalError {
     ConsumerPanicked,
     #[error("the queue was not drained within {0:?}")]
     NotDrained(Duration),
+    /// The deployed bootstrap could not be taken out of its zip.
+    #[error("{0}")]
+    Artifact(String),
     /// A what-if AWS would refuse.
     #[error("{0}")]
     Refused(String),

@@ -7,6 +7,7 @@
 //! ([`graphs`]) and returns a [`RunSummary`]. It prints nothing: progress is reported as
 //! [`Event`]s.
 
+pub mod artifact;
 pub mod environment;
 mod error;
 pub mod functions;

@@ -226,6 +226,10 @@ fn local_invoke_runs_one_function_once_with_the_event_given() {
     // The function's logs, each line prefixed with its name and request ID.
     assert!(stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("\"platform.report\"")), "{stderr}");
     assert!(
+        stderr.contains("running the handlers in ") && stderr.contains("(--handlers)"),
+        "says which build runs: {stderr}"
+    );
+    assert!(
         stderr.lines().any(|l| l.starts_with("[PublishMetrics ") && l.contains("\"CountedRecords\":1")),
         "{stderr}"
     );

@@ -51,9 +51,13 @@ struct Common {
     #[arg(long, global = true)]
     lambda_dir: Option<PathBuf>,
     /// A directory holding the handlers built for this machine (`publish-metrics`,
-    /// `events-load-test`) [default: build them now with cargo].
+    /// `events-load-test`) [default: the deployed arm64 bootstraps from the zips where this
+    /// machine can run them, else build them now with cargo].
     #[arg(long, global = true)]
     handlers: Option<PathBuf>,
+    /// Build the handlers for this machine even where the deployed arm64 bootstraps could run.
+    #[arg(long, global = true, conflicts_with = "handlers")]
+    host_build: bool,
 }
 
 impl Common {
@@ -212,17 +216,26 @@ fn main() -> ExitCode {
     )
 }
 
-/// The handlers' directory: given, or built now.
+/// The handlers' directory: given; the deployed arm64 bootstraps, where this machine runs
+/// them; or a build for this machine, made now. Says which.
 fn handlers(common: &Common) -> Result<PathBuf> {
-    match &common.handlers {
-        Some(dir) => Ok(dir.clone()),
-        None => {
-            eprintln!("building the handlers for this machine (cargo build --bins) ...");
-            // The workspace this binary was built from.
-            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            Ok(functions::build_handlers(&workspace)?)
-        }
+    if let Some(dir) = &common.handlers {
+        eprintln!("running the handlers in {} (--handlers)", dir.display());
+        return Ok(dir.clone());
     }
+    let support = local::artifact::arm64();
+    if !common.host_build && !matches!(support, local::artifact::Arm64::Unavailable(_)) {
+        let lambda_dir = common.lambda_dir.clone().unwrap_or_else(deploy::assets::default_lambda_dir);
+        let into = lambda_dir.with_file_name("local-bootstrap");
+        local::artifact::extract_bootstraps(&lambda_dir, &order_events::assets::ALL, &into)?;
+        eprintln!("running the deployed arm64 bootstraps from {} {support}", lambda_dir.display());
+        return Ok(into);
+    }
+    let why = if common.host_build { "--host-build".to_owned() } else { support.to_string() };
+    eprintln!("running a build for this machine, not the deployed arm64 bootstrap ({why}); building it (cargo build --bins) ...");
+    // The workspace this binary was built from.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Ok(functions::build_handlers(&workspace)?)
 }
 
 async fn run(common: Common, args: RunArgs) -> Result<bool> {
