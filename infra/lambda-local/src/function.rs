@@ -373,6 +373,8 @@ impl Instance {
         } else {
             let deadline = tokio::time::Instant::from_std(started + timeout);
             tokio::select! {
+                // The answer first: a runtime that exits right after answering has answered.
+                biased;
                 reply = answer => match reply {
                     Ok(Reply::Response(body)) => Outcome::Response(body),
                     Ok(Reply::Error(e)) => Outcome::FunctionError(e),
