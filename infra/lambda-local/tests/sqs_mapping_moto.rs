@@ -339,19 +339,22 @@ async fn a_batch_throttled_past_its_visibility_timeout_comes_back_with_its_recei
     let q = queue(&sqs, "expiring", None).await;
     send(&sqs, &q, &["slow"; 6]).await;
     // Each execution takes a second; a throttled batch waits at most 2 s before its messages
-    // become visible again, so some are received twice or more.
+    // become visible again, so some are received twice or more. A batch invoked just before
+    // its visibility ends can be received and run again meanwhile (at least once, as on AWS,
+    // where the stale delete also "succeeds"): deletes may outnumber the messages.
     let stats = run_until(
         &sqs,
         aws_mapping(&q, 1, Some(1), 2),
         function(Duration::from_secs(5)),
         Duration::from_secs(60),
-        |s| s.deleted >= 6,
+        |s| s.deleted >= 6 && s.undeleted_sent_ms.is_empty() && s.running == 0,
     )
     .await;
-    assert_eq!(stats.deleted, 6, "{stats:?}");
+    assert!(stats.deleted >= 6, "{stats:?}");
     assert!(stats.expired_batches > 0, "{stats:?}");
     assert!(stats.max_receive_count >= 2, "{stats:?}");
     assert!(stats.records >= 6, "{stats:?}");
+    assert!(remaining(&sqs, &q.url).await.is_empty(), "every message done: {stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
