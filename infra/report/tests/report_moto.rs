@@ -4,7 +4,7 @@ use test_support as support;
 
 use std::process::Command;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use publish_metrics::fake::events::batch;
 use publish_metrics::{process, DynamoStore, RetryPolicy};
 use support::moto::Moto;
 
@@ -40,13 +40,7 @@ async fn report_per_day_as_table_json_and_csv() {
         body(4, "OrderManager.OrderCompleted", "Latte", "2024-05-01T11:00:00Z"),
         body(5, "OrderManager.OrderCancelled", "Espresso", "2024-05-02T11:00:00Z"),
     ];
-    let mut event = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(i.to_string());
-        m.body = Some(b.clone());
-        event.records.push(m);
-    }
+    let event = batch(&bodies);
     let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30))
         .judged_at("2024-05-03T00:00:00Z".parse().unwrap());
     let pacer = publish_metrics::Pacer::unpaced();
@@ -92,13 +86,7 @@ async fn explain_lists_what_made_a_days_numbers_and_catches_a_forged_counter() {
         body(1, "OrderManager.OrderCompleted", "Latte", &at(10)),
         body(1, "OrderManager.WaitingCompletion", "Latte", &at(5)),
     ];
-    let mut event = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(i.to_string());
-        m.body = Some(b.clone());
-        event.records.push(m);
-    }
+    let event = batch(&bodies);
     let pacer = publish_metrics::Pacer::unpaced();
     let spacing = publish_metrics::Spacing { retry: RetryPolicy::default(), pacer: &pacer };
     let invocation = publish_metrics::Invocation::with_time_left(std::time::Duration::from_secs(30));
@@ -203,4 +191,14 @@ async fn backfill_counts_old_orders_once_and_names_bad_lines() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("2 events: 0 counted, 2 already counted"), "{stdout}");
     assert_eq!(report::counters(&ddb, TABLE).await.unwrap(), counters);
+    // No write capacity at all, or more than a table may have, is refused before anything is read.
+    for bad in ["0", "40001", "1.5", "many"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_backfill"))
+            .args(["--endpoint-url", &moto.endpoint, "--local-credentials", "--wcu-per-second", bad, "--events"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("--wcu-per-second"), "{bad}: {stderr}");
+    }
 }

@@ -23,9 +23,11 @@ struct Args {
     table: report::cli::TableArgs,
     #[command(flatten)]
     connection: Connection,
-    /// Write capacity to use, in WCU per second: PublishMetrics keeps its own share meanwhile,
-    /// so more than the table's spare capacity gets throttled (and retried).
-    #[arg(long, default_value_t = 1)]
+    /// Write capacity to use, in WCU per second (1 to 40000, DynamoDB's default per-table
+    /// write quota: "Service, account, and table quotas in Amazon DynamoDB"): PublishMetrics
+    /// keeps its own share meanwhile, so more than the table's spare capacity gets throttled
+    /// (and retried).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=40_000))]
     wcu_per_second: u64,
     /// Print the outcome as JSON.
     #[arg(long)]
@@ -48,11 +50,7 @@ async fn run(args: Args) -> Result<bool> {
     }
     let events: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
     let table = args.table.name()?;
-    let budget = args
-        .wcu_per_second
-        .checked_mul(1000)
-        .and_then(WriteBudget::per_second_milli)
-        .context("--wcu-per-second must be at least 1")?;
+    let budget = WriteBudget::per_second_milli(args.wcu_per_second * 1000).context("no write budget")?;
     let config = args.connection.sdk_config().await;
     let store = DynamoStore::new(publish_metrics::client(&config), &table);
     let total = events.len();
