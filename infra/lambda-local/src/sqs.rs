@@ -357,38 +357,38 @@ impl Shared {
 /// The event Lambda passes for `messages` received from the queue `queue_arn`.
 pub fn event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
     let mut event = SqsEvent::default();
-    for m in messages {
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id().map(str::to_owned);
-        record.receipt_handle = m.receipt_handle().map(str::to_owned);
-        record.body = m.body().map(str::to_owned);
-        record.md5_of_body = m.md5_of_body().map(str::to_owned);
-        record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
-        record.message_attributes = m
-            .message_attributes()
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), message_attribute(v))).collect())
-            .unwrap_or_default();
-        record.attributes = m
-            .attributes()
-            .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>())
-            .unwrap_or_default();
-        record.event_source = Some("aws:sqs".to_owned());
-        record.event_source_arn = Some(queue_arn.to_owned());
-        record.aws_region = Some(region.to_owned());
-        event.records.push(record);
-    }
+    event.records = messages.iter().map(|m| record(m, queue_arn, region)).collect();
     event
 }
 
-/// The size of the event for `messages`, as Lambda would be invoked with it.
-fn record_bytes_of(messages: &[Message], mapping: &SqsMapping) -> usize {
-    serde_json::to_vec(&event(messages, &mapping.queue_arn, &mapping.region)).map_or(usize::MAX / 2, |v| v.len())
+/// One message as a record of Lambda's event.
+fn record(m: &Message, queue_arn: &str, region: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = m.message_id().map(str::to_owned);
+    record.receipt_handle = m.receipt_handle().map(str::to_owned);
+    record.body = m.body().map(str::to_owned);
+    record.md5_of_body = m.md5_of_body().map(str::to_owned);
+    record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
+    record.message_attributes = m
+        .message_attributes()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), message_attribute(v))).collect())
+        .unwrap_or_default();
+    record.attributes = m
+        .attributes()
+        .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<HashMap<_, _>>())
+        .unwrap_or_default();
+    record.event_source = Some("aws:sqs".to_owned());
+    record.event_source_arn = Some(queue_arn.to_owned());
+    record.aws_region = Some(region.to_owned());
+    record
 }
 
-/// What `m` adds to an event: its record and a separator (one byte more than it adds to an
-/// empty event, so the sum never falls short).
+/// The bytes of an event with no record (`{"Records":[]}`).
+const EMPTY_EVENT_BYTES: usize = 14;
+
+/// What `m` adds to an event: its record's JSON and a separator.
 fn record_bytes(m: &Message, mapping: &SqsMapping) -> usize {
-    record_bytes_of(std::slice::from_ref(m), mapping) - record_bytes_of(&[], mapping) + 1
+    serde_json::to_vec(&record(m, &mapping.queue_arn, &mapping.region)).map_or(usize::MAX / 2, |v| v.len()) + 1
 }
 
 /// A message attribute as Lambda's event carries it: `stringValue`, `binaryValue` (base64 in
@@ -531,7 +531,7 @@ impl Poller {
         let mut overflow: Vec<Message> = Vec::new();
         let mut full = false;
         // The event's size so far: its envelope, then each record and its separator.
-        let mut payload = record_bytes_of(&[], &self.shared.mapping);
+        let mut payload = EMPTY_EVENT_BYTES;
         while messages.len() < m.batch_size as usize {
             if messages.is_empty() && self.stopping() {
                 break;
@@ -774,6 +774,19 @@ mod tests {
 
     fn respond(body: &str) -> Settlement {
         settle(&Outcome::Response(Bytes::from(body.to_owned())), &ids(), true)
+    }
+
+    /// The running size of a batch never falls short of the event it is sent as.
+    #[test]
+    fn record_sizes_add_up_to_at_least_the_event() {
+        use aws_sdk_sqs::types::Message;
+        let mapping = aws(None);
+        assert_eq!(serde_json::to_vec(&event(&[], "a", "r")).unwrap().len(), EMPTY_EVENT_BYTES);
+        let messages: Vec<Message> =
+            (0..3).map(|i| Message::builder().message_id(format!("m{i}")).body("x".repeat(i * 100)).build()).collect();
+        let sum: usize = EMPTY_EVENT_BYTES + messages.iter().map(|m| record_bytes(m, &mapping)).sum::<usize>();
+        let actual = serde_json::to_vec(&event(&messages, &mapping.queue_arn, &mapping.region)).unwrap().len();
+        assert!(sum >= actual && sum <= actual + 1, "{sum} vs {actual}");
     }
 
     /// Lambda's event carries the message attributes next to their MD5 (it had only the MD5).
