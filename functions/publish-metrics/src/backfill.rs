@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use order_events::Age;
 
 use crate::{process, Invocation, Outcome, Pacer, RetryPolicy, Spacing, Store};
 
@@ -28,8 +27,7 @@ pub async fn backfill<S: Store>(
 ) -> Outcome {
     let mut total = Outcome::default();
     // One ID for the whole backfill, unique to it (`countedBy` tells its own retried writes).
-    let base = Invocation::with_time_left(Duration::ZERO);
-    let id: std::sync::Arc<str> = format!("backfill-{}", base.id).into();
+    let id = Invocation::backfill(Duration::ZERO).id;
     for (n, part) in events.chunks(RECORDS_PER_CALL).enumerate() {
         let mut event = SqsEvent::default();
         for (i, body) in part.iter().enumerate() {
@@ -40,8 +38,7 @@ pub async fn backfill<S: Store>(
         }
         // No Lambda deadline: each call gets an hour, ample for 100 records at any budget
         // the stack accepts.
-        let invocation =
-            Invocation { id: id.clone(), age: Age::Backfill, ..Invocation::with_time_left(Duration::from_secs(3600)) };
+        let invocation = Invocation { id: id.clone(), ..Invocation::backfill(Duration::from_secs(3600)) };
         let outcome = process(store, event, Spacing { retry: RetryPolicy::default(), pacer }, invocation).await;
         total.absorb(outcome);
         progress(&total);

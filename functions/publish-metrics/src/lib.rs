@@ -130,12 +130,13 @@ pub struct Invocation {
     pub age: Age,
 }
 
-/// An ID no other invocation of this process has, for invocations outside Lambda.
-fn local_id() -> Arc<str> {
+/// An ID no other invocation of this process has, for invocations outside Lambda: `kind`,
+/// the process, the time and a counter.
+fn local_id(kind: &str) -> Arc<str> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("local-{}-{nanos}-{n}", std::process::id()).into()
+    format!("{kind}-{}-{nanos}-{n}", std::process::id()).into()
 }
 
 impl Invocation {
@@ -153,7 +154,12 @@ impl Invocation {
 
     /// An invocation with `left` to run, from now.
     pub fn with_time_left(left: Duration) -> Self {
-        Invocation { id: local_id(), deadline: Instant::now() + left, now: Utc::now(), age: Age::Bounded }
+        Invocation { id: local_id("local"), deadline: Instant::now() + left, now: Utc::now(), age: Age::Bounded }
+    }
+
+    /// A deliberate backfill with `left` to run: events of any age, under an ID of its own.
+    pub fn backfill(left: Duration) -> Self {
+        Invocation { id: local_id("backfill"), age: Age::Backfill, ..Self::with_time_left(left) }
     }
 
     /// The same invocation, judging events' times against `now` instead.
