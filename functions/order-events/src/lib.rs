@@ -394,14 +394,11 @@ impl OrderKind {
 
     /// The counters an event of this kind increments by one on `day`.
     pub fn metric_keys(&self, day: NaiveDate) -> Vec<MetricKey> {
-        let fixed = |f: Fixed| MetricKey::new(day, Metric::Fixed(f));
-        match self {
-            OrderKind::WaitingCompletion { drink } => {
-                vec![fixed(Fixed::TotalSales), MetricKey::new(day, Metric::Drink(drink.as_str().to_owned()))]
-            }
-            OrderKind::Completed => vec![fixed(Fixed::Completed)],
-            OrderKind::Cancelled => vec![fixed(Fixed::Cancelled)],
+        let mut keys = vec![MetricKey::new(day, Metric::Fixed(self.detail_type().counts()))];
+        if let OrderKind::WaitingCompletion { drink } = self {
+            keys.push(MetricKey::new(day, Metric::Drink(drink.as_str().to_owned())));
         }
+        keys
     }
 }
 
