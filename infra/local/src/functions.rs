@@ -139,6 +139,14 @@ pub fn function_config(
     })
 }
 
+/// A queue's visibility timeout of `secs` (AWS's clock) for a run at `time_scale`, never below
+/// `consumer`'s timeout, which runs unscaled.
+pub fn visibility_timeout(secs: u32, time_scale: f64, consumer: &Function) -> Duration {
+    Duration::from_secs(u64::from(secs))
+        .mul_f64(time_scale)
+        .max(Duration::from_secs(u64::from(consumer.timeout_secs())))
+}
+
 /// The template's event source mapping for `queue_url`; `time_scale` shortens the window and
 /// the visibility timeout for a demo (1.0 keeps the queue's own timeout, as Lambda does), but
 /// never below the function's timeout, which runs unscaled: AWS refuses a mapping whose queue
@@ -158,9 +166,7 @@ pub fn sqs_mapping(mapping: &EventSourceMapping, queue_url: &str, aws: &LocalAws
         },
         max_concurrency: mapping.max_concurrency(),
         reserved_concurrency: mapping.function().reserved_concurrency(),
-        visibility_timeout: Duration::from_secs(u64::from(settings.visibility_timeout_secs))
-            .mul_f64(time_scale)
-            .max(Duration::from_secs(u64::from(mapping.function().timeout_secs()))),
+        visibility_timeout: visibility_timeout(settings.visibility_timeout_secs, time_scale, mapping.function()),
         report_batch_item_failures: mapping.reports_batch_item_failures(),
         enabled: mapping.enabled(),
         time_scale,

@@ -603,10 +603,7 @@ impl Functions {
                     mapping.reserved_concurrency = reserved;
                 }
                 if let Some(v) = options.overrides.visibility_timeout_secs {
-                    // Never below the function's (unscaled) timeout, as `sqs_mapping` keeps it.
-                    mapping.visibility_timeout = Duration::from_secs(u64::from(v))
-                        .mul_f64(options.time_scale)
-                        .max(Duration::from_secs(u64::from(app.publish().timeout_secs())));
+                    mapping.visibility_timeout = functions::visibility_timeout(v, options.time_scale, app.publish());
                 }
                 let mut publish = config(app.publish())?;
                 publish.environment.insert(order_events::env::WRITE_BUDGET.to_owned(), budget.to_string());
