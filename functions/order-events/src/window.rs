@@ -5,11 +5,13 @@
 //! (the table's TTL), so every path by which an event can come back must end inside the record's
 //! life, or the event must be refused. The paths a stack allows:
 //!
-//! - EventBridge retries delivery to the queue for up to the rule target's maximum event age;
-//! - the queue keeps a message for its retention; after `maxReceiveCount` receives it moves to
-//!   the dead-letter queue, which keeps it until the *original* enqueue time plus the DLQ's
-//!   retention (SQS keeps a standard queue's enqueue timestamp on the move); events EventBridge
-//!   could not deliver enter the DLQ at most the maximum event age after they happened;
+//! - EventBridge retries delivery to the queue for up to the rule target's maximum event age
+//!   (at most 24 hours: EventBridge User Guide, "Retrying events in EventBridge");
+//! - the queue keeps a message for its retention (at most 14 days); after `maxReceiveCount`
+//!   receives it moves to the dead-letter queue, which keeps it until the *original* enqueue
+//!   time plus the DLQ's retention (SQS Developer Guide, "Using dead-letter queues in Amazon
+//!   SQS": a standard queue keeps the enqueue timestamp on the move); events EventBridge could
+//!   not deliver enter the DLQ at most the maximum event age after they happened;
 //! - a redrive (a message move task) or an EventBridge archive replay sends a message again with
 //!   a new enqueue time, as often as an operator runs one: no retention bounds it.
 //!

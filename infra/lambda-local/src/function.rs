@@ -201,7 +201,8 @@ pub struct Invocation {
     pub cold_start: bool,
 }
 
-/// Lambda's limit on the init phase.
+/// Lambda's limit on the init phase (Lambda Developer Guide, "Understanding the Lambda
+/// execution environment lifecycle", Init phase: 10 seconds).
 const INIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// The peak resident memory of process `pid` in MB, rounded up (Linux's `VmHWM`); `None` where
@@ -410,7 +411,8 @@ impl Instance {
             Outcome::ResponseTooLarge => ("error", Some("Function.ResponseSizeTooLarge")),
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        // A custom runtime's init is billed with its first invocation, rounded up to the ms.
+        // A custom runtime's init is billed with its first invocation, rounded up to the ms
+        // (Lambda pricing page: OS-only runtimes are billed for the Init phase).
         let billed_ms = (ms(duration) + init.map_or(0.0, ms)).ceil() as u64;
         let mut text = format!(
             "REPORT RequestId: {request_id} Duration: {:.2} ms Billed Duration: {billed_ms} ms Memory Size: {} MB",

@@ -187,8 +187,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let method = req.method().clone();
     let error_type =
         req.headers().get("Lambda-Runtime-Function-Error-Type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // As Lambda answers a call out of turn: a response or error with no invocation running, or
-    // init/error once init is over, is 403.
+    // As Lambda answers a call out of turn (Lambda Developer Guide, "Using the Lambda runtime
+    // API for custom runtimes": 403 Forbidden on an invalid state transition): a response or
+    // error with no invocation running, or init/error once init is over.
     let out_of_turn = |what: &str| refused(StatusCode::FORBIDDEN, "InvalidStateTransition", what);
     let settle = |id: &str| {
         let mut in_flight = lock(&state.in_flight);
