@@ -861,10 +861,7 @@ impl Deployer {
         let (key, value) = (&t.tag.0, &t.tag.1);
         let ours = stack.tags().iter().any(|tag| tag.key() == Some(key) && tag.value() == Some(value));
         if !ours && !force {
-            return Err(DeployError::Usage(format!(
-                "refused: stack {} does not carry the tag {}={} that this tool's deploys set, so it may not be this app's; pass --force to delete it anyway",
-                t.name, key, value
-            )));
+            return Err(DeployError::NotOurs { stack: t.name.clone(), key: key.clone(), value: value.clone() });
         }
         let deployed = cf::deployed_template(&self.cfn, &t.name).await?;
         let physical = cf::resources(&self.cfn, &t.name).await?;

@@ -23,6 +23,11 @@ pub enum DeployError {
     Protected(String),
     #[error("there is no stack {0}")]
     NoStack(String),
+    /// `destroy` of a stack without the app's tag, unforced.
+    #[error(
+        "refused: stack {stack} does not carry the tag {key}={value} that this tool's deploys set, so it may not be this app's; pass --force to delete it anyway"
+    )]
+    NotOurs { stack: String, key: String, value: String },
     #[error("stack {0} shows no event of its executed change set a minute later (it is still REVIEW_IN_PROGRESS, or in its status from before): the change set did not start (see `aws cloudformation describe-change-set`)")]
     NotStarted(String),
     /// A new stack would create a retained resource that exists already.

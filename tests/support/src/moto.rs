@@ -18,14 +18,20 @@ impl Moto {
 
     /// SDK configuration for this server: test credentials, us-east-1.
     pub async fn sdk_config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .http_client(connection::https_client())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .load()
-            .await
+        sdk_config_at(&self.endpoint).await
     }
+}
+
+/// SDK configuration for a local `endpoint` (moto, or a test's stand-in in front of it): test
+/// credentials, us-east-1.
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(connection::https_client())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
 }
 
 impl Moto {

@@ -1,5 +1,5 @@
-//! The guard end to end, black-box: the `deploy` binary against moto behind a small proxy that
-//! makes moto's DescribeChangeSet answers AWS-shaped. moto computes no `Replacement` or
+//! The guard end to end: the deploy library against moto behind a small proxy that makes
+//! moto's DescribeChangeSet answers AWS-shaped. moto computes no `Replacement` or
 //! `PolicyAction`; the proxy adds, to every change set it describes, the change AWS would
 //! report if the table's key schema had changed (`Modify`, `Replacement: True`,
 //! `PolicyAction: ReplaceAndRetain`), and records every CloudFormation action it relays.
@@ -13,15 +13,17 @@
 
 use test_support as support;
 
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use support::moto::Moto;
+use cfn::constructs::dynamodb::Table;
+use deploy::cloudformation::Progress;
+use deploy::deployer::{DeployOptions, DeployOutcome, DestroyOutcome};
+use deploy::error::DeployError;
+use deploy::guard::{Action, PolicyAction};
 use support::{proxy, text};
 use tokio::net::TcpListener;
 
-const STACK: &str = "serverlesspresso-metrics-standalone";
-const BUCKET: &str = "serverlesspresso-assets-test";
+use crate::library::{self, App, BUCKET, STACK};
 
 /// What AWS answers for a table whose key schema changed, as one `Changes` member.
 const TABLE_REPLACED: &str = "<member><Type>Resource</Type><ResourceChange>\
@@ -317,95 +319,60 @@ async fn serve(listener: TcpListener, moto: String, stand: Arc<Stand>) {
     }
 }
 
-fn deploy(endpoint: &str, args: &[&str]) -> Output {
-    support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), endpoint, args)
-}
-
-/// [`deploy`] off the async threads, so the proxy in this process keeps answering.
-async fn deploy_via(endpoint: &str, args: &[&str]) -> Output {
-    let endpoint = endpoint.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || deploy(&endpoint, &args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .expect("the deploy binary ran")
-}
-
 /// The CloudFormation actions relayed so far, in order.
 fn actions(seen: &Seen) -> Vec<String> {
     seen.lock().unwrap().iter().map(|(a, _)| a.clone()).collect()
 }
 
-/// What every test here starts from: moto with the asset bucket bootstrapped, and stand-ins for
-/// the Lambda zips.
-struct Setup {
-    moto: Moto,
-    zips: tempfile::TempDir,
+/// `stand` in front of `app`'s moto: the proxy's endpoint and its task.
+async fn proxy(app: &App, stand: &Arc<Stand>) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (endpoint, tokio::spawn(serve(listener, app.moto.endpoint.clone(), stand.clone())))
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let moto = Moto::start();
-        let zips = tempfile::tempdir().unwrap();
-        support::fake_zips(zips.path());
-        assert!(deploy(&moto.endpoint, &["bootstrap", "--asset-bucket", BUCKET]).status.success());
-        Setup { moto, zips }
-    }
-
-    /// The flags that deploy the standalone stack with the stand-in zips, unasked.
-    fn common(&self) -> [&str; 7] {
-        ["--stack", "standalone", "--asset-bucket", BUCKET, "--lambda-dir", self.zips.path().to_str().unwrap(), "--yes"]
-    }
-
-    /// `stand` in front of moto: the proxy's endpoint and its task.
-    async fn proxy(&self, stand: &Arc<Stand>) -> (String, tokio::task::JoinHandle<()>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        (endpoint, tokio::spawn(serve(listener, self.moto.endpoint.clone(), stand.clone())))
-    }
+/// `app`'s options with a real change (a new parameter value) for the change set to carry.
+fn with_email(app: &App) -> DeployOptions {
+    DeployOptions { parameters: vec!["AlarmEmail=ops@example.com".to_owned()], ..app.options() }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
-    let setup = Setup::new();
-    let (moto, common) = (&setup.moto, setup.common());
-    // The stack exists first (straight to moto).
-    assert!(deploy(&moto.endpoint, &common).status.success());
-    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let app = App::start().await.deployed().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await);
     let parameters = || deploy::cloudformation::deployed_parameters(&cfn, STACK);
     let before = parameters().await.unwrap();
 
     let stand = Arc::new(Stand { replace_table: true, ..Default::default() });
     let seen = stand.seen.clone();
-    let (endpoint, server) = setup.proxy(&stand).await;
+    let (endpoint, server) = proxy(&app, &stand).await;
+    let d = library::deployer_at(&endpoint).await;
 
-    // A real change (a new parameter value), and the table replacement the proxy reports.
-    let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
-    let out = deploy_via(&endpoint, &change).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "refused: {stderr}");
-    assert!(stderr.contains("MetricsTable (AWS::DynamoDB::Table)"), "{stderr}");
-    assert!(stderr.contains("--allow-replace MetricsTable"), "the next command is named: {stderr}");
+    // A real change, and the table replacement the proxy reports.
+    let change = with_email(&app);
+    let (outcome, _) = library::deploy(&d, &app.target, &change).await;
+    let outcome = outcome.unwrap();
+    let DeployOutcome::Refused { refusals, .. } = &outcome else { panic!("refused: {outcome:?}") };
+    let table = &refusals[0].change;
+    assert_eq!((table.logical_resource_id.as_str(), table.resource_type.as_str()), ("MetricsTable", Table::TYPE));
+    assert_eq!(table.policy_action, Some(PolicyAction::ReplaceAndRetain), "{refusals:?}");
+    assert!(outcome.to_string().contains("--allow-replace MetricsTable"), "the next command is named: {outcome}");
+    // CI reads the same refusal as JSON.
+    assert_eq!(serde_json::to_value(&outcome).unwrap()["refusals"][0]["change"]["PolicyAction"], "ReplaceAndRetain");
     let done = actions(&seen);
     assert!(done.contains(&"DescribeChangeSet".to_owned()), "{done:?}");
     assert!(done.contains(&"DeleteChangeSet".to_owned()), "the refused change set is deleted: {done:?}");
     assert!(!done.contains(&"ExecuteChangeSet".to_owned()), "{done:?}");
     assert!(!done.contains(&"SetStackPolicy".to_owned()), "{done:?}");
     assert_eq!(parameters().await.unwrap(), before, "the stack is unchanged");
-    // The same refusal as CI reads it: one JSON document, exit 1, still nothing executed.
-    let out = deploy_via(&endpoint, &[&change[..], &["--json"]].concat()).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
-    assert_eq!(doc["outcome"]["outcome"], "refused", "{doc:#}");
-    assert_eq!(doc["refused"][0]["logicalResourceId"], "MetricsTable", "{doc:#}");
-    assert_eq!(doc["outcome"]["refusals"][0]["change"]["PolicyAction"], "ReplaceAndRetain", "{doc:#}");
-    assert!(!actions(&seen).contains(&"ExecuteChangeSet".to_owned()));
-    assert_eq!(parameters().await.unwrap(), before, "the stack is unchanged");
 
     // Named: it proceeds, with the table out of the stack policy for that update only.
     seen.lock().unwrap().clear();
-    let allowed = [&change[..], &["--allow-replace", "MetricsTable"]].concat();
-    let out = deploy_via(&endpoint, &allowed).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let allowed = DeployOptions { allow_replace: vec!["MetricsTable".to_owned()], ..change };
+    let (outcome, events) = library::deploy(&d, &app.target, &allowed).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
+    let lifted = Progress::PolicySet { stack: STACK.into(), lifted: vec!["MetricsTable".into()] };
+    assert!(events.contains(&lifted), "{events:?}");
     let done = actions(&seen);
     let execute = done.iter().position(|a| a == "ExecuteChangeSet").expect("executed");
     let policies: Vec<(usize, serde_json::Value)> = seen
@@ -429,19 +396,22 @@ async fn a_replacement_the_change_set_reports_is_refused_unless_named() {
 /// guard describes it again without values, finds the table's replacement there, and refuses.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incomplete_description_never_lets_a_dropped_replacement_through() {
-    let setup = Setup::new();
-    let common = setup.common();
-    assert!(deploy(&setup.moto.endpoint, &common).status.success());
-
+    let app = App::start().await.deployed().await;
     let stand = Arc::new(Stand { incomplete: true, ..Default::default() });
     let seen = stand.seen.clone();
-    let (endpoint, server) = setup.proxy(&stand).await;
-    let change = [&common[..], &["--parameters", "AlarmEmail=ops@example.com"]].concat();
-    let out = deploy_via(&endpoint, &change).await;
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "refused: {stdout}{stderr}");
-    assert!(stderr.contains("MetricsTable (AWS::DynamoDB::Table): replaced"), "{stderr}");
-    assert!(format!("{stdout}{stderr}").contains("described again without them"), "said: {stdout}{stderr}");
+    let (endpoint, server) = proxy(&app, &stand).await;
+    let d = library::deployer_at(&endpoint).await;
+    let (outcome, events) = library::deploy(&d, &app.target, &with_email(&app)).await;
+    let outcome = outcome.unwrap();
+    let DeployOutcome::Refused { refusals, .. } = &outcome else { panic!("refused: {outcome:?}") };
+    assert!(
+        refusals.iter().any(|r| r.change.logical_resource_id == "MetricsTable" && r.why.starts_with("replaced")),
+        "{refusals:?}"
+    );
+    let said = events
+        .iter()
+        .any(|p| matches!(p, Progress::Warning { message } if message.contains("described again without them")));
+    assert!(said, "{events:?}");
     let without_values = seen
         .lock()
         .unwrap()
@@ -473,35 +443,44 @@ async fn table_protected(cfn: &aws_sdk_cloudformation::Client) -> bool {
     policy.stack_policy_body().unwrap_or_default().contains("LogicalResourceId/MetricsTable")
 }
 
-/// A policy lifted with `--allow-replace` for an update that is then stopped: Ctrl-C restores
-/// it before the process exits; a process killed outright cannot, and the next deploy (even one
-/// with nothing to change) finds the policy lifted and restores it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_lifted_stack_policy_is_restored_on_interrupt_and_by_the_next_deploy_after_a_kill() {
-    let setup = Setup::new();
-    let (moto, common) = (&setup.moto, setup.common());
-    assert!(deploy(&moto.endpoint, &common).status.success());
-    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
-    assert!(table_protected(&cfn).await, "every deploy protects the table");
-
-    let stand = Arc::new(Stand { replace_table: true, hold_execute: true, ..Default::default() });
-    let seen = stand.seen.clone();
-    let (endpoint, server) = setup.proxy(&stand).await;
-    let lifted_update =
-        [&common[..], &["--parameters", "AlarmEmail=ops@example.com", "--allow-replace", "MetricsTable"]].concat();
-    let executing = || async {
-        for _ in 0..600 {
-            if actions(&seen).contains(&"ExecuteChangeSet".to_owned()) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// Waits until the stand-in has seen ExecuteChangeSet (and holds it).
+async fn executing(seen: &Seen) {
+    for _ in 0..600 {
+        if actions(seen).contains(&"ExecuteChangeSet".to_owned()) {
+            return;
         }
-        panic!("the update never reached ExecuteChangeSet: {:?}", actions(&seen));
-    };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the update never reached ExecuteChangeSet: {:?}", actions(seen));
+}
 
-    // Ctrl-C while the update runs: restored before the process exits.
-    let child = spawn_deploy(&endpoint, &lifted_update);
-    executing().await;
+/// A policy lifted with `--allow-replace` for an update that is then stopped: Ctrl-C restores
+/// it before the process exits. Black-box: the signal handling is the binary's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lifted_stack_policy_is_restored_when_the_binary_is_interrupted() {
+    let app = App::start().await.deployed().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await);
+    assert!(table_protected(&cfn).await, "every deploy protects the table");
+    let stand = Arc::new(Stand { replace_table: true, hold_execute: true, ..Default::default() });
+    let (endpoint, server) = proxy(&app, &stand).await;
+    let zips = app.zips.path().to_str().unwrap();
+    let child = spawn_deploy(
+        &endpoint,
+        &[
+            "--stack",
+            "standalone",
+            "--asset-bucket",
+            BUCKET,
+            "--lambda-dir",
+            zips,
+            "--yes",
+            "--parameters",
+            "AlarmEmail=ops@example.com",
+            "--allow-replace",
+            "MetricsTable",
+        ],
+    );
+    executing(&stand.seen).await;
     assert!(!table_protected(&cfn).await, "lifted for the update");
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
@@ -513,63 +492,62 @@ async fn a_lifted_stack_policy_is_restored_on_interrupt_and_by_the_next_deploy_a
         text(&out.stderr)
     );
     assert!(table_protected(&cfn).await, "restored on Ctrl-C");
+    server.abort();
+}
 
-    // Killed outright: the policy stays lifted, until the next deploy, with nothing to change.
-    seen.lock().unwrap().clear();
-    let mut child = spawn_deploy(&endpoint, &lifted_update);
-    executing().await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!table_protected(&cfn).await, "a killed process cannot restore it");
-    let out = deploy_via(&moto.endpoint, &common).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("no changes") || text(&out.stdout).contains("up to date"),
-        "{}",
-        text(&out.stdout)
-    );
-    assert!(
-        text(&out.stdout).contains("stack policy of serverlesspresso-metrics-standalone set"),
-        "{}",
-        text(&out.stdout)
-    );
+/// A run stopped outright while the policy is lifted cannot restore it; the next deploy, even
+/// one with nothing to change, finds the policy lifted and restores it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lifted_stack_policy_left_by_a_killed_run_is_restored_by_the_next_deploy() {
+    let app = App::start().await.deployed().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await);
+    let stand = Arc::new(Stand { replace_table: true, hold_execute: true, ..Default::default() });
+    let (endpoint, server) = proxy(&app, &stand).await;
+    let (d, t) = (library::deployer_at(&endpoint).await, app.target());
+    let lifted = DeployOptions { allow_replace: vec!["MetricsTable".to_owned()], ..with_email(&app) };
+    let run = tokio::spawn(async move { library::deploy(&d, &t, &lifted).await.0.map(|_| ()) });
+    executing(&stand.seen).await;
+    assert!(!table_protected(&cfn).await, "lifted for the update");
+    run.abort();
+    assert!(run.await.is_err_and(|e| e.is_cancelled()), "stopped before it finished");
+    assert!(!table_protected(&cfn).await, "a stopped run cannot restore it");
+    let (outcome, events) = library::deploy(&app.deployer().await, &app.target, &app.options()).await;
+    assert_eq!(outcome.unwrap(), DeployOutcome::UpToDate { stack: STACK.into() });
+    assert!(events.contains(&Progress::PolicySet { stack: STACK.into(), lifted: vec![] }), "{events:?}");
     assert!(table_protected(&cfn).await, "the next deploy restores it");
     server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
-    let setup = Setup::new();
-    let moto = &setup.moto;
+    let app = App::start().await;
     let stand = Arc::new(Stand::default());
-    let (endpoint, server) = setup.proxy(&stand).await;
-    let out = deploy_via(&endpoint, &setup.common()).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains(&format!("termination protection turned on for {STACK}")),
-        "{}",
-        text(&out.stdout)
-    );
+    let (endpoint, server) = proxy(&app, &stand).await;
+    let d = library::deployer_at(&endpoint).await;
+    let (outcome, events) = library::deploy(&d, &app.target, &app.options()).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
+    assert!(events.contains(&Progress::Protected { stack: STACK.into() }), "{events:?}");
     assert_eq!(stand.protected.lock().unwrap().get(STACK), Some(&true));
 
     // Protected: refused before anything is deleted, with the override named.
     stand.seen.lock().unwrap().clear();
-    let out = deploy_via(&endpoint, &["destroy", "--yes", "--stack", "standalone"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("has termination protection: pass --unprotect"), "{}", text(&out.stderr));
+    let err = d.destroy_plan(&app.target, false, false).await.unwrap_err();
+    assert!(matches!(&err, DeployError::Protected(stack) if stack == STACK), "{err:?}");
+    assert!(err.to_string().contains("pass --unprotect"), "{err}");
     assert!(!actions(&stand.seen).contains(&"DeleteStack".to_owned()), "{:?}", actions(&stand.seen));
 
     // Named: turned off, then deleted; the table stays.
     stand.seen.lock().unwrap().clear();
-    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("termination protection of"), "{}", text(&out.stdout));
+    let plan = d.destroy_plan(&app.target, false, true).await.unwrap().expect("a plan");
+    assert!(plan.unprotect, "{plan:?}");
+    let outcome = d.destroy(plan, &mut |_| ()).await.unwrap();
+    assert!(matches!(&outcome, DestroyOutcome::Destroyed { kept, .. } if kept.len() == 1), "{outcome:?}");
     let done = actions(&stand.seen);
     let off = done.iter().position(|a| a == "UpdateTerminationProtection").expect("turned off");
     let delete = done.iter().position(|a| a == "DeleteStack").expect("deleted");
     assert!(off < delete, "{done:?}");
     assert_eq!(stand.protected.lock().unwrap().get(STACK), Some(&false));
-    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let cfn = aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await);
     let gone = cfn.describe_stacks().stack_name(STACK).send().await;
     assert!(
         gone.is_err()
@@ -584,25 +562,15 @@ async fn every_deploy_protects_the_stack_and_destroy_needs_unprotect() {
 /// deploy compares the deployed template with the new one and refuses, naming the rule.
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_retain_is_refused_online_from_the_deployed_template() {
-    use deploy::deployer::{Approval, DeployOptions, DeployOutcome, Deployer};
-    let setup = Setup::new();
-    let moto = &setup.moto;
-    assert!(deploy(&moto.endpoint, &setup.common()).status.success());
-
-    let d = Deployer::new(&moto.sdk_config().await);
-    let selection = metrics_stack::StackArgs { stack: metrics_stack::StackChoice::Standalone, stack_name: None };
-    let (_, mut t) = deploy_cli::target(&selection).unwrap();
+    let app = App::start().await.deployed().await;
+    let d = app.deployer().await;
+    let mut t = app.target();
     let table = cfn::template::LogicalId::new("MetricsTable").unwrap();
     t.template.resources.get_mut(&table).unwrap().deletion_policy = Some(cfn::template::Policy::Delete);
     // Something the change set does show, so there is a change set to review.
-    let options = DeployOptions {
-        asset_bucket: Some(BUCKET.to_owned()),
-        yes: true,
-        lambda_dir: Some(setup.zips.path().to_owned()),
-        parameters: vec!["AlarmEmail=ops@example.com".to_owned()],
-        ..Default::default()
-    };
-    let outcome = d.deploy(&t, &options, &mut |_| Approval::Yes, &mut |_| {}).await.unwrap();
+    let options = with_email(&app);
+    let (outcome, _) = library::deploy(&d, &t, &options).await;
+    let outcome = outcome.unwrap();
     let DeployOutcome::Refused { refusals, .. } = outcome else { panic!("refused: {outcome}") };
     // (moto lists the table as modified without a Replacement, which is refused as well.)
     assert!(
@@ -611,8 +579,8 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
     );
     // Named, it goes through.
     let allowed = DeployOptions { allow_replace: vec!["MetricsTable".to_owned()], ..options };
-    let outcome = d.deploy(&t, &allowed, &mut |_| Approval::Yes, &mut |_| {}).await.unwrap();
-    assert!(matches!(outcome, DeployOutcome::Deployed { .. }), "{outcome}");
+    let (outcome, _) = library::deploy(&d, &t, &allowed).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
 }
 
 /// Two things AWS does that moto does not: an update starts after ExecuteChangeSet has
@@ -621,19 +589,17 @@ async fn dropping_retain_is_refused_online_from_the_deployed_template() {
 /// done, and carries the owner's tags along with its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_tags() {
-    let setup = Setup::new();
-    let (moto, common) = (&setup.moto, setup.common());
+    let app = App::start().await;
     let stand = Arc::new(Stand { delay_execute: true, owner_tag: true, ..Default::default() });
-    let (endpoint, _server) = setup.proxy(&stand).await;
-    let out = deploy_via(&endpoint, &common).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (endpoint, _server) = proxy(&app, &stand).await;
+    let d = library::deployer_at(&endpoint).await;
+    let (outcome, _) = library::deploy(&d, &app.target, &app.options()).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
 
-    let mut args = common.to_vec();
-    args.extend(["--parameters", "AlarmEmail=ops@example.com"]);
-    let out = deploy_via(&endpoint, &args).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (outcome, _) = library::deploy(&d, &app.target, &with_email(&app)).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
     // When the deploy says it is done, the update has happened (the delayed execute landed).
-    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let cfn = aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await);
     let stack = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
     let email = stack.stacks()[0].parameters().iter().find(|p| p.parameter_key() == Some("AlarmEmail")).cloned();
     assert_eq!(email.and_then(|p| p.parameter_value().map(str::to_owned)).as_deref(), Some("ops@example.com"));
@@ -648,7 +614,7 @@ async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_
         })
         .collect();
     assert_eq!(tags.get("team").map(String::as_str), Some("coffee"), "{tags:?}");
-    assert_eq!(tags.get(metrics_stack::APP_TAG.0).map(String::as_str), Some(metrics_stack::APP_TAG.1));
+    assert_eq!(tags.get(&app.target.tag.0), Some(&app.target.tag.1));
 }
 
 /// Stack events and resources come in pages on AWS (and DescribeStackResources stops at 100);
@@ -656,43 +622,53 @@ async fn an_update_is_done_only_when_its_own_event_says_so_and_keeps_the_owners_
 /// and destroy still names every resource it deletes with its physical ID.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_page_of_events_and_resources_is_read() {
-    let setup = Setup::new();
-    let common = setup.common();
+    let app = App::start().await;
     let stand = Arc::new(Stand { page: Some(1), ..Default::default() });
-    let (endpoint, _server) = setup.proxy(&stand).await;
-    let out = deploy_via(&endpoint, &common).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let (endpoint, _server) = proxy(&app, &stand).await;
+    let d = library::deployer_at(&endpoint).await;
+    let (outcome, events) = library::deploy(&d, &app.target, &app.options()).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
     // (moto reports events of the stack itself only.)
     for status in ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"] {
-        let reported = stdout.lines().any(|l| l.contains(&format!(" {STACK} ")) && l.contains(status));
-        assert!(reported, "{status} reported:\n{stdout}");
+        let reported =
+            events.iter().any(|p| matches!(p, Progress::StackEvent(e) if e.logical_id == STACK && e.status == status));
+        assert!(reported, "{status} reported: {events:?}");
     }
-    let queues = ["MetricsQueue", "MetricsDeadLetterQueue"];
-    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    for id in queues {
-        let named =
-            stdout.lines().any(|l| l.contains(&format!("{id} (AWS::SQS::Queue) http")) && l.contains("waiting"));
-        assert!(named, "{id} named with its URL and depth:\n{stdout}");
+    let plan = d.destroy_plan(&app.target, false, true).await.unwrap().expect("a plan");
+    for id in ["MetricsQueue", "MetricsDeadLetterQueue"] {
+        let queue = plan.deletes.iter().find(|r| r.logical_id == id).unwrap_or_else(|| panic!("{id}: {plan:?}"));
+        assert!(queue.physical_id.starts_with("http"), "{id} named with its URL: {queue:?}");
+        assert!(queue.holds.as_deref().is_some_and(|h| h.contains("waiting")), "{id} with its depth: {queue:?}");
     }
-    assert!(stdout.contains("keeps (DeletionPolicy: Retain): MetricsTable serverlesspresso-metrics-table"), "{stdout}");
+    assert_eq!(plan.keeps, [("MetricsTable".to_owned(), "serverlesspresso-metrics-table".to_owned())]);
+    let all =
+        deploy::cloudformation::resources(&aws_sdk_cloudformation::Client::new(&app.moto.sdk_config().await), STACK)
+            .await
+            .unwrap();
+    // Every resource moto has is named with its physical ID, past the first page. (moto lists
+    // one resource without a logical ID.)
+    let all: std::collections::BTreeMap<_, _> = all.into_iter().filter(|(id, _)| !id.is_empty()).collect();
+    let named = plan.deletes.iter().filter(|r| all.get(&r.logical_id).is_some_and(|a| a.physical_id == r.physical_id));
+    assert_eq!(named.count() + plan.keeps.len(), all.len(), "{plan:?}\n{all:?}");
+    assert!(all.len() > 10, "{all:?}");
+    let outcome = d.destroy(plan, &mut |_| ()).await.unwrap();
+    assert!(matches!(outcome, DestroyOutcome::Destroyed { .. }), "{outcome:?}");
 }
 
 /// After `destroy`, the retained table blocks a new stack (AWS fails the CREATE on its name and
 /// leaves the stack in ROLLBACK_COMPLETE). The deploy says so before creating anything and
-/// names the way forward; `--import-existing` adopts the table with its data.
+/// names the way forward; `import_existing` adopts the table with its data.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redeploy_after_destroy_adopts_the_retained_table_with_its_data() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let setup = Setup::new();
-    let common = setup.common();
-    let config = setup.moto.sdk_config().await;
+    let app = App::start().await;
+    let config = app.moto.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
     let stand = Arc::new(Stand { ddb: Some(ddb.clone()), ..Default::default() });
-    let (endpoint, _server) = setup.proxy(&stand).await;
-    assert!(deploy_via(&endpoint, &common).await.status.success());
+    let (endpoint, _server) = proxy(&app, &stand).await;
+    let (d, t, options) = (library::deployer_at(&endpoint).await, &app.target, app.options());
+    let (outcome, _) = library::deploy(&d, t, &options).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
     const TABLE: &str = "serverlesspresso-metrics-table";
     let investors = [("PK", "Aggregate"), ("SK", "2026-12-06#total"), ("probe", "counted before destroy")];
     let mut put = ddb.put_item().table_name(TABLE);
@@ -700,26 +676,28 @@ async fn a_redeploy_after_destroy_adopts_the_retained_table_with_its_data() {
         put = put.item(k, AttributeValue::S(v.to_owned()));
     }
     put.send().await.unwrap();
-    let out = deploy_via(&endpoint, &["destroy", "--yes", "--unprotect", "--stack", "standalone"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = d.destroy_plan(t, false, true).await.unwrap().expect("a plan");
+    assert!(matches!(d.destroy(plan, &mut |_| ()).await.unwrap(), DestroyOutcome::Destroyed { .. }));
 
     // The way forward is named, and nothing is left behind (no stack in REVIEW_IN_PROGRESS).
     let cfn = aws_sdk_cloudformation::Client::new(&config);
-    for args in [common.to_vec(), [&["diff"][..], &common[..6]].concat()] {
-        let out = deploy_via(&endpoint, &args).await;
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains(&format!("MetricsTable ({TABLE}) exists already")), "{stderr}");
-        assert!(stderr.contains("--import-existing"), "{stderr}");
-        assert!(cfn.describe_stacks().stack_name(STACK).send().await.is_err(), "no stack was created");
-    }
+    let in_the_way = |e: &DeployError| {
+        matches!(e, DeployError::RetainedExists { logical_id, name, .. } if logical_id == "MetricsTable" && name == TABLE)
+            && e.to_string().contains("--import-existing")
+    };
+    let (deployed, _) = library::deploy(&d, t, &options).await;
+    assert!(deployed.as_ref().is_err_and(in_the_way), "{deployed:?}");
+    let previewed = d.diff(t, &options, &mut |_| ()).await;
+    assert!(previewed.as_ref().is_err_and(in_the_way), "{previewed:?}");
+    assert!(cfn.describe_stacks().stack_name(STACK).send().await.is_err(), "no stack was created");
 
-    let mut adopt = common.to_vec();
-    adopt.push("--import-existing");
-    let out = deploy_via(&endpoint, &adopt).await;
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(stdout.lines().any(|l| l.starts_with("Import") && l.contains("MetricsTable")), "{stdout}");
+    let adopt = DeployOptions { import_existing: true, ..options.clone() };
+    let (outcome, events) = library::deploy(&d, t, &adopt).await;
+    assert!(matches!(outcome, Ok(DeployOutcome::Deployed { .. })), "{outcome:?}");
+    let imported = library::reviews(&events).iter().any(|p| {
+        p.review.changes.iter().any(|c| c.logical_resource_id == "MetricsTable" && c.action == Action::Import)
+    });
+    assert!(imported, "{events:?}");
     let kept = ddb
         .get_item()
         .table_name(TABLE)
@@ -738,6 +716,6 @@ async fn a_redeploy_after_destroy_adopts_the_retained_table_with_its_data() {
         .count();
     assert_eq!(sent, 1);
     // The stack is whole again: the next deploy has nothing to do.
-    let out = deploy_via(&endpoint, &common).await;
-    assert!(text(&out.stdout).contains("is up to date"), "{}", text(&out.stdout));
+    let (again, _) = library::deploy(&d, t, &options).await;
+    assert_eq!(again.unwrap(), DeployOutcome::UpToDate { stack: STACK.into() });
 }

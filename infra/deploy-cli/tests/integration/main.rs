@@ -5,7 +5,7 @@
 
 mod aws_cli_moto;
 mod deploy_moto;
-mod deployer_moto;
 mod guard_moto;
+mod library;
 mod offline_diff;
 mod redrive_moto;

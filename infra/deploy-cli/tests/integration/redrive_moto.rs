@@ -1,25 +1,20 @@
-//! `deploy redrive`, black-box: dead letters go back to MetricsQueue and the command says how
-//! many. moto 5.2 has no message move tasks, so a small proxy in front of it answers
+//! The redrive library (`deploy redrive`'s): dead letters go back to MetricsQueue and it says
+//! how many. moto 5.2 has no message move tasks, so a small proxy in front of it answers
 //! `StartMessageMoveTask` and `ListMessageMoveTasks` as SQS documents them (the source must be a
 //! dead-letter queue of some queue; one task at a time; the moved messages keep their bodies),
 //! moving the messages for real through moto, and forwards every other call to moto unchanged.
 
 use test_support as support;
 
-use std::process::Output;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use support::moto::Moto;
 use support::proxy;
-use support::text;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-fn deploy(endpoint: &str, args: &[&str]) -> Output {
-    support::run_against(std::path::Path::new(env!("CARGO_BIN_EXE_deploy")), endpoint, args)
-}
 
 /// A finished task, as ListMessageMoveTasks reports it.
 #[derive(Clone, Default)]
@@ -159,31 +154,27 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
     let tasks = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(proxy(listener, moto.endpoint.clone(), sqs.clone(), tasks.clone()));
 
-    // Nothing to move: no task is started.
-    let out = tokio::task::spawn_blocking({
-        let endpoint = endpoint.clone();
-        move || deploy(&endpoint, &["redrive", "--stack", "standalone"])
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success());
-    assert!(text(&out.stdout).contains("MetricsQueue-DLQ is empty: nothing to move"), "{}", text(&out.stdout));
+    // The stack's queues, found by their names: nothing to move, no task is started.
+    let via = sqs_via(&endpoint).await;
+    let queues = deploy::redrive::queues(&via, &props.queue_name, &props.dead_letter_queue_name).await.unwrap();
+    assert_eq!(queues.source_name, props.queue_name);
+    assert!(queues.dead_letters_url.ends_with("/MetricsQueue-DLQ"), "{queues:?}");
+    assert_eq!(queues.dead_letters_arn, dlq_arn);
+    let poll = Duration::from_millis(50);
+    let done = deploy::redrive::redrive(&via, &queues, poll, Duration::from_secs(30), |_| {}).await.unwrap();
+    assert_eq!(done, deploy::redrive::Redriven { waiting_before: 0, moved: 0 });
     assert!(tasks.lock().unwrap().is_empty());
 
     let bodies = ["{\"id\": \"a\"}", "{\"id\": \"b\"}", "not json, but kept as it was"];
     for b in bodies {
         sqs.send_message().queue_url(&dlq_url).message_body(b).send().await.unwrap();
     }
-    let out = tokio::task::spawn_blocking({
-        let endpoint = endpoint.clone();
-        move || deploy(&endpoint, &["redrive", "--stack", "standalone"])
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success());
-    let stdout = text(&out.stdout);
-    assert!(stdout.contains("COMPLETED: 3 of 3 moved"), "{stdout}");
-    assert!(stdout.contains("moved 3 dead letter(s) from MetricsQueue-DLQ back to MetricsQueue"), "{stdout}");
+    let mut seen = Vec::new();
+    let done =
+        deploy::redrive::redrive(&via, &queues, poll, Duration::from_secs(30), |p| seen.push(p.clone())).await.unwrap();
+    assert_eq!(done, deploy::redrive::Redriven { waiting_before: 3, moved: 3 });
+    let last = seen.last().expect("progress was reported");
+    assert_eq!((last.status.as_str(), last.moved, last.to_move), ("COMPLETED", 3, 3), "{seen:?}");
 
     let mut back = Vec::new();
     loop {
@@ -201,16 +192,9 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
     // A queue that is no one's dead-letter queue is refused, and the error says so.
     let other = sqs.create_queue().queue_name("NotADlq").send().await.unwrap();
     sqs.send_message().queue_url(other.queue_url().unwrap()).message_body("x").send().await.unwrap();
-    let queues = deploy::redrive::queues(&sqs_via(&endpoint).await, &props.queue_name, "NotADlq").await.unwrap();
-    let err = deploy::redrive::redrive(
-        &sqs_via(&endpoint).await,
-        &queues,
-        std::time::Duration::from_millis(10),
-        std::time::Duration::from_secs(5),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
+    let queues = deploy::redrive::queues(&via, &props.queue_name, "NotADlq").await.unwrap();
+    let err = deploy::redrive::redrive(&via, &queues, poll, Duration::from_secs(5), |_| {}).await.unwrap_err();
+    assert!(matches!(err, deploy::redrive::RedriveError::Start { .. }), "{err:?}");
     assert!(err.to_string().contains("must be configured as a Dead Letter Queue"), "{err}");
 
     // A missing queue is named.
@@ -219,11 +203,5 @@ async fn redrive_moves_dead_letters_back_and_says_how_many() {
 }
 
 async fn sqs_via(endpoint: &str) -> aws_sdk_sqs::Client {
-    let connection = connection::Connection {
-        endpoint_url: Some(endpoint.to_owned()),
-        local_credentials: true,
-        ..Default::default()
-    };
-    let config = connection.sdk_config().await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&support::moto::sdk_config_at(endpoint).await)
 }

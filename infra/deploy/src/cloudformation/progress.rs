@@ -46,12 +46,12 @@ pub enum Progress {
     Protected {
         stack: String,
     },
-    /// Something that does not change the outcome but should be seen.
     /// The stack policy was set: protecting every stateful resource, or lifted for `lifted`.
     PolicySet {
         stack: String,
         lifted: Vec<String>,
     },
+    /// Something that does not change the outcome but should be seen.
     Warning {
         message: String,
     },
