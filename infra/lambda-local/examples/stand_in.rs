@@ -81,6 +81,7 @@ fn main() {
                 "deadlineMs": header(&next, "lambda-runtime-deadline-ms"),
                 "functionArn": header(&next, "lambda-runtime-invoked-function-arn"),
                 "traceId": header(&next, "lambda-runtime-trace-id"),
+                "clientContext": header(&next, "lambda-runtime-client-context"),
                 "env": std::env::vars().collect::<std::collections::BTreeMap<_, _>>(),
             });
             respond(echo.to_string().as_bytes());

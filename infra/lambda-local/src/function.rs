@@ -201,6 +201,22 @@ pub struct Invocation {
     pub cold_start: bool,
 }
 
+/// What a caller of Lambda's Invoke API sets for one invocation.
+#[derive(Clone, Debug, Default)]
+pub struct InvokeContext {
+    /// The request ID, when the caller has one already (an asynchronous invocation keeps its
+    /// ID across retries); else a new one.
+    pub request_id: Option<String>,
+    /// The caller's `ClientContext` (base64 JSON), which the runtime gets as
+    /// `Lambda-Runtime-Client-Context`.
+    pub client_context: Option<String>,
+}
+
+/// A new request ID, in Lambda's format (a UUID).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// Lambda's limit on the init phase (Lambda Developer Guide, "Understanding the Lambda
 /// execution environment lifecycle", Init phase: 10 seconds).
 const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -305,6 +321,15 @@ impl Instance {
 
     /// Invokes the function once with `payload`, starting its process first if there is none.
     pub async fn invoke(&mut self, payload: impl Into<Bytes>) -> Result<Invocation, Error> {
+        self.invoke_with(payload, InvokeContext::default()).await
+    }
+
+    /// [`Instance::invoke`] with what the caller of Lambda's Invoke API sets.
+    pub async fn invoke_with(
+        &mut self,
+        payload: impl Into<Bytes>,
+        context: InvokeContext,
+    ) -> Result<Invocation, Error> {
         let payload = payload.into();
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::RequestTooLarge { function: self.config.name.clone(), size: payload.len() });
@@ -351,7 +376,7 @@ impl Instance {
         } else {
             None
         };
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = context.request_id.unwrap_or_else(new_request_id);
         let timeout = self.config.timeout;
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
@@ -360,6 +385,7 @@ impl Instance {
             deadline_ms: now_ms() + timeout.as_millis() as u64,
             function_arn: self.config.arn(),
             trace_id: trace_id(),
+            client_context: context.client_context,
             payload,
             reply,
         };

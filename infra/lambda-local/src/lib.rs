@@ -1,18 +1,22 @@
 //! Lambda without Lambda: runs a function's real `bootstrap` binary as a child process behind
 //! an embedded Runtime API, with the limits Lambda applies (timeout, restarts after a crash or
 //! a timeout, 6 MB responses), and drives it from an SQS queue as an event source mapping
-//! would (batch size, batching window, concurrency, `ReportBatchItemFailures`).
+//! would (batch size, batching window, concurrency, `ReportBatchItemFailures`), or behind
+//! Lambda's own Invoke API ([`invoke_api`]) for the SDK and the AWS CLI.
 //!
 //! Nothing here prints: logs and results come back as values ([`LogLine`], [`Invocation`],
 //! [`MappingStats`]).
 
 mod error;
 mod function;
+pub mod invoke_api;
 mod runtime_api;
 pub mod sqs;
 
 pub use error::Error;
-pub use function::{Credentials, FunctionConfig, Instance, Invocation, LogLine, LogSink, Outcome, Stream};
+pub use function::{
+    new_request_id, Credentials, FunctionConfig, Instance, Invocation, InvokeContext, LogLine, LogSink, Outcome, Stream,
+};
 pub use runtime_api::FunctionError;
 
 /// Largest synchronous request payload Lambda accepts (6 MB).

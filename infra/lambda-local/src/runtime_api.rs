@@ -39,6 +39,8 @@ pub(crate) struct Pending {
     pub deadline_ms: u64,
     pub function_arn: String,
     pub trace_id: String,
+    /// The caller's `ClientContext` (base64 JSON), synchronous invocations only.
+    pub client_context: Option<String>,
     pub payload: Bytes,
     pub reply: oneshot::Sender<Reply>,
 }
@@ -267,6 +269,9 @@ async fn next(state: &State) -> Response<Body> {
     set("Lambda-Runtime-Deadline-Ms", &p.deadline_ms.to_string());
     set("Lambda-Runtime-Invoked-Function-Arn", &p.function_arn);
     set("Lambda-Runtime-Trace-Id", &p.trace_id);
+    if let Some(context) = &p.client_context {
+        set("Lambda-Runtime-Client-Context", context);
+    }
     set("Content-Type", "application/json");
     r
 }
@@ -304,6 +309,7 @@ mod tests {
             deadline_ms: 42,
             function_arn: "arn:aws:lambda:eu-west-1:1:function:F".into(),
             trace_id: "Root=1-0-0".into(),
+            client_context: None,
             payload: Bytes::from_static(b"{\"n\":1}"),
             reply,
         };
