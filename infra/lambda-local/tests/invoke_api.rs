@@ -302,20 +302,9 @@ async fn an_event_is_queued_run_and_retried_twice_under_its_request_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_lambda_invoke_with_the_endpoint_url() {
     let s = serve(Some(1), Duration::from_secs(5), ApiOptions::default()).await;
-    let aws = test_support::tool("aws");
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("out.json");
-    let run = |args: &[&str]| {
-        std::process::Command::new(&aws)
-            .args(["lambda", "invoke", "--endpoint-url", &s.api.endpoint()])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| test_support::aws_lambda_invoke(&s.api.endpoint()).args(args).output().unwrap();
     let out = run(&[
         "--function-name",
         "StandIn",

@@ -5,7 +5,7 @@
 //! `lambda-local`) or — the fast mode — PublishMetrics' logic in this process ([`in_process`]),
 //! records what CloudWatch would graph ([`series`]), draws the dashboard's widgets
 //! ([`graphs`]) and returns a [`RunSummary`]. It prints nothing: progress is reported as
-//! [`Event`]s.
+//! [`Event`]s. [`serve::serve`] puts the same functions behind Lambda's Invoke API instead.
 
 pub mod artifact;
 pub mod environment;
@@ -16,6 +16,7 @@ pub mod in_process;
 pub mod logs;
 mod run;
 pub mod series;
+pub mod serve;
 pub mod throughput;
 
 pub use environment::{disable_mappings, MotoServer};

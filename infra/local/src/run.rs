@@ -292,23 +292,7 @@ pub async fn run(options: RunOptions, events: &mut (dyn FnMut(Event) + Send)) ->
     for o in &overrides {
         events(Event::Note(format!("what-if: {o}, for this run only (the deployed stack is unchanged)")));
     }
-    let table = env.named(app.table().physical_name(), app.table().construct())?;
-    let provisioned = match app.table().billing() {
-        Billing::Provisioned { write, .. } => Some(write),
-        Billing::OnDemand => None,
-    };
-    let metered: Vec<Provisioned> =
-        provisioned.map(|wcu| Provisioned { table: table.clone(), wcu }).into_iter().collect();
-    let meter = Throughput::start(&env.endpoint, &metered, options.time_scale, options.burst).await?;
-    events(Event::Note(format!(
-        "DynamoDB throughput: {table} at {} WCU/s, burst {} at the start (between the functions and the endpoint, at {})",
-        provisioned.map_or_else(|| "on-demand".to_owned(), |w| w.to_string()),
-        match options.burst {
-            Burst::Empty => "empty",
-            Burst::Full => "full",
-        },
-        meter.endpoint
-    )));
+    let (meter, table, provisioned) = metered(&env, options.time_scale, options.burst, events).await?;
     // The functions call the endpoint through the meter.
     let functions_aws = LocalAws { endpoint_url: meter.endpoint.clone(), ..env.aws.clone() };
     let budget = if options.overrides.unpaced { WriteBudget::Unpaced } else { app.capacity().budget };
@@ -560,6 +544,35 @@ impl Consumer {
             Consumer::InProcess(p) => Ok((p.finish().await?, None)),
         }
     }
+}
+
+/// DynamoDB's provisioned throughput between the functions and the endpoint, said as a note:
+/// the meter, the table's name and its provisioned WCU.
+pub(crate) async fn metered(
+    env: &Environment,
+    time_scale: f64,
+    burst: Burst,
+    events: &mut (dyn FnMut(Event) + Send),
+) -> Result<(Throughput, String, Option<u32>), LocalError> {
+    let app = &env.app;
+    let table = env.named(app.table().physical_name(), app.table().construct())?;
+    let provisioned = match app.table().billing() {
+        Billing::Provisioned { write, .. } => Some(write),
+        Billing::OnDemand => None,
+    };
+    let metered: Vec<Provisioned> =
+        provisioned.map(|wcu| Provisioned { table: table.clone(), wcu }).into_iter().collect();
+    let meter = Throughput::start(&env.endpoint, &metered, time_scale, burst).await?;
+    events(Event::Note(format!(
+        "DynamoDB throughput: {table} at {} WCU/s, burst {} at the start (between the functions and the endpoint, at {})",
+        provisioned.map_or_else(|| "on-demand".to_owned(), |w| w.to_string()),
+        match burst {
+            Burst::Empty => "empty",
+            Burst::Full => "full",
+        },
+        meter.endpoint
+    )));
+    Ok((meter, table, provisioned))
 }
 
 /// What the functions are wired to: the deployed stack, the endpoint they call (through the

@@ -18,24 +18,37 @@ use local::in_process::{self, ConsumeOptions};
 use publish_metrics::{Chunk, DynamoStore, Store, WriteError};
 use support::moto::Moto;
 
+/// The `local` binary on `moto`, deploying `zips`, running the host-built handlers; then
+/// `args` (a subcommand, or the run's flags) and the logs' directory `logs`.
+fn local(moto: &Moto, zips: &std::path::Path, args: &[&str], logs: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_local"));
+    cmd.args(["--endpoint-url", &moto.endpoint])
+        .arg("--lambda-dir")
+        .arg(zips)
+        .arg("--handlers")
+        .arg(support::handler_binary("publish-metrics").parent().unwrap())
+        .args(args)
+        .arg("--logs")
+        .arg(logs)
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
 #[test]
 fn local_run_of_500_orders_with_the_real_binaries_counts_exactly() {
     let moto = Moto::start();
     let zips = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     support::fake_zips(zips.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_local"))
-        .args(["--endpoint-url", &moto.endpoint, "--time-scale", "0.05", "--completed", "7", "--cancelled", "3"])
-        .args(["--drinks", "Latte,Flat White,Americano", "--json"])
-        .arg("--lambda-dir")
-        .arg(zips.path())
-        .arg("--handlers")
-        .arg(support::handler_binary("publish-metrics").parent().unwrap())
-        .arg("--logs")
-        .arg(logs.path())
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
+    let run = ["--time-scale", "0.05", "--completed", "7", "--cancelled", "3"];
+    let out = local(
+        &moto,
+        zips.path(),
+        &[&run[..], &["--drinks", "Latte,Flat White,Americano", "--json"]].concat(),
+        logs.path(),
+    )
+    .output()
+    .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // The progress goes to stderr; stdout is the summary, one JSON document.
@@ -426,4 +439,109 @@ fn a_second_run_with_the_workshops_order_ids_counts_nothing_and_says_why() {
     assert!(!ok, "a run that counted nothing fails: {stdout}\n{stderr}");
     assert!(stdout.contains("MISMATCH"), "{stdout}");
     assert!(stdout.contains("20 records were duplicates of orders counted before"), "{stdout}");
+}
+
+/// `local serve` as a user runs it: the stack's real binaries behind Lambda's Invoke API.
+/// EventsLoadTest, invoked with the AWS SDK, puts orders on the bus and the rule routes them to
+/// MetricsQueue on moto; the queue's messages, handed to PublishMetrics with `aws lambda invoke
+/// --endpoint-url`, are counted in the table; Ctrl-C stops it and it exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_serve_puts_the_real_binaries_behind_lambdas_invoke_api() {
+    use std::io::BufRead;
+    let moto = Moto::start();
+    let zips = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    support::fake_zips(zips.path());
+    let mut child = local(&moto, zips.path(), &["serve", "--port", "0"], logs.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (endpoint, printed) = tokio::task::spawn_blocking(move || {
+        let mut printed = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("try: ") {
+                let endpoint = printed.lines().find_map(|l| l.strip_prefix("serving Lambda's Invoke API on "));
+                return (endpoint.expect("the endpoint is printed").to_owned(), printed);
+            }
+        }
+        panic!("serve ended before it served: {printed}");
+    })
+    .await
+    .unwrap();
+    assert!(printed.contains("PublishMetrics (reserved concurrency 1)"), "{printed}");
+
+    let config = support::moto::sdk_config_at(&endpoint).await;
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let out = lambda
+        .invoke()
+        .function_name("EventsLoadTest")
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"count": 12, "runId": "serve"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), None, "{:?}", out.payload());
+    let report: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(report["sent"], 12, "{report}");
+
+    // The orders on MetricsQueue, as the mapping would receive them, handed to PublishMetrics.
+    let moto_config = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto_config);
+    let url = sqs.get_queue_url().queue_name("MetricsQueue").send().await.unwrap().queue_url().unwrap().to_owned();
+    let mut messages = Vec::new();
+    while messages.len() < 12 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        assert!(!got.messages().is_empty(), "the rule routed {} of 12 orders", messages.len());
+        messages.extend(got.messages().iter().cloned());
+    }
+    let arn = "arn:aws:sqs:us-east-1:123456789012:MetricsQueue";
+    let dir = tempfile::tempdir().unwrap();
+    let (event_file, out_file) = (dir.path().join("event.json"), dir.path().join("out.json"));
+    let mut counted = 0;
+    for batch in messages.chunks(10) {
+        let event = lambda_local::sqs::event(batch, arn, "us-east-1");
+        std::fs::write(&event_file, serde_json::to_vec(&event).unwrap()).unwrap();
+        let out = support::aws_lambda_invoke(&endpoint)
+            .args(["--function-name", "PublishMetrics", "--payload"])
+            .arg(format!("file://{}", event_file.display()))
+            .arg(&out_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", support::text(&out.stdout), support::text(&out.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((answer["StatusCode"].as_u64(), answer.get("FunctionError")), (Some(200), None), "{answer}");
+        let response: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+        assert_eq!(response, serde_json::json!({"batchItemFailures": []}));
+        counted += batch.len();
+    }
+    assert_eq!(counted, 12);
+    let ddb = aws_sdk_dynamodb::Client::new(&moto_config);
+    let counters = report::counters(&ddb, "serverlesspresso-metrics-table").await.unwrap();
+    let total: u64 = counters.iter().filter(|(sk, _)| sk.ends_with("#TotalSales")).map(|(_, v)| v).sum();
+    assert_eq!(total, 12, "{counters:?}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stderr = support::text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted: stopping the functions and the endpoint"), "{stderr}");
+    assert!(
+        stderr.contains("EventsLoadTest ") && stderr.contains("RequestResponse: ok"),
+        "each invocation is reported: {stderr}"
+    );
+    let written = std::fs::read_to_string(logs.path().join("PublishMetrics.jsonl")).unwrap();
+    assert!(written.contains("platform.report"), "the functions' logs are written");
 }

@@ -46,16 +46,34 @@ pub fn fake_zips_of(dir: &Path, build: &str) {
 /// Runs one of the deploy crate's binaries (`binary`, from `env!("CARGO_BIN_EXE_...")`) against
 /// the local `endpoint` with test credentials, echoing what it printed.
 pub fn run_against(binary: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(binary)
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("the binary runs");
+    let out = with_test_credentials(Command::new(binary).args(args).args([
+        "--endpoint-url",
+        endpoint,
+        "--region",
+        "us-east-1",
+    ]))
+    .output()
+    .expect("the binary runs");
     eprintln!("$ {} {}\n{}{}", binary.display(), args.join(" "), text(&out.stdout), text(&out.stderr));
     out
+}
+
+/// `cmd` with the tests' credentials and region (us-east-1) for a local endpoint, and no
+/// profile of the machine's.
+pub fn with_test_credentials(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+}
+
+/// `aws lambda invoke` from the tools' venv at `endpoint`, with the tests' credentials.
+pub fn aws_lambda_invoke(endpoint: &str) -> Command {
+    let mut cmd = Command::new(tool("aws"));
+    cmd.args(["lambda", "invoke", "--endpoint-url", endpoint]);
+    with_test_credentials(&mut cmd);
+    cmd
 }
 
 /// Output bytes as text.

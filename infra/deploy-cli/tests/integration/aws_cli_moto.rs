@@ -32,20 +32,18 @@ async fn aws_cloudformation_deploy_ships_the_template_and_zips() {
     support::fake_zips(lambda.path());
     let template = support::workspace_root().join("synth-out/serverlesspresso-metrics-standalone.template.yaml");
     let path = format!("{}:{}", support::venv().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("bash")
-        .args(["-c", SCRIPT])
-        .env("PATH", path)
-        .env("BUCKET", "cli-assets")
-        .env("ASSETS", env!("CARGO_BIN_EXE_assets"))
-        .env("LAMBDA", lambda.path())
-        .env("TEMPLATE", &template)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
+    let out = support::with_test_credentials(
+        Command::new("bash")
+            .args(["-c", SCRIPT])
+            .env("PATH", path)
+            .env("BUCKET", "cli-assets")
+            .env("ASSETS", env!("CARGO_BIN_EXE_assets"))
+            .env("LAMBDA", lambda.path())
+            .env("TEMPLATE", &template)
+            .env("AWS_ENDPOINT_URL", &moto.endpoint),
+    )
+    .output()
+    .unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{log}");
 

@@ -425,16 +425,15 @@ async fn an_incomplete_description_never_lets_a_dropped_replacement_through() {
 
 /// The deploy binary, started against `endpoint` and left running.
 fn spawn_deploy(endpoint: &str, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("deploy starts")
+    support::with_test_credentials(
+        std::process::Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(args)
+            .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .spawn()
+    .expect("deploy starts")
 }
 
 /// Whether the stack policy on moto denies replacing the table.

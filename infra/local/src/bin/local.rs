@@ -2,7 +2,8 @@
 //! standalone stack on moto, DynamoDB's provisioned throughput between the functions and moto,
 //! EventsLoadTest's and PublishMetrics' real binaries under the template's settings and
 //! Lambda's scaling; the counts checked against what was sent, the workshop's graphs written.
-//! `local invoke` runs one function once.
+//! `local invoke` runs one function once; `local serve` serves the functions behind Lambda's
+//! Invoke API (for `aws lambda invoke --endpoint-url` or an SDK client) until Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Invoke one function once with an event; print its response (stdout) and logs (stderr).
     Invoke(InvokeArgs),
+    /// Serve the stack's functions behind Lambda's Invoke API on 127.0.0.1 until Ctrl-C.
+    Serve(ServeArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -162,8 +165,25 @@ struct InvokeArgs {
     event: String,
 }
 
-/// The run's flags given on the command line, by their long names: `invoke` takes none of them
-/// (clap accepts them before the subcommand, where they would be silently ignored).
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 3001)]
+    port: u16,
+    /// Where the functions' logs go, one JSON Lines file per function [default:
+    /// <target>/local-logs].
+    #[arg(long)]
+    logs: Option<PathBuf>,
+    /// Print every log line too, prefixed with the function and request ID.
+    #[arg(long)]
+    print_logs: bool,
+    /// The table's burst capacity at the start.
+    #[arg(long, value_enum, default_value_t = Burst::Empty)]
+    burst: Burst,
+}
+
+/// The run's flags given on the command line, by their long names: the subcommands take none of
+/// them (clap accepts them before the subcommand, where they would be silently ignored).
 fn run_flags_given(matches: &clap::ArgMatches) -> Vec<String> {
     use clap::Args as _;
     RunArgs::augment_args(clap::Command::new("run"))
@@ -183,7 +203,7 @@ fn parse() -> Cli {
             Cli::command()
                 .error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    format!("{} cannot be used with `invoke` (they set up a full run)", given.join(", ")),
+                    format!("{} cannot be used with a subcommand (they set up a full run)", given.join(", ")),
                 )
                 .exit();
         }
@@ -195,25 +215,46 @@ fn main() -> ExitCode {
     let cli = parse();
     let json = cli.command.is_none() && cli.run.json;
     // On Ctrl-C or SIGTERM the run is dropped, which stops the moto server and the functions'
-    // processes it started.
+    // processes it started; `serve` stops its functions and moto and exits 0.
     connection::run_main(
         async {
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| anyhow!("cannot listen for SIGTERM: {e}"))?;
-            let work = async {
-                match cli.command {
-                    Some(Command::Invoke(args)) => invoke(cli.common, args).await,
-                    None => run(cli.common, cli.run).await,
+            let stop = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "interrupted",
+                    _ = terminate.recv() => "terminated",
                 }
             };
-            tokio::select! {
-                r = work => r,
-                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-                _ = terminate.recv() => Err(anyhow!("terminated")),
-            }
+            tokio::pin!(stop);
+            let work = async {
+                match cli.command {
+                    Some(Command::Invoke(args)) => invoke(cli.common, args).await.map(Work::Done),
+                    Some(Command::Serve(args)) => serve(cli.common, args).await.map(|s| Work::Serving(Box::new(s))),
+                    None => run(cli.common, cli.run).await.map(Work::Done),
+                }
+            };
+            let serving = tokio::select! {
+                r = work => match r? {
+                    Work::Done(ok) => return Ok(ok),
+                    Work::Serving(serving) => serving,
+                },
+                why = &mut stop => return Err(anyhow!(why)),
+            };
+            println!("{serving}");
+            let why = stop.await;
+            eprintln!("{why}: stopping the functions and the endpoint");
+            serving.stop().await?;
+            Ok(true)
         },
         json,
     )
+}
+
+/// How a command's work ended: done (and whether it succeeded), or serving until a signal.
+enum Work {
+    Done(bool),
+    Serving(Box<local::serve::Serving>),
 }
 
 /// The handlers' directory: given; the deployed arm64 bootstraps, where this machine runs
@@ -280,6 +321,22 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
         println!("\n{summary}");
     }
     Ok(summary.exact)
+}
+
+async fn serve(common: Common, args: ServeArgs) -> Result<local::serve::Serving> {
+    let handlers = handlers(&common)?;
+    let logs = args.logs.unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs"));
+    let echo_logs: Option<LogSink> = args.print_logs.then(|| Arc::new(|line: LogLine| eprintln!("{line}")) as LogSink);
+    let options = local::serve::ServeOptions {
+        environment: common.environment(),
+        handlers,
+        port: args.port,
+        burst: args.burst,
+        logs,
+        echo_logs,
+        report: Arc::new(|e| eprintln!("{e}")),
+    };
+    Ok(local::serve::serve(options, &mut |e: Event| eprintln!("{e}")).await?)
 }
 
 async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
