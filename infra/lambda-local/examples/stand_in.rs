@@ -3,7 +3,7 @@
 //! `ok`, `fail` (listed in batchItemFailures), `unknown` (lists an ID not in the batch),
 //! `garbage` (a response that is not JSON), `error` (posts an invocation error), `crash` (exits),
 //! `sleep` (runs past any timeout), `slow` (answers `ok` after a second), `big` (a 7 MB
-//! response). Any other payload is echoed with
+//! response), `hog` (holds 200 MB for half a second, then answers `ok`). Any other payload is echoed with
 //! the invocation's headers and environment. `STAND_IN_INIT=error` posts `init/error` and
 //! exits; `STAND_IN_INIT=exit` exits before asking for work.
 
@@ -101,6 +101,12 @@ fn main() {
             // A child that inherits stdout and outlives this process unless its group is killed.
             let _ = std::process::Command::new("sleep").arg("600").spawn();
             std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        if bodies.contains(&"hog") {
+            // Touched, so resident: Lambda counts what is used, not what is reserved.
+            let hog = vec![1u8; 200 * 1024 * 1024];
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            println!("held {} MB", hog.iter().map(|&b| usize::from(b)).sum::<usize>() >> 20);
         }
         if bodies.contains(&"slow") {
             std::thread::sleep(std::time::Duration::from_secs(1));

@@ -169,6 +169,8 @@ pub enum Outcome {
     Crashed(String),
     /// The response was over 6 MB.
     ResponseTooLarge,
+    /// The runtime used more than the function's `MemorySize`: killed, as Lambda kills it.
+    OutOfMemory { used_mb: u64 },
 }
 
 impl Outcome {
@@ -187,6 +189,9 @@ impl std::fmt::Display for Outcome {
             Outcome::Timeout(t) => write!(f, "Task timed out after {:.2} seconds", t.as_secs_f64()),
             Outcome::Crashed(why) => write!(f, "Runtime exited: {why}"),
             Outcome::ResponseTooLarge => write!(f, "response over {MAX_RESPONSE_BYTES} bytes"),
+            Outcome::OutOfMemory { used_mb } => {
+                write!(f, "Runtime exited with error: signal: killed (Runtime.OutOfMemory: {used_mb} MB used)")
+            }
         }
     }
 }
@@ -221,13 +226,40 @@ pub fn new_request_id() -> String {
 /// execution environment lifecycle", Init phase: 10 seconds).
 const INIT_LIMIT: Duration = Duration::from_secs(10);
 
-/// The peak resident memory of process `pid` in MB, rounded up (Linux's `VmHWM`); `None` where
-/// the system does not say.
-fn peak_memory_mb(pid: u32) -> Option<u64> {
+/// A memory figure of process `pid` in MB, rounded up, from Linux's `/proc/PID/status` (`VmHWM`:
+/// the peak resident set; `VmRSS`: the current one); `None` where the system does not say.
+fn memory_mb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb.div_ceil(1024))
+}
+
+fn peak_memory_mb(pid: u32) -> Option<u64> {
+    memory_mb(pid, "VmHWM")
+}
+
+/// How often a running environment's memory is checked against its `MemorySize`.
+const MEMORY_CHECK: Duration = Duration::from_millis(10);
+
+/// Resolves with the resident memory once process `pid` holds more than `limit_mb`, as Lambda
+/// stops a function that exceeds its memory. Sampled every [`MEMORY_CHECK`]: a spike shorter
+/// than that can pass unseen. Where `/proc` does not say, it never resolves.
+async fn over_memory(pid: Option<u32>, limit_mb: u32) -> u64 {
+    let Some(pid) = pid else { return std::future::pending().await };
+    loop {
+        match memory_mb(pid, "VmRSS") {
+            Some(used) if used > u64::from(limit_mb) => return used,
+            Some(_) => tokio::time::sleep(MEMORY_CHECK).await,
+            None => return std::future::pending().await,
+        }
+    }
 }
 
 /// How long a reset waits for the last lines of a killed environment's pipes.
@@ -353,6 +385,7 @@ impl Instance {
             Some(r) => r,
             None => self.start().await?,
         };
+        let pid = running.child.id();
         // Init is a phase of its own, as on Lambda: from the process's start to its first
         // `next`, at most INIT_LIMIT; the invocation's deadline and duration start after it.
         let init = if cold_start {
@@ -369,6 +402,8 @@ impl Instance {
                 _ = running.server.ready() => {}
                 _ = running.child.wait() => {}
                 _ = running.server.init_failed() => {}
+                // Seen again, and reported, by the invocation.
+                _ = over_memory(pid, self.config.memory_mb) => {}
                 // Past the limit, init goes on inside the invocation's time (a "suppressed init").
                 _ = tokio::time::sleep(INIT_LIMIT) => {}
             }
@@ -413,13 +448,21 @@ impl Instance {
                     None => Outcome::Crashed(status.map_or_else(|e| e.to_string(), |s| s.to_string())),
                 },
                 e = running.server.init_failed() => Outcome::InitError(e),
+                used_mb = over_memory(pid, self.config.memory_mb) => Outcome::OutOfMemory { used_mb },
                 _ = tokio::time::sleep_until(deadline) => Outcome::Timeout(timeout),
             }
         };
         let duration = started.elapsed();
         // Read before a reset ends the process.
-        let max_memory_mb = running.child.id().and_then(peak_memory_mb);
-        if matches!(outcome, Outcome::Crashed(_) | Outcome::Timeout(_) | Outcome::InitError(_)) {
+        let max_memory_mb = match &outcome {
+            // Lambda reports the whole memory as used.
+            Outcome::OutOfMemory { .. } => Some(u64::from(self.config.memory_mb)),
+            _ => running.child.id().and_then(peak_memory_mb),
+        };
+        if matches!(
+            outcome,
+            Outcome::Crashed(_) | Outcome::Timeout(_) | Outcome::InitError(_) | Outcome::OutOfMemory { .. }
+        ) {
             // Lambda resets the environment: the next invocation starts a new process.
             Self::stop(running).await;
         } else {
@@ -435,6 +478,7 @@ impl Instance {
             Outcome::Timeout(_) => ("timeout", None),
             Outcome::Crashed(_) => ("error", Some("Runtime.ExitError")),
             Outcome::ResponseTooLarge => ("error", Some("Function.ResponseSizeTooLarge")),
+            Outcome::OutOfMemory { .. } => ("error", Some("Runtime.OutOfMemory")),
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         // A custom runtime's init is billed with its first invocation, rounded up to the ms

@@ -228,16 +228,18 @@ impl Pool {
         Env { instance: Instance::new(Arc::new(config), self.started.fetch_add(1, Ordering::SeqCst)), tail }
     }
 
-    /// One invocation in a free environment (the caller holds a permit); the environment is
-    /// kept warm for the next.
-    async fn invoke(&self, payload: Bytes, context: InvokeContext) -> (Result<Invocation, Error>, Vec<u8>) {
+    /// One invocation in a free environment (the caller holds a permit), and with `tail` the end
+    /// of its log; the environment is kept warm for the next.
+    async fn invoke(&self, payload: Bytes, context: InvokeContext, tail: bool) -> (Result<Invocation, Error>, Vec<u8>) {
         let mut env = self.take();
         let request_id = context.request_id.clone().unwrap_or_else(new_request_id);
         lock(&env.tail).clear();
         let result =
             env.instance.invoke_with(payload, InvokeContext { request_id: Some(request_id.clone()), ..context }).await;
-        // The last lines a runtime wrote before answering may still be in its pipe.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if tail {
+            // The last lines a runtime wrote before answering may still be in its pipe.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let tail = lock(&env.tail).take(&request_id);
         lock(&self.idle).push(env);
         (result, tail)
@@ -270,6 +272,10 @@ pub fn response_payload(invocation: &Invocation) -> (Bytes, bool) {
         Outcome::Crashed(why) => {
             (error("Runtime.ExitError", format!("RequestId: {id} Error: Runtime exited with error: {why}")), true)
         }
+        Outcome::OutOfMemory { .. } => (
+            error("Runtime.OutOfMemory", format!("RequestId: {id} Error: Runtime exited with error: signal: killed")),
+            true,
+        ),
         Outcome::ResponseTooLarge => (
             error(
                 "Function.ResponseSizeTooLarge",
@@ -392,7 +398,7 @@ async fn deliver(pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<Queued>, o
         let (pool, options, name) = (pool.clone(), options.clone(), name.clone());
         tokio::spawn(async move {
             let context = InvokeContext { request_id: Some(event.request_id.clone()), client_context: None };
-            let (result, _) = pool.invoke(event.payload.clone(), context).await;
+            let (result, _) = pool.invoke(event.payload.clone(), context, false).await;
             drop(permit);
             let failure = match result {
                 Ok(invocation) => {
@@ -659,7 +665,7 @@ async fn invoke(api: &Api, req: Request<Incoming>) -> Result<Response<Body>, Api
                 });
             };
             let context = InvokeContext { request_id: Some(request_id.clone()), client_context };
-            let (result, log) = pool.invoke(payload, context).await;
+            let (result, log) = pool.invoke(payload, context, tail).await;
             drop(permit);
             let invocation = result
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", format!("{e}")))?;
@@ -774,6 +780,11 @@ mod tests {
                 Outcome::Crashed("exit status: 3".into()),
                 "Runtime.ExitError",
                 "RequestId: r Error: Runtime exited with error: exit status: 3",
+            ),
+            (
+                Outcome::OutOfMemory { used_mb: 129 },
+                "Runtime.OutOfMemory",
+                "RequestId: r Error: Runtime exited with error: signal: killed",
             ),
             (
                 Outcome::ResponseTooLarge,

@@ -676,7 +676,7 @@ impl Poller {
             (Outcome::FunctionError(_) | Outcome::ResponseTooLarge, _) => BatchOutcome::FunctionError,
             (Outcome::InitError(_), _) => BatchOutcome::InitError,
             (Outcome::Timeout(_), _) => BatchOutcome::Timeout,
-            (Outcome::Crashed(_), _) => BatchOutcome::Crashed,
+            (Outcome::Crashed(_) | Outcome::OutOfMemory { .. }, _) => BatchOutcome::Crashed,
         };
         let mut stats = self.shared.stats();
         for m in &to_delete {
@@ -854,6 +854,7 @@ mod tests {
             Outcome::Timeout(Duration::from_secs(3)),
             Outcome::Crashed("signal: 9".into()),
             Outcome::ResponseTooLarge,
+            Outcome::OutOfMemory { used_mb: 129 },
         ] {
             for report in [true, false] {
                 assert!(matches!(settle(&outcome, &ids(), report), Settlement::ReturnAll(_)), "{outcome:?}");

@@ -119,6 +119,39 @@ async fn errors_keep_the_process_crashes_and_timeouts_restart_it() {
     assert_eq!(logs.iter().filter(|l| l.line.starts_with("stand-in started")).count(), 3);
 }
 
+/// A runtime holding more than its `MemorySize` is stopped as Lambda stops it, reported as
+/// `Runtime.OutOfMemory` with the whole memory used, and the next invocation starts afresh;
+/// the same work under a larger `MemorySize` succeeds.
+#[tokio::test]
+async fn a_runtime_over_its_memory_size_is_killed_and_reported_out_of_memory() {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let small =
+        Arc::new(FunctionConfig { memory_mb: 128, ..(*config(&[], Duration::from_secs(5), logs.clone())).clone() });
+    let mut f = Instance::new(small, 0);
+    let hog = f.invoke(sqs(&["hog"])).await.unwrap();
+    assert!(matches!(hog.outcome, Outcome::OutOfMemory { used_mb } if used_mb > 128), "{:?}", hog.outcome);
+    assert!(hog.duration < Duration::from_millis(500), "stopped while it held the memory: {:?}", hog.duration);
+    let after = f.invoke(sqs(&["ok"])).await.unwrap();
+    assert!(after.cold_start, "the environment was reset");
+    assert_eq!(json(&after.outcome), serde_json::json!({"batchItemFailures": []}));
+    f.shutdown().await;
+    let report = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.line.starts_with(&format!("REPORT RequestId: {}", hog.request_id)))
+        .map(|l| l.line.clone())
+        .expect("a REPORT line");
+    assert!(report.contains("Memory Size: 128 MB Max Memory Used: 128 MB"), "{report}");
+    assert!(report.ends_with("Status: error Error Type: Runtime.OutOfMemory"), "{report}");
+
+    let large = Arc::new(FunctionConfig { memory_mb: 512, ..(*config(&[], Duration::from_secs(5), logs)).clone() });
+    let mut f = Instance::new(large, 0);
+    let fits = f.invoke(sqs(&["hog"])).await.unwrap();
+    assert_eq!(json(&fits.outcome), serde_json::json!({"batchItemFailures": []}), "200 MB fits in 512 MB");
+    f.shutdown().await;
+}
+
 /// A timeout resets the environment even when the runtime started a child that holds its
 /// stdout (the reset used to wait for that pipe forever); a runtime that exits while idle
 /// makes the next invocation a cold start, not a crash.
