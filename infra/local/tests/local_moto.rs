@@ -289,6 +289,8 @@ fn local_invoke_refuses_the_run_flags_instead_of_ignoring_them() {
     for (args, says) in [
         (&["--seed=7", "--print-logs", "invoke", "PublishMetrics", "--event", "-"][..], "--seed, --print-logs cannot"),
         (&["invoke", "PublishMetrics", "--event", "-", "--count", "5"][..], "unexpected argument '--count'"),
+        // `serve` has its own --logs; the run's, before it, is refused.
+        (&["--logs", "/tmp/x", "serve", "--port", "0"][..], "--logs cannot be used with `serve`"),
     ] {
         let out = with_stdin(Command::new(env!("CARGO_BIN_EXE_local")).args(args), b"");
         let stderr = String::from_utf8_lossy(&out.stderr);

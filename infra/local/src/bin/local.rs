@@ -197,13 +197,13 @@ fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if cli.command.is_some() {
+    if let Some(subcommand) = matches.subcommand_name() {
         let given = run_flags_given(&matches);
         if !given.is_empty() {
             Cli::command()
                 .error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    format!("{} cannot be used with a subcommand (they set up a full run)", given.join(", ")),
+                    format!("{} cannot be used with `{subcommand}` (they set up a full run)", given.join(", ")),
                 )
                 .exit();
         }
