@@ -1,6 +1,7 @@
 //! `cargo lambda build` builds both handlers for the stack's architecture (arm64) into
 //! `<target>/lambda/<name>/bootstrap.zip`, and the packaged zips are byte-identical when the
-//! binaries are rebuilt unchanged. cargo-lambda comes from the tools' venv; the aarch64 std
+//! binaries are rebuilt unchanged; where the machine can run them, `local` runs the workshop
+//! with the zips' own bootstraps. cargo-lambda comes from the tools' venv; the aarch64 std
 //! from rustup. Slow the first time (a release build), quick after.
 
 use test_support as support;
@@ -59,4 +60,41 @@ fn handlers_build_into_reproducible_zips() {
     cargo_lambda_build(&lambda_dir);
     let second: Vec<_> = assets.iter().map(|a| deploy::assets::package(a, &lambda_dir).expect("packaged")).collect();
     assert_eq!(first, second);
+
+    the_deployed_bootstraps_run_the_workshop_where_this_machine_can(&lambda_dir);
+}
+
+/// Where this machine can run the deployed arm64 `bootstrap` (an arm64 host, binfmt, or
+/// qemu-user with an aarch64 glibc), `local` runs the zips' own by default: here it runs the
+/// workshop with them and counts exactly. Elsewhere the detection's reason is shown (its
+/// cases are unit-tested in `local::artifact`).
+fn the_deployed_bootstraps_run_the_workshop_where_this_machine_can(lambda_dir: &Path) {
+    let arm64 = local::artifact::arm64();
+    if let local::artifact::Arm64::Unavailable(why) = &arm64 {
+        eprintln!("not run: the deployed bootstraps cannot run here: {why}");
+        return;
+    }
+    let moto = support::moto::Moto::start();
+    let logs = tempfile::tempdir().unwrap();
+    let out = Command::new(support::profile_dir().join("local"))
+        .args(["--endpoint-url", &moto.endpoint, "--count", "20", "--completed", "2", "--time-scale", "0.05", "--json"])
+        .arg("--lambda-dir")
+        .arg(lambda_dir)
+        .arg("--logs")
+        .arg(logs.path())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (support::text(&out.stdout), support::text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let said = format!("running the deployed arm64 bootstraps from {} {arm64}", lambda_dir.display());
+    assert!(stderr.contains(&said), "says which build runs: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((summary["exact"].as_bool(), summary["sent"].as_u64()), (Some(true), Some(22)), "{summary:#}");
+    assert_eq!(summary["tally"]["counted"], 22, "{summary:#}");
+    // What ran is the zip's aarch64 binary (ELF e_machine 183, EM_AARCH64).
+    for name in order_events::assets::ALL {
+        let bootstrap = std::fs::read(lambda_dir.with_file_name("local-bootstrap").join(name)).unwrap();
+        assert_eq!((&bootstrap[..4], &bootstrap[18..20]), (&b"\x7fELF"[..], &[183u8, 0][..]), "{name}");
+    }
 }

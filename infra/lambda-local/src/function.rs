@@ -54,12 +54,23 @@ pub const MAX_LINE_BYTES: usize = 256 * 1024;
 /// Receives every log line of every instance.
 pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
 
-/// A function as the template deploys it, with the binary built for this machine.
+/// What starts a bootstrap this machine cannot run by itself: an emulator (qemu-user) and its
+/// arguments, given the bootstrap's path last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A function as the template deploys it, with the binary this machine runs.
 #[derive(Clone)]
 pub struct FunctionConfig {
     pub name: String,
-    /// The handler's `bootstrap`, built for this machine from the same sources as the zip.
+    /// The handler's `bootstrap`: the deployed one, or one built for this machine from the same
+    /// sources.
     pub binary: PathBuf,
+    /// Runs `binary` through an emulator; `None`: the binary runs itself.
+    pub launcher: Option<Launcher>,
     /// The template's `Environment.Variables`, resolved.
     pub environment: BTreeMap<String, String>,
     pub timeout: Duration,
@@ -79,6 +90,7 @@ impl std::fmt::Debug for FunctionConfig {
         f.debug_struct("FunctionConfig")
             .field("name", &self.name)
             .field("binary", &self.binary)
+            .field("launcher", &self.launcher)
             .field("environment", &self.environment)
             .field("timeout", &self.timeout)
             .field("memory_mb", &self.memory_mb)
@@ -94,6 +106,7 @@ impl FunctionConfig {
         FunctionConfig {
             name: name.to_owned(),
             binary: binary.into(),
+            launcher: None,
             environment: BTreeMap::new(),
             timeout: Duration::from_secs(3),
             memory_mb: 128,
@@ -312,7 +325,15 @@ impl Instance {
             .map_err(|source| Error::Listen { function: name.clone(), source })?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let stream = format!("local/[$LATEST]{}-{}", self.index, uuid::Uuid::new_v4().simple());
-        let mut child = tokio::process::Command::new(&self.config.binary)
+        let mut command = match &self.config.launcher {
+            Some(l) => {
+                let mut c = tokio::process::Command::new(&l.program);
+                c.args(&l.args).arg(&self.config.binary);
+                c
+            }
+            None => tokio::process::Command::new(&self.config.binary),
+        };
+        let mut child = command
             .env_clear()
             .envs(self.config.process_environment(&server.addr.to_string(), &stream))
             .stdin(Stdio::null())

@@ -15,7 +15,8 @@ pub mod sqs;
 
 pub use error::Error;
 pub use function::{
-    new_request_id, Credentials, FunctionConfig, Instance, Invocation, InvokeContext, LogLine, LogSink, Outcome, Stream,
+    new_request_id, Credentials, FunctionConfig, Instance, Invocation, InvokeContext, Launcher, LogLine, LogSink,
+    Outcome, Stream,
 };
 pub use runtime_api::FunctionError;
 

@@ -1,13 +1,25 @@
 //! Which build of a handler the local run executes: the deployed arm64 `bootstrap` from the
-//! release zip where this machine can run it (an arm64 Linux host, or qemu-user registered
-//! with the kernel's binfmt_misc), otherwise a build for this machine from the same sources
-//! (which differs from what is deployed: target, optimizations, overflow checks, speed).
+//! release zip where this machine can run it (an arm64 Linux host, qemu-user registered with
+//! the kernel's binfmt_misc, or qemu-user called directly with an aarch64 glibc), otherwise a
+//! build for this machine from the same sources (which differs from what is deployed: target,
+//! optimizations, overflow checks, speed).
 
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use lambda_local::Launcher;
+
 use crate::LocalError;
+
+/// qemu-user's programs for arm64, as Debian's `qemu-user-static` and `qemu-user` name them.
+pub const QEMU_PROGRAMS: [&str; 2] = ["qemu-aarch64-static", "qemu-aarch64"];
+
+/// Where Debian's `libc6-arm64-cross` puts the aarch64 glibc the bootstrap links against.
+pub const ARM64_SYSROOTS: [&str; 1] = ["/usr/aarch64-linux-gnu"];
+
+/// The dynamic loader the bootstrap names (`/lib/ld-linux-aarch64.so.1`), under a sysroot.
+const LOADER: &str = "lib/ld-linux-aarch64.so.1";
 
 /// Whether this machine can run the deployed arm64 Linux `bootstrap`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +28,8 @@ pub enum Arm64 {
     Native,
     /// Under qemu-user, which binfmt_misc starts for arm64 binaries.
     Emulated { interpreter: String },
+    /// Under qemu-user called directly, with the aarch64 glibc in `sysroot`.
+    Qemu { qemu: PathBuf, sysroot: PathBuf },
     /// Not here, and why.
     Unavailable(String),
 }
@@ -25,18 +39,40 @@ impl fmt::Display for Arm64 {
         match self {
             Arm64::Native => f.write_str("natively, on this arm64 Linux host"),
             Arm64::Emulated { interpreter } => write!(f, "under {interpreter} (binfmt_misc)"),
+            Arm64::Qemu { qemu, sysroot } => {
+                write!(f, "under {} -L {} (qemu-user, called directly)", qemu.display(), sysroot.display())
+            }
             Arm64::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl Arm64 {
+    /// What starts the bootstrap, where it cannot start itself.
+    pub fn launcher(&self) -> Option<Launcher> {
+        match self {
+            Arm64::Qemu { qemu, sysroot } => {
+                Some(Launcher { program: qemu.clone(), args: vec!["-L".to_owned(), sysroot.display().to_string()] })
+            }
+            _ => None,
         }
     }
 }
 
 /// What this machine offers.
 pub fn arm64() -> Arm64 {
-    arm64_in(std::env::consts::OS, std::env::consts::ARCH, Path::new("/proc/sys/fs/binfmt_misc"))
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let qemu = std::env::split_paths(&path)
+        .flat_map(|dir| QEMU_PROGRAMS.iter().map(move |p| dir.join(p)))
+        .find(|p| p.is_file());
+    let sysroot = ARM64_SYSROOTS.iter().map(PathBuf::from).find(|s| s.join(LOADER).exists());
+    let binfmt = Path::new("/proc/sys/fs/binfmt_misc");
+    arm64_in(std::env::consts::OS, std::env::consts::ARCH, binfmt, qemu.as_deref(), sysroot.as_deref())
 }
 
-/// What a machine running `os` on `arch`, with binfmt_misc entries in `binfmt`, offers.
-pub fn arm64_in(os: &str, arch: &str, binfmt: &Path) -> Arm64 {
+/// What a machine running `os` on `arch`, with binfmt_misc entries in `binfmt`, qemu-user at
+/// `qemu` and an aarch64 glibc in `sysroot`, offers.
+pub fn arm64_in(os: &str, arch: &str, binfmt: &Path, qemu: Option<&Path>, sysroot: Option<&Path>) -> Arm64 {
     if os != "linux" {
         return Arm64::Unavailable(format!("the deployed bootstrap is a Linux binary and this machine runs {os}"));
     }
@@ -57,7 +93,34 @@ pub fn arm64_in(os: &str, arch: &str, binfmt: &Path) -> Arm64 {
             return Arm64::Emulated { interpreter: interpreter.trim().to_owned() };
         }
     }
-    Arm64::Unavailable(format!("this machine is {arch} with no enabled qemu-aarch64 handler in {}", binfmt.display()))
+    match (qemu, sysroot) {
+        (Some(qemu), Some(sysroot)) => Arm64::Qemu { qemu: qemu.to_owned(), sysroot: sysroot.to_owned() },
+        (Some(qemu), None) => Arm64::Unavailable(format!(
+            "this machine is {arch}; {} is here but no aarch64 glibc, which the bootstrap links against (in {}: install libc6-arm64-cross)",
+            qemu.display(),
+            ARM64_SYSROOTS.join(", ")
+        )),
+        (None, _) => Arm64::Unavailable(format!(
+            "this machine is {arch} with no enabled qemu-aarch64 handler in {} and no {} on PATH",
+            binfmt.display(),
+            QEMU_PROGRAMS.join(" or ")
+        )),
+    }
+}
+
+/// The handlers' binaries a run executes, and what starts them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handlers {
+    /// One binary per asset name (`publish-metrics`, `events-load-test`).
+    pub dir: PathBuf,
+    pub launcher: Option<Launcher>,
+}
+
+impl Handlers {
+    /// Binaries this machine runs by itself (a host build, or arm64 on an arm64 host).
+    pub fn runnable(dir: PathBuf) -> Handlers {
+        Handlers { dir, launcher: None }
+    }
 }
 
 /// Writes the `bootstrap` of each handler's release zip (`<lambda_dir>/<name>/bootstrap.zip`)
@@ -90,27 +153,53 @@ mod tests {
     #[test]
     fn arm64_hosts_run_it_natively_and_others_need_an_enabled_qemu_handler() {
         let binfmt = tempfile::tempdir().unwrap();
-        assert_eq!(arm64_in("linux", "aarch64", binfmt.path()), Arm64::Native);
-        let none = arm64_in("linux", "x86_64", binfmt.path());
+        let at = |os, arch| arm64_in(os, arch, binfmt.path(), None, None);
+        assert_eq!(at("linux", "aarch64"), Arm64::Native);
+        let none = at("linux", "x86_64");
         assert!(
-            matches!(&none, Arm64::Unavailable(why) if why.contains("x86_64 with no enabled qemu-aarch64")),
+            matches!(&none, Arm64::Unavailable(why) if why.contains("x86_64 with no enabled qemu-aarch64")
+                && why.contains("no qemu-aarch64-static or qemu-aarch64 on PATH")),
             "{none}"
         );
         std::fs::write(binfmt.path().join("qemu-aarch64"), "disabled\ninterpreter /usr/bin/qemu-aarch64\n").unwrap();
-        assert!(matches!(arm64_in("linux", "x86_64", binfmt.path()), Arm64::Unavailable(_)), "a disabled handler");
+        assert!(matches!(at("linux", "x86_64"), Arm64::Unavailable(_)), "a disabled handler");
         std::fs::write(binfmt.path().join("qemu-arm"), "enabled\ninterpreter /usr/bin/qemu-arm\n").unwrap();
-        assert!(matches!(arm64_in("linux", "x86_64", binfmt.path()), Arm64::Unavailable(_)), "32-bit arm is not arm64");
+        assert!(matches!(at("linux", "x86_64"), Arm64::Unavailable(_)), "32-bit arm is not arm64");
         std::fs::write(
             binfmt.path().join("qemu-aarch64"),
             "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\n",
         )
         .unwrap();
         assert_eq!(
-            arm64_in("linux", "x86_64", binfmt.path()),
+            at("linux", "x86_64"),
             Arm64::Emulated { interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P".into() }
         );
-        let mac = arm64_in("macos", "aarch64", binfmt.path());
+        let mac = at("macos", "aarch64");
         assert!(mac.to_string().contains("Linux binary and this machine runs macos"), "{mac}");
+    }
+
+    #[test]
+    fn without_binfmt_qemu_is_called_directly_given_an_aarch64_glibc() {
+        let binfmt = tempfile::tempdir().unwrap();
+        let (qemu, sysroot) = (Path::new("/usr/bin/qemu-aarch64-static"), Path::new("/usr/aarch64-linux-gnu"));
+        let found = arm64_in("linux", "x86_64", binfmt.path(), Some(qemu), Some(sysroot));
+        assert_eq!(found, Arm64::Qemu { qemu: qemu.into(), sysroot: sysroot.into() });
+        assert_eq!(
+            found.to_string(),
+            "under /usr/bin/qemu-aarch64-static -L /usr/aarch64-linux-gnu (qemu-user, called directly)"
+        );
+        let launcher = found.launcher().expect("qemu starts it");
+        assert_eq!(
+            (launcher.program.as_path(), launcher.args.as_slice()),
+            (qemu, &["-L".to_owned(), "/usr/aarch64-linux-gnu".to_owned()][..])
+        );
+        // The bootstrap links glibc dynamically: qemu alone cannot start it.
+        let no_libc = arm64_in("linux", "x86_64", binfmt.path(), Some(qemu), None);
+        assert!(matches!(&no_libc, Arm64::Unavailable(why) if why.contains("install libc6-arm64-cross")), "{no_libc}");
+        assert_eq!(no_libc.launcher(), None);
+        // An arm64 host, or binfmt, needs no launcher.
+        assert_eq!(arm64_in("linux", "aarch64", binfmt.path(), Some(qemu), Some(sysroot)), Arm64::Native);
+        assert_eq!(Arm64::Native.launcher(), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use lambda_local::sqs::{MappingStats, Scaling, SqsMapping};
 use lambda_local::{Credentials, FunctionConfig, Instance, LogLine, LogSink, Outcome};
 
 use super::{mapping_settings, Invocations, LocalError, Tally};
+use crate::artifact::Handlers;
 
 /// The local AWS the functions call: endpoint, region, account and credentials.
 #[derive(Clone, Debug)]
@@ -101,10 +102,10 @@ pub fn binary_of(function: &Function, handlers: &Path) -> Result<PathBuf, LocalE
     }
 }
 
-/// The function as the deployed template configures it, to run `binary`.
+/// The function as the deployed template configures it, to run its binary among `handlers`.
 pub fn function_config(
     function: &Function,
-    binary: PathBuf,
+    handlers: &Handlers,
     ids: &BTreeMap<String, Deployed>,
     aws: &LocalAws,
     stack: &str,
@@ -124,8 +125,9 @@ pub fn function_config(
         })
         .collect::<Result<BTreeMap<_, _>, LocalError>>()?;
     Ok(FunctionConfig {
+        binary: binary_of(function, &handlers.dir)?,
+        launcher: handlers.launcher.clone(),
         name,
-        binary,
         environment,
         timeout: Duration::from_secs(u64::from(function.timeout_secs())),
         memory_mb: function.memory_mb(),
@@ -282,18 +284,19 @@ mod tests {
         fill_missing(&mut ids, &app.bus().construct().unwrap().id, app.bus().name());
         let sink: LogSink = Arc::new(|_| {});
         let dir = Path::new("/handlers");
+        let handlers = Handlers::runnable(dir.to_owned());
         let publish = app.publish();
-        let config =
-            function_config(publish, binary_of(publish, dir).unwrap(), &ids, &aws(), "s", sink.clone()).unwrap();
+        let config = function_config(publish, &handlers, &ids, &aws(), "s", sink.clone()).unwrap();
         assert_eq!(config.environment[order_events::env::TABLE_NAME], "serverlesspresso-metrics-table");
         assert_eq!(config.binary, dir.join(order_events::assets::PUBLISH_METRICS));
+        assert_eq!(config.launcher, None);
         assert_eq!((config.timeout, config.memory_mb), (Duration::from_secs(30), 256));
         assert_eq!(config.name, "PublishMetrics");
         let load_test = app.load_test();
-        let config = function_config(load_test, "/x".into(), &ids, &aws(), "s", sink.clone()).unwrap();
+        let config = function_config(load_test, &handlers, &ids, &aws(), "s", sink.clone()).unwrap();
         assert_eq!(config.environment[order_events::env::EVENT_BUS_NAME], "Serverlesspresso");
 
-        let missing = function_config(publish, "/x".into(), &BTreeMap::new(), &aws(), "s", sink).unwrap_err();
+        let missing = function_config(publish, &handlers, &BTreeMap::new(), &aws(), "s", sink).unwrap_err();
         let text = format!("{missing:#}");
         assert!(text.contains("PublishMetrics's TABLE_NAME") && text.contains("MetricsTable"), "{text}");
     }

@@ -28,8 +28,9 @@ use crate::{in_process, until_drained, Drain, Invocations, LocalError, OncePerSe
 /// Who runs the functions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Driver {
-    /// The handlers' binaries built for this machine, in this directory, behind `lambda-local`.
-    Binaries { handlers: PathBuf },
+    /// The handlers' binaries (the deployed ones, or a build for this machine), behind
+    /// `lambda-local`.
+    Binaries { handlers: crate::artifact::Handlers },
     /// The fast mode: the load test and PublishMetrics' logic in this process.
     InProcess,
 }
@@ -608,8 +609,7 @@ impl Functions {
         Ok(match &options.driver {
             Driver::Binaries { handlers } => {
                 let config = |f: &cfn::constructs::lambda::Function| -> Result<_, LocalError> {
-                    let binary = functions::binary_of(f, handlers)?;
-                    functions::function_config(f, binary, &env.ids, w.aws, &env.target.name, w.sink.clone())
+                    functions::function_config(f, handlers, &env.ids, w.aws, &env.target.name, w.sink.clone())
                 };
                 let mut mapping = functions::sqs_mapping(app.mapping(), w.queue_url, &env.aws, options.time_scale);
                 if let Some(reserved) = options.overrides.reserved_concurrency {

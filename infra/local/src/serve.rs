@@ -10,6 +10,7 @@ use std::sync::Arc;
 use lambda_local::invoke_api::{ApiEvent, ApiOptions, InvokeApi, Served};
 use lambda_local::{LogLine, LogSink};
 
+use crate::artifact::Handlers;
 use crate::environment::{Environment, EnvironmentOptions};
 use crate::functions::{self, LocalAws};
 use crate::logs::LogFiles;
@@ -20,8 +21,8 @@ use crate::LocalError;
 /// What `serve` takes.
 pub struct ServeOptions {
     pub environment: EnvironmentOptions,
-    /// The directory holding the handlers' binaries (see [`crate::artifact`]).
-    pub handlers: PathBuf,
+    /// The handlers' binaries and what starts them (see [`crate::artifact`]).
+    pub handlers: Handlers,
     /// The Invoke API's port on 127.0.0.1 (0: any free one).
     pub port: u16,
     /// The table's burst capacity at the start.
@@ -106,13 +107,12 @@ pub async fn serve(options: ServeOptions, events: &mut (dyn FnMut(Event) + Send)
     let mut served = Vec::new();
     let mut listed = Vec::new();
     for f in env.app.functions() {
-        let binary = functions::binary_of(f, &options.handlers)?;
-        let config = functions::function_config(f, binary.clone(), &env.ids, &aws, &env.target.name, sink.clone())?;
+        let config = functions::function_config(f, &options.handlers, &env.ids, &aws, &env.target.name, sink.clone())?;
         listed.push(ServedFunction {
             name: config.name.clone(),
             arn: config.arn(),
             reserved_concurrency: f.reserved_concurrency(),
-            binary,
+            binary: config.binary.clone(),
         });
         served.push(Served { config: Arc::new(config), reserved_concurrency: f.reserved_concurrency() });
     }

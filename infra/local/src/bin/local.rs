@@ -14,6 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use connection::Connection;
 use lambda_local::{LogLine, LogSink};
+use local::artifact::Handlers;
 use local::environment::{Environment, EnvironmentOptions};
 use local::functions;
 use local::throughput::Burst;
@@ -257,12 +258,12 @@ enum Work {
     Serving(Box<local::serve::Serving>),
 }
 
-/// The handlers' directory: given; the deployed arm64 bootstraps, where this machine runs
-/// them; or a build for this machine, made now. Says which.
-fn handlers(common: &Common) -> Result<PathBuf> {
+/// The handlers' binaries: given; the deployed arm64 bootstraps, where this machine runs them
+/// (natively or under qemu-user); or a build for this machine, made now. Says which.
+fn handlers(common: &Common) -> Result<Handlers> {
     if let Some(dir) = &common.handlers {
         eprintln!("running the handlers in {} (--handlers)", dir.display());
-        return Ok(dir.clone());
+        return Ok(Handlers::runnable(dir.clone()));
     }
     let support = local::artifact::arm64();
     if !common.host_build && !matches!(support, local::artifact::Arm64::Unavailable(_)) {
@@ -270,13 +271,13 @@ fn handlers(common: &Common) -> Result<PathBuf> {
         let into = lambda_dir.with_file_name("local-bootstrap");
         local::artifact::extract_bootstraps(&lambda_dir, &order_events::assets::ALL, &into)?;
         eprintln!("running the deployed arm64 bootstraps from {} {support}", lambda_dir.display());
-        return Ok(into);
+        return Ok(Handlers { dir: into, launcher: support.launcher() });
     }
     let why = if common.host_build { "--host-build".to_owned() } else { support.to_string() };
     eprintln!("running a build for this machine, not the deployed arm64 bootstrap ({why}); building it (cargo build --bins) ...");
     // The workspace this binary was built from.
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Ok(functions::build_handlers(&workspace)?)
+    Ok(Handlers::runnable(functions::build_handlers(&workspace)?))
 }
 
 async fn run(common: Common, args: RunArgs) -> Result<bool> {
@@ -349,7 +350,7 @@ async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
     };
     serde_json::from_slice::<serde_json::Value>(&event)
         .with_context(|| format!("the event {} is not JSON", args.event))?;
-    let dir = handlers(&common)?;
+    let handlers = handlers(&common)?;
     let env = Environment::prepare(&common.environment(), &mut |n| eprintln!("{n}")).await?;
     let app = &env.app;
     let names: Vec<String> = app.functions().iter().map(|f| f.physical_name().unwrap_or_default().to_owned()).collect();
@@ -359,8 +360,7 @@ async fn invoke(common: Common, args: InvokeArgs) -> Result<bool> {
         .find(|f| f.physical_name() == Some(args.function.as_str()))
         .ok_or_else(|| anyhow!("no function {} in the stack (there are: {})", args.function, names.join(", ")))?;
     let sink: LogSink = Arc::new(|line: LogLine| eprintln!("{line}"));
-    let binary = functions::binary_of(function, &dir)?;
-    let config = functions::function_config(function, binary, &env.ids, &env.aws, &env.target.name, sink)?;
+    let config = functions::function_config(function, &handlers, &env.ids, &env.aws, &env.target.name, sink)?;
     let invocation = functions::invoke_once(Arc::new(config), event).await?;
     println!("{}", invocation.outcome);
     Ok(!invocation.outcome.is_error())
