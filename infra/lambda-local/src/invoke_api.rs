@@ -526,9 +526,10 @@ fn parse_name(text: &str) -> Option<Named<'_>> {
     (valid(named.name, 64) && named.qualifier.is_none_or(|q| valid(q, 128))).then_some(named)
 }
 
-/// The query parameter `name`'s value.
-fn query<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
-    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+/// The query parameter `name`'s value, decoded (the SDK sends `$LATEST` as `%24LATEST`).
+fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let raw = req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?;
+    percent_decode(raw)
 }
 
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
@@ -590,7 +591,7 @@ async fn invoke(api: &Api, req: Request<Incoming>) -> Result<Response<Body>, Api
     let name = percent_decode(name).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "ValidationException", "the function name is not valid")
     })?;
-    let pool = resolve(api, &name, query(&req, "Qualifier"))?.clone();
+    let pool = resolve(api, &name, query(&req, "Qualifier").as_deref())?.clone();
     let kind = match header(&req, "X-Amz-Invocation-Type") {
         None | Some("RequestResponse") => InvocationType::RequestResponse,
         Some("Event") => InvocationType::Event,

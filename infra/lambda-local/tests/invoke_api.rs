@@ -92,6 +92,8 @@ async fn the_sdk_invokes_with_lambdas_answer_a_log_tail_and_a_warm_environment()
     assert!(!tail.contains("INIT_START") && tail.contains("REPORT"), "{tail}");
     let out = lambda.invoke().function_name("StandIn:$LATEST").send().await.unwrap();
     assert_eq!(out.log_result(), None);
+    let out = lambda.invoke().function_name("StandIn").qualifier("$LATEST").send().await.unwrap();
+    assert_eq!(out.executed_version(), Some("$LATEST"), "the qualifier as a query parameter");
     let cold: Vec<bool> = s
         .events
         .lock()
@@ -102,7 +104,7 @@ async fn the_sdk_invokes_with_lambdas_answer_a_log_tail_and_a_warm_environment()
             _ => None,
         })
         .collect();
-    assert_eq!(cold, [true, false, false], "one environment, reused");
+    assert_eq!(cold, [true, false, false, false], "one environment, reused");
     let inits = s.logs.lock().unwrap().iter().filter(|l| l.line.starts_with("INIT_START")).count();
     assert_eq!(inits, 1);
     s.api.shutdown().await;
