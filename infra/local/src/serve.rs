@@ -67,13 +67,11 @@ impl std::fmt::Display for Serving {
         }
         writeln!(f, "the functions call {} (moto, through DynamoDB's provisioned throughput)", self.aws_endpoint)?;
         writeln!(f, "logs: {}", self.logs.display())?;
-        if let Some(first) = self.functions.first() {
-            writeln!(
-                f,
-                "try: aws lambda invoke --endpoint-url {} --function-name {} --payload '{{}}' --log-type Tail out.json",
-                self.endpoint, first.name
-            )?;
-        }
+        writeln!(
+            f,
+            "try: aws lambda invoke --endpoint-url {} --function-name NAME --payload fileb://event.json --log-type Tail out.json",
+            self.endpoint
+        )?;
         write!(
             f,
             "(the SQS mapping does not run here: events the functions put on the bus wait in the queue; `local` runs the whole pipeline)"

@@ -517,7 +517,7 @@ async fn local_serve_puts_the_real_binaries_behind_lambdas_invoke_api() {
         std::fs::write(&event_file, serde_json::to_vec(&event).unwrap()).unwrap();
         let out = support::aws_lambda_invoke(&endpoint)
             .args(["--function-name", "PublishMetrics", "--payload"])
-            .arg(format!("file://{}", event_file.display()))
+            .arg(format!("fileb://{}", event_file.display()))
             .arg(&out_file)
             .output()
             .unwrap();
