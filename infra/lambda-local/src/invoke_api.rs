@@ -336,17 +336,7 @@ impl InvokeApi {
         let mut tasks: Vec<_> =
             queues.into_iter().map(|(pool, events)| tokio::spawn(deliver(pool, events, options.clone()))).collect();
         let api = Arc::new(Api { pools: pools.clone(), options });
-        tasks.push(tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(api.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }));
+        tasks.push(crate::http::serve(listener, api, handle));
         Ok(InvokeApi { addr, pools, tasks })
     }
 

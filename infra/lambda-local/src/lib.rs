@@ -9,6 +9,7 @@
 
 mod error;
 mod function;
+mod http;
 pub mod invoke_api;
 mod runtime_api;
 pub mod sqs;

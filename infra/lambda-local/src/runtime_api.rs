@@ -88,20 +88,7 @@ impl Server {
             initialized: std::sync::atomic::AtomicBool::new(false),
             ready: Notify::new(),
         });
-        let serving = state.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    // A connection the process drops mid-request is its own failure, seen as a
-                    // crash or a timeout by the invoker.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let accept = crate::http::serve(listener, state.clone(), handle);
         Ok(Server { addr, invocations, state, accept })
     }
 
