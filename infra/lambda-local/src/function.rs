@@ -191,6 +191,18 @@ impl Outcome {
     pub fn is_error(&self) -> bool {
         !matches!(self, Outcome::Response(_))
     }
+
+    /// The error type Lambda itself gives this ending (REPORT's `Error Type`, and the
+    /// `errorType` an Invoke caller gets), where the function did not report one.
+    pub fn platform_error_type(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Response(_) | Outcome::FunctionError(_) | Outcome::Timeout(_) => None,
+            Outcome::InitError(_) => Some("Runtime.InitError"),
+            Outcome::Crashed(_) => Some("Runtime.ExitError"),
+            Outcome::ResponseTooLarge => Some("Function.ResponseSizeTooLarge"),
+            Outcome::OutOfMemory { .. } => Some("Runtime.OutOfMemory"),
+        }
+    }
 }
 
 impl std::fmt::Display for Outcome {
@@ -492,15 +504,12 @@ impl Instance {
         if let Outcome::Timeout(t) = &outcome {
             self.platform(Some(&request_id), format!("Task timed out after {:.2} seconds", t.as_secs_f64()));
         }
-        let (status, error_type) = match &outcome {
-            Outcome::Response(_) => ("success", None),
-            Outcome::FunctionError(_) => ("error", None),
-            Outcome::InitError(_) => ("error", Some("Runtime.InitError")),
-            Outcome::Timeout(_) => ("timeout", None),
-            Outcome::Crashed(_) => ("error", Some("Runtime.ExitError")),
-            Outcome::ResponseTooLarge => ("error", Some("Function.ResponseSizeTooLarge")),
-            Outcome::OutOfMemory { .. } => ("error", Some("Runtime.OutOfMemory")),
+        let status = match &outcome {
+            Outcome::Response(_) => "success",
+            Outcome::Timeout(_) => "timeout",
+            _ => "error",
         };
+        let error_type = outcome.platform_error_type();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         // A custom runtime's init is billed with its first invocation, rounded up to the ms
         // (Lambda pricing page: OS-only runtimes are billed for the Init phase).

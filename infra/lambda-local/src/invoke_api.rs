@@ -33,22 +33,21 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::function::{new_request_id, FunctionConfig, Instance, Invocation, InvokeContext, LogLine, Outcome};
-use crate::{Error, MAX_PAYLOAD_BYTES, MAX_RESPONSE_BYTES};
+use crate::{Error, ACCOUNT_CONCURRENCY, MAX_PAYLOAD_BYTES, MAX_RESPONSE_BYTES};
 
 /// Largest asynchronous (`Event`) payload Lambda accepts: 1 MB (Lambda API Reference, "Invoke").
 pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
 
-/// How much of an invocation's log `X-Amz-Log-Type: Tail` returns: the last 4 KB.
+/// How much of an invocation's log `X-Amz-Log-Type: Tail` returns: the last 4 KB (Lambda API
+/// Reference, "Invoke": `LogResult`).
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 
-/// Longest `ClientContext` Lambda accepts: 3583 bytes of base64.
+/// Longest `ClientContext` Lambda accepts: 3583 bytes of base64 (Lambda API Reference,
+/// "Invoke": `ClientContext`).
 pub const MAX_CLIENT_CONTEXT_BYTES: usize = 3583;
 
 /// The most of an oversized request read before it is refused.
 const READ_AT_MOST: usize = 4 * MAX_PAYLOAD_BYTES;
-
-/// The concurrency of a function without a reserved one: the account's default quota.
-pub const ACCOUNT_CONCURRENCY: u32 = 1000;
 
 /// One function behind the API.
 #[derive(Clone)]
@@ -66,10 +65,12 @@ pub struct ApiOptions {
     /// The concurrency of functions without a reserved one.
     pub unreserved_concurrency: u32,
     /// The waits before the retries of a failed asynchronous invocation (Lambda: two retries,
-    /// one minute and then two minutes later).
+    /// one minute and then two minutes later; Lambda Developer Guide, "Asynchronous
+    /// invocation").
     pub retry_delays: Vec<Duration>,
     /// How long an asynchronous event may wait for capacity before it is dropped (Lambda's
-    /// default `MaximumEventAgeInSeconds`: six hours).
+    /// default `MaximumEventAgeInSeconds`: six hours; Lambda API Reference,
+    /// "PutFunctionEventInvokeConfig").
     pub max_event_age: Duration,
     /// Receives what the API did: each invocation, throttle, retry and dropped event.
     pub report: Arc<dyn Fn(ApiEvent) + Send + Sync>,
@@ -253,48 +254,46 @@ impl Pool {
     }
 }
 
+/// How Lambda reports a failed invocation to its caller: the `errorType` and `errorMessage` of
+/// the payload; `None` when the function answered.
+fn failure(invocation: &Invocation) -> Option<(String, String)> {
+    let id = &invocation.request_id;
+    let exited = |why: &str| format!("RequestId: {id} Error: Runtime exited with error: {why}");
+    let message = match &invocation.outcome {
+        Outcome::Response(_) => return None,
+        // The function's (or its init's) own error document.
+        Outcome::FunctionError(e) | Outcome::InitError(e) => {
+            return Some((e.error_type.clone(), e.error_message.clone()))
+        }
+        Outcome::Timeout(t) => {
+            let message = format!("RequestId: {id} Error: Task timed out after {:.2} seconds", t.as_secs_f64());
+            return Some(("Sandbox.Timedout".to_owned(), message));
+        }
+        Outcome::Crashed(why) => exited(why),
+        Outcome::OutOfMemory { .. } => exited("signal: killed"),
+        Outcome::ResponseTooLarge => {
+            format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
+        }
+    };
+    let error_type = invocation.outcome.platform_error_type().unwrap_or("Unhandled");
+    Some((error_type.to_owned(), message))
+}
+
 /// The payload Lambda returns for an invocation, and whether it is an error document.
 pub fn response_payload(invocation: &Invocation) -> (Bytes, bool) {
-    let id = &invocation.request_id;
-    let error = |error_type: &str, message: String| {
-        Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
-    };
-    match &invocation.outcome {
-        Outcome::Response(body) => (body.clone(), false),
-        Outcome::FunctionError(e) | Outcome::InitError(e) => (error(&e.error_type, e.error_message.clone()), true),
-        Outcome::Timeout(t) => (
-            error(
-                "Sandbox.Timedout",
-                format!("RequestId: {id} Error: Task timed out after {:.2} seconds", t.as_secs_f64()),
-            ),
-            true,
-        ),
-        Outcome::Crashed(why) => {
-            (error("Runtime.ExitError", format!("RequestId: {id} Error: Runtime exited with error: {why}")), true)
+    match (&invocation.outcome, failure(invocation)) {
+        (Outcome::Response(body), _) => (body.clone(), false),
+        (_, failed) => {
+            let (error_type, message) = failed.unwrap_or_default();
+            let doc = serde_json::json!({"errorType": error_type, "errorMessage": message});
+            (Bytes::from(doc.to_string()), true)
         }
-        Outcome::OutOfMemory { .. } => (
-            error("Runtime.OutOfMemory", format!("RequestId: {id} Error: Runtime exited with error: signal: killed")),
-            true,
-        ),
-        Outcome::ResponseTooLarge => (
-            error(
-                "Function.ResponseSizeTooLarge",
-                format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
-            ),
-            true,
-        ),
     }
 }
 
 /// The error type an invocation's outcome reports, `None` on success.
 fn error_type(invocation: &Invocation) -> Option<String> {
-    let (payload, failed) = response_payload(invocation);
-    failed.then(|| {
-        serde_json::from_slice::<serde_json::Value>(&payload)
-            .ok()
-            .and_then(|v| v["errorType"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "Unhandled".to_owned())
-    })
+    failure(invocation).map(|(error_type, _)| error_type)
 }
 
 /// The Invoke API, serving until dropped or shut down.

@@ -21,8 +21,13 @@ pub use function::{
 };
 pub use runtime_api::FunctionError;
 
-/// Largest synchronous request payload Lambda accepts (6 MB).
+/// Largest synchronous request payload Lambda accepts: 6 MB (Lambda API Reference, "Invoke";
+/// Lambda Developer Guide, "Lambda quotas").
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Concurrent executions an account may run across its functions without reserved concurrency
+/// (Lambda Developer Guide, "Lambda quotas": 1,000 per Region by default).
+pub const ACCOUNT_CONCURRENCY: u32 = 1_000;
 
 /// Largest response a runtime may post: 6 MiB and 100 bytes, the figure in Lambda's own refusal
 /// ("exceeded maximum allowed payload size (6291556 bytes)").

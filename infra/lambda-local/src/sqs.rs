@@ -21,11 +21,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::function::{FunctionConfig, Instance, Outcome};
-use crate::{Error, MAX_PAYLOAD_BYTES};
-
-/// Concurrent executions an account may run across its functions without reserved concurrency
-/// (Lambda quotas: 1,000 per Region by default).
-pub const ACCOUNT_CONCURRENCY: u32 = 1_000;
+use crate::{Error, ACCOUNT_CONCURRENCY, MAX_PAYLOAD_BYTES};
 
 /// How the mapping scales its concurrent batches (for SQS, AWS's numbers are in the construct
 /// library: five at first, up to 300 more a minute, at most 1,000).
