@@ -532,17 +532,12 @@ impl OrderEvent {
                 DedupeKey::Order { detail_type, order_id: id_field(order_id, "orderId").map_err(BadEvent::BadOrderId)? }
             }
         };
-        let kind = match detail_type {
-            DetailType::WaitingCompletion => {
-                let drink = detail.and_then(|d| d.get("drinkOrder")).and_then(|d| d.get("drink"));
-                let Some(serde_json::Value::String(drink)) = drink else {
-                    return Err(BadEvent::NoDrink(detail_type.as_str()));
-                };
-                OrderKind::WaitingCompletion { drink: Drink::parse(drink)? }
-            }
-            DetailType::OrderCompleted => OrderKind::Completed,
-            DetailType::OrderCancelled => OrderKind::Cancelled,
+        // Only a `WaitingCompletion` counts a drink; the others' drinkOrder, if any, is not read.
+        let drink = match (detail_type, detail.and_then(|d| d.get("drinkOrder")).and_then(|d| d.get("drink"))) {
+            (DetailType::WaitingCompletion, Some(serde_json::Value::String(drink))) => Some(Drink::parse(drink)?),
+            _ => None,
         };
+        let kind = OrderKind::new(detail_type, drink).ok_or(BadEvent::NoDrink(detail_type.as_str()))?;
         Ok(OrderEvent { id, dedupe, time, day: time.date_naive(), kind })
     }
 
