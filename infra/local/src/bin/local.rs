@@ -120,16 +120,11 @@ struct RunArgs {
     /// Fast mode: no binaries; the load test and PublishMetrics' logic run in this process.
     #[arg(long)]
     in_process: bool,
-    /// Where the functions' logs go, one JSON Lines file per function [default:
-    /// <target>/local-logs].
-    #[arg(long)]
-    logs: Option<PathBuf>,
+    #[command(flatten)]
+    logs: LogArgs,
     /// Where the workshop's graphs go, one HTML file [default: <logs>/graphs.html].
     #[arg(long)]
     graphs: Option<PathBuf>,
-    /// Print every log line too, prefixed with the function and request ID.
-    #[arg(long)]
-    print_logs: bool,
     /// Print the summary as one JSON document (the progress goes to stderr).
     #[arg(long)]
     json: bool,
@@ -171,6 +166,17 @@ struct ServeArgs {
     /// The port on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 3001)]
     port: u16,
+    #[command(flatten)]
+    logs: LogArgs,
+    /// The table's burst capacity at the start: `empty` (AWS gives burst on a best-effort
+    /// basis; do not plan on it) or `full` (300 s of unused capacity).
+    #[arg(long, value_enum, default_value_t = Burst::Empty)]
+    burst: Burst,
+}
+
+/// Where the functions' logs go, for a run and for `serve`.
+#[derive(clap::Args)]
+struct LogArgs {
     /// Where the functions' logs go, one JSON Lines file per function [default:
     /// <target>/local-logs].
     #[arg(long)]
@@ -178,9 +184,17 @@ struct ServeArgs {
     /// Print every log line too, prefixed with the function and request ID.
     #[arg(long)]
     print_logs: bool,
-    /// The table's burst capacity at the start.
-    #[arg(long, value_enum, default_value_t = Burst::Empty)]
-    burst: Burst,
+}
+
+impl LogArgs {
+    fn dir(&self) -> PathBuf {
+        self.logs.clone().unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs"))
+    }
+
+    /// With `--print-logs`, a sink printing each line on stderr.
+    fn echo(&self) -> Option<LogSink> {
+        self.print_logs.then(|| Arc::new(|line: LogLine| eprintln!("{line}")) as LogSink)
+    }
 }
 
 /// The run's flags given on the command line, by their long names: the subcommands take none of
@@ -282,8 +296,7 @@ fn handlers(common: &Common) -> Result<Handlers> {
 
 async fn run(common: Common, args: RunArgs) -> Result<bool> {
     let driver = if args.in_process { Driver::InProcess } else { Driver::Binaries { handlers: handlers(&common)? } };
-    let logs = args.logs.unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs"));
-    let echo_logs: Option<LogSink> = args.print_logs.then(|| Arc::new(|line: LogLine| eprintln!("{line}")) as LogSink);
+    let (logs, echo_logs) = (args.logs.dir(), args.logs.echo());
     let options = RunOptions {
         environment: common.environment(),
         driver,
@@ -326,8 +339,7 @@ async fn run(common: Common, args: RunArgs) -> Result<bool> {
 
 async fn serve(common: Common, args: ServeArgs) -> Result<local::serve::Serving> {
     let handlers = handlers(&common)?;
-    let logs = args.logs.unwrap_or_else(|| deploy::assets::default_lambda_dir().with_file_name("local-logs"));
-    let echo_logs: Option<LogSink> = args.print_logs.then(|| Arc::new(|line: LogLine| eprintln!("{line}")) as LogSink);
+    let (logs, echo_logs) = (args.logs.dir(), args.logs.echo());
     let options = local::serve::ServeOptions {
         environment: common.environment(),
         handlers,
