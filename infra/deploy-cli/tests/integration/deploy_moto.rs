@@ -435,7 +435,7 @@ async fn check_resources(moto: &Moto, config: &aws_config::SdkConfig) {
 async fn large_templates_go_through_s3() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = s3_client(&config);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     let small = deploy::cloudformation::template_source(&s3, Some(BUCKET), None, "{}".into()).await.unwrap();
     assert!(matches!(small, deploy::cloudformation::TemplateSource::Body(_)));
@@ -455,7 +455,7 @@ async fn large_templates_go_through_s3() {
 async fn the_tls_only_policy_refuses_plain_http() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = s3_client(&config);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     s3.put_object().bucket(BUCKET).key("before").body(b"x".to_vec().into()).send().await.unwrap();
     let policy = deploy::cloudformation::tls_only_policy("us-east-1", BUCKET);
@@ -469,7 +469,7 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
     use deploy::cloudformation::upload_once;
     let moto = Moto::start();
     let config = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = s3_client(&config);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     assert!(upload_once(&s3, BUCKET, None, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "uploaded");
     assert!(!upload_once(&s3, BUCKET, None, "f/abc.zip", b"zip bytes".to_vec()).await.unwrap(), "same checksum: kept");
@@ -508,8 +508,7 @@ async fn an_existing_asset_is_trusted_only_by_its_checksum() {
             });
         }
     });
-    let via = aws_sdk_s3::config::Builder::from(&config).endpoint_url(&endpoint).force_path_style(true).build();
-    let denied = aws_sdk_s3::Client::from_conf(via);
+    let denied = s3_client(&support::moto::sdk_config_at(&endpoint).await);
     assert!(
         upload_once(&denied, BUCKET, Some("123456789012"), "f/new.zip", b"new bytes".to_vec()).await.unwrap(),
         "uploaded"
