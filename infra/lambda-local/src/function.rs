@@ -254,7 +254,11 @@ const INIT_LIMIT: Duration = Duration::from_secs(10);
 /// A memory figure of process `pid` in MB, rounded up, from Linux's `/proc/PID/status` (`VmHWM`:
 /// the peak resident set; `VmRSS`: the current one); `None` where the system does not say.
 fn memory_mb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_mb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, field)
+}
+
+/// `field` of a `/proc/PID/status` text (`VmRSS:\t  1234 kB`) in MB, rounded up.
+fn status_mb(status: &str, field: &str) -> Option<u64> {
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
@@ -616,6 +620,18 @@ mod tests {
         assert!(!env.contains_key("AWS_SESSION_TOKEN"));
         assert!(!env.contains_key("HOME"), "nothing of the caller's environment but PATH");
         assert_eq!(config().arn(), "arn:aws:lambda:eu-west-1:123456789012:function:PublishMetrics");
+    }
+
+    #[test]
+    fn memory_figures_are_read_from_proc_status_and_anything_else_is_none() {
+        let status = "Name:\tbootstrap\nVmHWM:\t  131073 kB\nVmRSS:\t    1024 kB\n";
+        assert_eq!(status_mb(status, "VmHWM"), Some(129), "rounded up");
+        assert_eq!(status_mb(status, "VmRSS"), Some(1));
+        assert_eq!(status_mb(status, "VmSwap"), None, "absent");
+        assert_eq!(status_mb("VmRSSX:\t 5 kB", "VmRSS"), None, "another field with the same start");
+        assert_eq!(status_mb("VmRSS:\t lots kB", "VmRSS"), None);
+        assert_eq!(status_mb("VmRSS:\t -5 kB", "VmRSS"), None);
+        assert_eq!(status_mb("", "VmRSS"), None);
     }
 
     #[test]

@@ -155,6 +155,23 @@ async fn refusals_carry_the_documented_error_codes() {
         .unwrap_err();
     assert_eq!(code(&elsewhere).as_deref(), Some("ResourceNotFoundException"), "another region's function");
 
+    // (Before the Event below, which holds the only environment a while.)
+    // Both sides of the client context's limit (3583 bytes of base64): a JSON object padded to
+    // 2685 bytes encodes to 3580, one of 2688 to 3584.
+    let context = |n: usize| {
+        let doc = format!("{{\"p\": \"{}\"}}", "x".repeat(n - 9));
+        base64::engine::general_purpose::STANDARD.encode(doc)
+    };
+    assert_eq!((context(2685).len(), context(2688).len()), (3580, 3584));
+    let fits = lambda.invoke().function_name("StandIn").client_context(context(2685)).send().await.unwrap();
+    assert_eq!(json(fits.payload())["clientContext"], context(2685).as_str());
+    let long = lambda.invoke().function_name("StandIn").client_context(context(2688)).send().await.unwrap_err();
+    assert_eq!(code(&long).as_deref(), Some("InvalidParameterValueException"));
+    // Values outside the enums are refused, not taken for the default.
+    let kind = lambda.invoke().function_name("StandIn").invocation_type(InvocationType::from("Later")).send().await;
+    assert_eq!(code(&kind.unwrap_err()).as_deref(), Some("ValidationException"));
+    let log = lambda.invoke().function_name("StandIn").log_type(LogType::from("Everything")).send().await;
+    assert_eq!(code(&log.unwrap_err()).as_deref(), Some("ValidationException"));
     // Both sides of both payload limits.
     let padded = |n: usize| {
         let mut p = b"{\"pad\": \"".to_vec();
