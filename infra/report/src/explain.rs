@@ -45,30 +45,24 @@ pub async fn provenance(
     day: NaiveDate,
 ) -> Result<Vec<Provenance>, ReportError> {
     let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        // Dedupe records are keyed by order, not by day: a filtered scan (the records expire
-        // with the dedupe window, so the table stays small).
-        let page = ddb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#pk, :dedupe) AND begins_with(#time, :day)")
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .expression_attribute_names("#time", provenance::EVENT_TIME)
-            .expression_attribute_values(":dedupe", AttributeValue::S(DEDUPE_PK_PREFIX.to_owned()))
-            .expression_attribute_values(":day", AttributeValue::S(day.format("%Y-%m-%d").to_string()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| ReportError::Query { table: table.to_owned(), message: connection::sdk_error(&e) })?;
-        for item in page.items() {
-            out.push(record(table, item)?);
-        }
-        match page.last_evaluated_key() {
-            Some(k) => start = Some(k.clone()),
-            None => break,
-        }
+    // Dedupe records are keyed by order, not by day: a filtered scan (the records expire with
+    // the dedupe window, so the table stays small).
+    let mut items = ddb
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .filter_expression("begins_with(#pk, :dedupe) AND begins_with(#time, :day)")
+        .expression_attribute_names("#pk", PARTITION_KEY)
+        .expression_attribute_names("#time", provenance::EVENT_TIME)
+        .expression_attribute_values(":dedupe", AttributeValue::S(DEDUPE_PK_PREFIX.to_owned()))
+        .expression_attribute_values(":day", AttributeValue::S(day.format("%Y-%m-%d").to_string()))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = items.next().await {
+        let item =
+            item.map_err(|e| ReportError::Query { table: table.to_owned(), message: connection::sdk_error(&e) })?;
+        out.push(record(table, &item)?);
     }
     out.sort();
     Ok(out)

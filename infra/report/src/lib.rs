@@ -33,27 +33,22 @@ pub enum ReportError {
 pub async fn counters(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<BTreeMap<String, u64>, ReportError> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = ddb
-            .query()
-            .table_name(table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .expression_attribute_values(":pk", AttributeValue::S(AGGREGATE_PK.to_owned()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| ReportError::Query { table: table.to_owned(), message: connection::sdk_error(&e) })?;
-        for item in page.items() {
-            let (sk, val) = counter(table, item)?;
-            out.insert(sk, val);
-        }
-        match page.last_evaluated_key() {
-            Some(k) => start = Some(k.clone()),
-            None => return Ok(out),
-        }
+    let mut items = ddb
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk")
+        .expression_attribute_names("#pk", PARTITION_KEY)
+        .expression_attribute_values(":pk", AttributeValue::S(AGGREGATE_PK.to_owned()))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = items.next().await {
+        let item =
+            item.map_err(|e| ReportError::Query { table: table.to_owned(), message: connection::sdk_error(&e) })?;
+        let (sk, val) = counter(table, &item)?;
+        out.insert(sk, val);
     }
+    Ok(out)
 }
 
 /// One counter item as (sort key, value).
